@@ -1,0 +1,57 @@
+"""One root for every error gpu-reactor raises on purpose; each carries its data."""
+
+from __future__ import annotations
+
+
+class ReactorError(Exception):
+    """Base of all gpu-reactor errors. ``str(err)`` is one line fit for a person."""
+
+
+class ConfigError(ReactorError):
+    """A setting or the environment is wrong; start-up stops with this message."""
+
+
+class DatabaseError(ReactorError):
+    """The database cannot be reached or is not in the expected state."""
+
+
+class SchemaError(DatabaseError):
+    """The schema is missing or older than this release: run ``gpu-reactor migrate``."""
+
+
+class ProviderError(ReactorError):
+    """A provider call failed. ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class TransientProviderError(ProviderError):
+    """Worth retrying later (5xx, timeouts, connection resets)."""
+
+
+class CapacityError(ProviderError):
+    """No capacity for this GPU type / data center right now; try another candidate."""
+
+
+class RateLimited(ProviderError):
+    """429: wait ``retry_after`` seconds before the next call."""
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Retrying the same call cannot help (422, 401, 403, 409)."""
+
+
+class InsufficientBalance(PermanentProviderError):
+    """402: the account cannot pay for more pods; stop creating and tell the operator."""
+
+
+class NotFound(ProviderError):
+    """404: the pod does not exist (for a terminate, that is success)."""

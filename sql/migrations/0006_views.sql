@@ -1,0 +1,106 @@
+-- 0006: views for operators (psql, Grafana's Postgres source, the dashboard).
+-- Thresholds come from gpu_reactor_settings, which the reactor keeps in step with its
+-- own settings, so the views and the reactor agree on what "stale" and "stuck" mean.
+
+CREATE OR REPLACE VIEW orchestrator_status AS
+SELECT
+    (SELECT count(*) FROM tasks WHERE status = 'Queued')        AS queued_tasks,
+    (SELECT count(*) FROM tasks WHERE status = 'In Progress')   AS in_progress_tasks,
+    (SELECT count(*) FROM tasks WHERE status = 'Complete')      AS completed_tasks,
+    (SELECT count(*) FROM tasks WHERE status = 'Failed')        AS failed_tasks,
+    (SELECT count(*) FROM tasks WHERE status = 'Cancelled')     AS cancelled_tasks,
+    (SELECT extract(epoch FROM now() - min(created_at))
+       FROM tasks WHERE status = 'Queued')                      AS oldest_queued_age_sec,
+    (SELECT count(*) FROM workers WHERE status = 'spawning')    AS spawning_workers,
+    (SELECT count(*) FROM workers WHERE status = 'active')      AS active_workers,
+    (SELECT count(*) FROM workers WHERE status = 'terminating') AS terminating_workers,
+    (SELECT count(*) FROM workers WHERE status = 'error')       AS error_workers,
+    (SELECT count(*) FROM workers w, gpu_reactor_settings s
+       WHERE w.status IN ('active', 'terminating')
+         AND w.last_heartbeat < now() - make_interval(secs => s.heartbeat_timeout_sec))
+                                                                AS stale_workers,
+    (SELECT count(*) FROM tasks t, gpu_reactor_settings s
+       WHERE t.status = 'In Progress'
+         AND t.generation_started_at < now() - make_interval(secs => s.task_stuck_timeout_sec))
+                                                                AS stuck_tasks,
+    now()                                                       AS observed_at;
+
+CREATE OR REPLACE VIEW active_workers_health AS
+SELECT
+    w.id AS worker_id,
+    w.pod_id,
+    w.status,
+    w.gpu_type,
+    w.cost_per_hr,
+    w.managed,
+    w.created_at,
+    w.last_heartbeat,
+    extract(epoch FROM now() - w.last_heartbeat) AS heartbeat_age_sec,
+    t.id AS current_task_id,
+    t.task_type AS current_task_type,
+    extract(epoch FROM now() - t.generation_started_at) AS current_task_age_sec,
+    CASE
+        WHEN w.status = 'spawning'
+             AND w.created_at < now() - make_interval(secs => s.spawning_timeout_sec) THEN 'spawn_overdue'
+        WHEN w.status = 'spawning' THEN 'starting'
+        WHEN w.last_heartbeat IS NULL
+             OR w.last_heartbeat < now() - make_interval(secs => s.heartbeat_timeout_sec) THEN 'stale'
+        WHEN t.generation_started_at < now() - make_interval(secs => s.task_stuck_timeout_sec) THEN 'stuck_task'
+        WHEN w.status = 'terminating' THEN 'draining'
+        WHEN t.id IS NOT NULL THEN 'busy'
+        ELSE 'idle'
+    END AS health
+FROM workers w
+CROSS JOIN gpu_reactor_settings s
+LEFT JOIN LATERAL (
+    SELECT id, task_type, generation_started_at
+    FROM tasks
+    WHERE status = 'In Progress' AND worker_id = w.id
+    ORDER BY generation_started_at
+    LIMIT 1
+) t ON true
+WHERE w.status IN ('spawning', 'active', 'terminating');
+
+CREATE OR REPLACE VIEW recent_task_activity AS
+SELECT id, task_type, status, worker_id, attempts, max_attempts, created_at, updated_at,
+       generation_started_at, generation_processed_at,
+       extract(epoch FROM generation_processed_at - generation_started_at) AS processing_sec,
+       error_message
+FROM tasks
+WHERE updated_at > now() - interval '1 hour'
+ORDER BY updated_at DESC
+LIMIT 200;
+
+CREATE OR REPLACE VIEW worker_performance AS
+SELECT
+    w.id AS worker_id,
+    w.status,
+    w.gpu_type,
+    w.cost_per_hr,
+    w.created_at,
+    w.terminated_at,
+    extract(epoch FROM coalesce(w.terminated_at, now()) - w.created_at) AS lifetime_sec,
+    count(t.id) FILTER (WHERE t.status = 'Complete') AS tasks_completed,
+    count(t.id) FILTER (WHERE t.status = 'Failed') AS tasks_failed,
+    avg(extract(epoch FROM t.generation_processed_at - t.generation_started_at))
+        FILTER (WHERE t.status = 'Complete') AS avg_processing_sec,
+    round(w.cost_per_hr * extract(epoch FROM coalesce(w.terminated_at, now()) - w.created_at) / 3600.0, 4)
+        AS cost_usd
+FROM workers w
+LEFT JOIN tasks t ON t.worker_id = w.id
+GROUP BY w.id;
+
+-- Hourly burn of the live fleet and what it has spent since midnight (UTC).
+CREATE OR REPLACE VIEW fleet_cost AS
+SELECT
+    coalesce(sum(cost_per_hr) FILTER (WHERE status IN ('spawning', 'active', 'terminating')), 0)
+        AS hourly_burn_usd,
+    count(*) FILTER (WHERE status IN ('spawning', 'active', 'terminating')) AS live_workers,
+    round(coalesce(sum(
+        cost_per_hr * extract(epoch FROM
+            least(coalesce(terminated_at, now()), now())
+            - greatest(created_at, date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+        ) / 3600.0
+    ) FILTER (WHERE coalesce(terminated_at, now()) > date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0), 4)
+        AS spent_today_usd
+FROM workers;
