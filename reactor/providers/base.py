@@ -1,0 +1,75 @@
+"""What the reactor needs from a GPU provider, and the pod it gets back.
+
+A provider creates, terminates, lists and looks up pods. Implementations: ``runpod``
+(REST API v2 over aiohttp) and ``local`` (gpu-worker processes on this machine).
+Errors are the ProviderError family of reactor.errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+FLEET_ENV = "GPU_REACTOR_FLEET"
+
+# Normalised pod states (Runpod's own names).
+LIVE_POD_STATES = frozenset({"PROVISIONING", "STARTING", "RUNNING"})
+DEAD_POD_STATES = frozenset({"EXITED", "ERROR", "TERMINATED"})
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    """What to create: one pod named after its worker, with the worker's environment."""
+
+    name: str
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Pod:
+    id: str
+    name: str
+    status: str
+    gpu_type: str | None = None
+    cost_per_hr: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status not in DEAD_POD_STATES
+
+    def belongs_to(self, fleet: str) -> bool:
+        """Both marks: the fleet's name prefix and its env marker."""
+        return self.name.startswith(f"{fleet}-") and self.env.get(FLEET_ENV) == fleet
+
+
+class Provider(Protocol):
+    name: str
+
+    async def create(self, spec: PodSpec) -> Pod:
+        """Create one pod. Tries the configured candidates (GPU types, data centers) in
+        order; raises CapacityError when none has capacity, InsufficientBalance on 402,
+        RateLimited on 429. After a failed or unreadable create it looks the pod up by
+        name before trying again, so a create never makes two pods."""
+        ...
+
+    async def terminate(self, pod_id: str) -> None:
+        """Terminate a pod. A pod that is already gone is success."""
+        ...
+
+    async def list_pods(self) -> list[Pod]:
+        """Every pod the account can see (callers filter by fleet)."""
+        ...
+
+    async def get(self, pod_id: str) -> Pod | None:
+        """One pod, or None when it does not exist."""
+        ...
+
+    async def estimated_price(self) -> float | None:
+        """USD/hour one new worker is expected to cost, or None when unknown."""
+        ...
+
+    async def close(self) -> None:
+        ...
