@@ -1,0 +1,145 @@
+"""`gpu-reactor`: one entry point, one subcommand per job.
+
+Errors a person can cause print one line and exit non-zero; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg
+import orjson
+
+from reactor.errors import ReactorError
+from reactor.logs import register_secrets, scrub, setup_logging
+from reactor.settings import Settings, load_settings
+
+log = logging.getLogger("reactor.cli")
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from reactor.db.connect import connect
+    from reactor.db.migrate import migrate
+
+    conn = await connect(settings.dsn())
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    if applied:
+        print("applied: " + ", ".join(applied))
+    else:
+        print("schema is up to date")
+    return 0
+
+
+async def cmd_once(args: argparse.Namespace, settings: Settings) -> int:
+    from reactor.service import Reactor
+
+    summary = await Reactor(settings).once()
+    _print_json(summary)
+    return 0 if summary.get("leader") else 3
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from reactor.service import SHUTDOWN_GRACE, Reactor
+
+    reactor = Reactor(settings)
+    _install_signals(reactor.stop_event)
+    http = None
+    if settings.reactor_http_port:
+        try:
+            from reactor.http.server import start_http
+        except ImportError:
+            start_http = None  # type: ignore[assignment]
+        if start_http is not None:
+            http = await start_http(reactor)
+    task = asyncio.create_task(reactor.run(), name="reactor")
+    stopped = asyncio.create_task(reactor.stop_event.wait())
+    done, _ = await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if task not in done:
+        log.info("stopping", extra={"grace_sec": SHUTDOWN_GRACE})
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE)
+        except TimeoutError:
+            task.cancel()
+    stopped.cancel()
+    if http is not None:
+        await http.cleanup()
+    task.result()
+    return 0
+
+
+COMMANDS: dict[str, tuple[Handler, str]] = {
+    "migrate": (cmd_migrate, "create or update the schema (idempotent)"),
+    "run": (cmd_run, "run the reactor continuously, with /metrics and /status"),
+    "once": (cmd_once, "run one full reconcile and print a JSON summary"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpu-reactor",
+        description="Event-driven GPU fleet controller for task queues in Postgres. "
+                    "Settings come from the environment and .env (see .env.example).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_handler, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
+    try:
+        from reactor.cli_ops import register
+    except ImportError:
+        pass
+    else:
+        register(sub, COMMANDS)
+    return parser
+
+
+def _run(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(handler(args, settings))
+    except ImportError:
+        return asyncio.run(handler(args, settings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS[args.command][0]
+    try:
+        settings = load_settings()
+        register_secrets(settings.secrets())
+        setup_logging(settings.log_level, settings.log_format)
+        return _run(handler, args, settings)
+    except ReactorError as exc:
+        print(f"gpu-reactor: {scrub(str(exc))}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"gpu-reactor: database or network error: {scrub(str(exc)) or type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Carry out the policy's actions: database writes first (intent), then the provider.
+
+Every action is recorded three ways: a structured log line, a metric and an entry in
+ReactorState.actions. The executor also holds what the database does not know: spawn
+backoff, the expected price of a new worker and pods whose terminate has not succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from reactor.db.queries import query
+from reactor.errors import (
+    CapacityError,
+    InsufficientBalance,
+    PermanentProviderError,
+    ProviderError,
+    RateLimited,
+)
+from reactor.metrics import Metrics
+from reactor.model import (
+    Action,
+    AttachPod,
+    Drain,
+    Limits,
+    RequeueOrphans,
+    RequeueTask,
+    Retire,
+    Spawn,
+    TerminatePod,
+)
+from reactor.providers.base import FLEET_ENV, PodSpec, Provider
+from reactor.settings import Settings
+from reactor.state import ActionRecord, ReactorState
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SEC = 600.0
+BALANCE_PAUSE_SEC = 600.0
+
+
+def new_worker_id(fleet: str) -> str:
+    return f"{fleet}-{secrets.token_hex(4)}"
+
+
+class Executor:
+    def __init__(self, *, pool: asyncpg.Pool, provider: Provider, settings: Settings,
+                 metrics: Metrics, state: ReactorState) -> None:
+        self.pool = pool
+        self.provider = provider
+        self.settings = settings
+        self.metrics = metrics
+        self.state = state
+        self.expected_price = settings.gpu_hourly_price_usd
+        self._backoff = 0.0
+        self._blocked_until: datetime | None = None
+        self._blocked_reason: str | None = None
+        self._unconfirmed: dict[str, str] = {}  # pod id -> why it must go
+        self.first_action_at: float | None = None
+
+    # --- limits the policy needs -------------------------------------------------------
+    def limits(self) -> Limits:
+        return Limits(expected_price=self.expected_price,
+                      spawn_blocked_until=self._blocked_until,
+                      spawn_blocked_reason=self._blocked_reason,
+                      unconfirmed_pods=len(self._unconfirmed))
+
+    async def refresh_price(self, seen_max: float) -> None:
+        if self.settings.gpu_hourly_price_usd > 0:
+            self.expected_price = self.settings.gpu_hourly_price_usd
+            return
+        try:
+            price = await self.provider.estimated_price()
+        except ProviderError as exc:
+            log.warning("price_lookup_failed", extra={"error": str(exc)})
+            price = None
+        self.expected_price = max(price or 0.0, seen_max)
+        self.state.expected_price = self.expected_price
+
+    def _block_spawns(self, seconds: float, reason: str, now: datetime) -> None:
+        until = now + timedelta(seconds=seconds)
+        if self._blocked_until is None or until > self._blocked_until:
+            self._blocked_until, self._blocked_reason = until, reason
+        self.state.spawn_blocked_until = self._blocked_until.timestamp()
+        self.state.spawn_blocked_reason = reason
+        self.metrics.spawn_blocked.set(1)
+        log.warning("spawns_paused", extra={"seconds": round(seconds, 1), "reason": reason})
+
+    def _spawn_succeeded(self) -> None:
+        self._backoff = 0.0
+        self._blocked_until = self._blocked_reason = None
+        self.state.spawn_blocked_until = self.state.spawn_blocked_reason = None
+        self.metrics.spawn_blocked.set(0)
+
+    # --- running actions -----------------------------------------------------------------
+    async def apply(self, actions: list[Action], now: datetime) -> list[ActionRecord]:
+        """Run the actions (independent ones concurrently) and return their records."""
+        self.first_action_at = None
+        if self._blocked_until is not None and now >= self._blocked_until:
+            self._blocked_until = self._blocked_reason = None
+            self.metrics.spawn_blocked.set(0)
+        records: list[ActionRecord] = []
+        retry = [self._terminate_pod(pod_id, why, "retry") for pod_id, why in list(self._unconfirmed.items())]
+        if retry:
+            records += [r for r in await asyncio.gather(*retry) if r is not None]
+        # Database-only bookkeeping first, then the actions that call the provider.
+        first = [a for a in actions if isinstance(a, RequeueTask | RequeueOrphans | Drain | AttachPod)]
+        later = [a for a in actions if a not in first]
+        for batch in (first, later):
+            if batch:
+                records += await asyncio.gather(*(self._one(a, now) for a in batch))
+        for record in records:
+            self.state.record(record)
+        return records
+
+    def _mark_sent(self) -> None:
+        if self.first_action_at is None:
+            self.first_action_at = time.monotonic()
+
+    async def _one(self, action: Action, now: datetime) -> ActionRecord:
+        self._mark_sent()
+        try:
+            match action:
+                case Spawn():
+                    return await self._spawn(action, now)
+                case Drain():
+                    return await self._drain(action)
+                case Retire():
+                    return await self._retire(action)
+                case RequeueTask():
+                    return await self._requeue_task(action)
+                case RequeueOrphans():
+                    return await self._requeue_orphans(action)
+                case TerminatePod():
+                    record = await self._terminate_pod(action.pod_id, action.reason, "stray_pod")
+                    assert record is not None
+                    return record
+                case AttachPod():
+                    await self.pool.execute(query("attach_pod"), action.worker_id, action.pod_id)
+                    log.info("pod_attached", extra={"worker_id": action.worker_id,
+                                                    "pod_id": action.pod_id})
+                    return ActionRecord(time.time(), "attach_pod", "ok", "pod found by name",
+                                        action.worker_id, action.pod_id)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.error("action_failed", extra={"action": action.kind, "error": str(exc)})
+            return ActionRecord(time.time(), action.kind, "error", getattr(action, "reason", ""),
+                                getattr(action, "worker_id", None), detail=str(exc)[:300])
+        raise AssertionError(f"unknown action {action!r}")
+
+    async def _spawn(self, action: Spawn, now: datetime) -> ActionRecord:
+        fleet = self.settings.reactor_fleet
+        worker_id = new_worker_id(fleet)
+        # Intent first: a crash between this row and the create is reconciled by name.
+        await self.pool.execute(query("insert_spawn_intent"), worker_id, self.expected_price,
+                                action.reason)
+        env = {**self.settings.worker_extra_env, "WORKER_ID": worker_id,
+               "DATABASE_URL": self.settings.worker_dsn(), FLEET_ENV: fleet}
+        try:
+            pod = await self.provider.create(PodSpec(name=worker_id, env=env))
+        except (CapacityError, InsufficientBalance, RateLimited, PermanentProviderError) as exc:
+            return await self._spawn_refused(worker_id, action, exc, now)
+        except ProviderError as exc:
+            # The pod may or may not exist: leave the intent; the sweep settles it by name.
+            self._backoff = min(max(self._backoff * 2, self.settings.spawn_failure_backoff_sec),
+                                MAX_BACKOFF_SEC)
+            self._block_spawns(self._backoff, f"create failed: {exc}", now)
+            self.metrics.spawns.labels(outcome="unknown").inc()
+            log.error("spawn_uncertain", extra={"worker_id": worker_id, "error": str(exc)})
+            return ActionRecord(time.time(), "spawn", "uncertain", action.reason, worker_id,
+                                detail=str(exc)[:300])
+        cost = pod.cost_per_hr or self.expected_price
+        await self.pool.execute(query("record_pod"), worker_id, pod.id, pod.gpu_type, cost)
+        self._spawn_succeeded()
+        self.metrics.spawns.labels(outcome="ok").inc()
+        log.info("spawned", extra={"worker_id": worker_id, "pod_id": pod.id,
+                                   "gpu_type": pod.gpu_type, "cost_per_hr": cost,
+                                   "reason": action.reason})
+        return ActionRecord(time.time(), "spawn", "ok", action.reason, worker_id, pod.id,
+                            detail=pod.gpu_type or "")
+
+    async def _spawn_refused(self, worker_id: str, action: Spawn, exc: ProviderError,
+                             now: datetime) -> ActionRecord:
+        if isinstance(exc, InsufficientBalance):
+            outcome, pause = "insufficient_balance", BALANCE_PAUSE_SEC
+        elif isinstance(exc, RateLimited):
+            outcome, pause = "rate_limited", max(exc.retry_after, 1.0)
+        elif isinstance(exc, CapacityError):
+            outcome = "no_capacity"
+            self._backoff = min(max(self._backoff * 2, self.settings.spawn_failure_backoff_sec),
+                                MAX_BACKOFF_SEC)
+            pause = self._backoff
+        else:
+            outcome, pause = "rejected", MAX_BACKOFF_SEC
+        self._block_spawns(pause, f"{outcome}: {exc}", now)
+        await self.pool.execute(query("retire_worker"), worker_id, "error",
+                                f"create failed ({outcome}): {exc}"[:1000])
+        self.metrics.spawns.labels(outcome=outcome).inc()
+        log.error("spawn_failed", extra={"worker_id": worker_id, "outcome": outcome,
+                                         "error": str(exc)})
+        return ActionRecord(time.time(), "spawn", outcome, action.reason, worker_id,
+                            detail=str(exc)[:300])
+
+    async def _drain(self, action: Drain) -> ActionRecord:
+        result = await self.pool.execute(query("mark_drain"), action.worker_id, action.reason)
+        changed = result.endswith(" 1")
+        if changed:
+            self.metrics.drains.inc()
+            log.info("drain_requested", extra={"worker_id": action.worker_id,
+                                               "reason": action.reason})
+        return ActionRecord(time.time(), "drain", "ok" if changed else "skipped", action.reason,
+                            action.worker_id)
+
+    async def _retire(self, action: Retire) -> ActionRecord:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(query("retire_worker"), action.worker_id, action.status,
+                               action.reason)
+            requeued = await conn.fetch(query("reset_orphaned_tasks"), [action.worker_id])
+        for row in requeued:
+            self.metrics.tasks_requeued.labels(reason=action.cause).inc()
+            log.info("task_requeued", extra={"worker_id": action.worker_id,
+                                             "task_id": str(row["task_id"]),
+                                             "new_status": row["new_status"], "reason": action.cause})
+        self.metrics.terminations.labels(reason=action.cause).inc()
+        level = logging.INFO if action.status == "terminated" else logging.WARNING
+        log.log(level, "worker_retired", extra={
+            "worker_id": action.worker_id, "pod_id": action.pod_id, "status": action.status,
+            "cause": action.cause, "reason": action.reason, "tasks_requeued": len(requeued)})
+        outcome = "ok"
+        if action.pod_id:
+            pod_record = await self._terminate_pod(action.pod_id, action.reason, None)
+            outcome = pod_record.outcome if pod_record else "ok"
+        return ActionRecord(time.time(), "retire", outcome, action.reason, action.worker_id,
+                            action.pod_id, detail=f"{action.cause}; {len(requeued)} task(s) requeued")
+
+    async def _terminate_pod(self, pod_id: str, reason: str,
+                             cause: str | None) -> ActionRecord | None:
+        try:
+            await self.provider.terminate(pod_id)
+        except ProviderError as exc:
+            self._unconfirmed[pod_id] = reason
+            log.error("terminate_failed", extra={"pod_id": pod_id, "error": str(exc)})
+            return ActionRecord(time.time(), "terminate_pod", "error", reason, pod_id=pod_id,
+                                detail=str(exc)[:300])
+        self._unconfirmed.pop(pod_id, None)
+        if cause is not None:
+            self.metrics.terminations.labels(reason=cause).inc()
+        log.info("pod_terminated", extra={"pod_id": pod_id, "reason": reason})
+        return ActionRecord(time.time(), "terminate_pod", "ok", reason, pod_id=pod_id)
+
+    async def _requeue_task(self, action: RequeueTask) -> ActionRecord:
+        status = await self.pool.fetchval(query("requeue_task"), action.task_id, action.worker_id,
+                                          action.attempt, action.reason)
+        if status is not None:
+            self.metrics.tasks_requeued.labels(reason="stuck").inc()
+            log.warning("task_requeued", extra={"task_id": action.task_id,
+                                                "worker_id": action.worker_id,
+                                                "new_status": status, "reason": "stuck"})
+        return ActionRecord(time.time(), "requeue_task", "ok" if status else "skipped",
+                            action.reason, action.worker_id, detail=str(status or "moved on"))
+
+    async def _requeue_orphans(self, action: RequeueOrphans) -> ActionRecord:
+        rows = await self.pool.fetch(query("reset_orphaned_tasks"), list(action.worker_ids))
+        for row in rows:
+            self.metrics.tasks_requeued.labels(reason="orphaned").inc()
+            log.warning("task_requeued", extra={"task_id": str(row["task_id"]),
+                                                "new_status": row["new_status"],
+                                                "reason": "orphaned"})
+        return ActionRecord(time.time(), "requeue_orphans", "ok", action.reason,
+                            detail=f"{len(rows)} task(s)")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

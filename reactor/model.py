@@ -1,0 +1,141 @@
+"""Plain data the policy decides on, and the actions it decides.
+
+Nothing here does I/O. A Snapshot is one consistent read of the database (plus, on a
+sweep, the provider's pod list); actions are carried out by reactor.executor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reactor.providers.base import Pod
+
+LIVE_STATUSES = ("spawning", "active", "terminating")
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    id: str
+    status: str
+    created_at: datetime
+    pod_id: str | None = None
+    managed: bool = True
+    gpu_type: str | None = None
+    cost_per_hr: float = 0.0
+    activated_at: datetime | None = None
+    last_heartbeat: datetime | None = None
+    draining_since: datetime | None = None
+    last_task_finished_at: datetime | None = None
+    drained_at: datetime | None = None
+
+    @property
+    def idle_since(self) -> datetime:
+        """When the worker last became free: its activation or its last task's end."""
+        moments = [m for m in (self.activated_at, self.last_task_finished_at) if m is not None]
+        return max(moments) if moments else self.created_at
+
+
+@dataclass(frozen=True)
+class TaskState:
+    id: str
+    worker_id: str | None
+    attempts: int
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: datetime
+    queued: int
+    in_progress: int
+    workers: tuple[WorkerState, ...] = ()
+    running: tuple[TaskState, ...] = ()
+    oldest_queued_at: datetime | None = None
+    pods: tuple[Pod, ...] | None = None  # the fleet's pods; only on a sweep
+
+    def worker(self, worker_id: str) -> WorkerState | None:
+        return next((w for w in self.workers if w.id == worker_id), None)
+
+    def tasks_of(self, worker_id: str) -> list[TaskState]:
+        return [t for t in self.running if t.worker_id == worker_id]
+
+    @property
+    def hourly_burn(self) -> float:
+        return sum(w.cost_per_hr for w in self.workers)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the executor knows that the database does not (held in memory)."""
+
+    expected_price: float = 0.0  # USD/hour of one new worker
+    spawn_blocked_until: datetime | None = None
+    spawn_blocked_reason: str | None = None
+    unconfirmed_pods: int = 0  # pods whose terminate has not succeeded yet
+
+
+# --- actions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spawn:
+    reason: str
+    kind: str = field(default="spawn", init=False)
+
+
+@dataclass(frozen=True)
+class Drain:
+    worker_id: str
+    reason: str
+    kind: str = field(default="drain", init=False)
+
+
+@dataclass(frozen=True)
+class Retire:
+    """End a worker: mark its row, requeue its tasks, terminate its pod."""
+
+    worker_id: str
+    pod_id: str | None
+    reason: str
+    status: str  # 'terminated' (clean end) or 'error'
+    cause: str  # bounded metric label: drained, drain_timeout, heartbeat, spawn_timeout, ...
+    kind: str = field(default="retire", init=False)
+
+
+@dataclass(frozen=True)
+class RequeueTask:
+    task_id: str
+    worker_id: str
+    attempt: int
+    reason: str
+    kind: str = field(default="requeue_task", init=False)
+
+
+@dataclass(frozen=True)
+class RequeueOrphans:
+    worker_ids: tuple[str, ...]
+    reason: str
+    kind: str = field(default="requeue_orphans", init=False)
+
+
+@dataclass(frozen=True)
+class TerminatePod:
+    """A fleet pod that no live worker row explains."""
+
+    pod_id: str
+    pod_name: str
+    reason: str
+    kind: str = field(default="terminate_pod", init=False)
+
+
+@dataclass(frozen=True)
+class AttachPod:
+    """A spawn intent whose create answer was lost: the pod is found by name."""
+
+    worker_id: str
+    pod_id: str
+    kind: str = field(default="attach_pod", init=False)
+
+
+Action = Spawn | Drain | Retire | RequeueTask | RequeueOrphans | TerminatePod | AttachPod

@@ -1,0 +1,293 @@
+"""The reactor service: leadership, the LISTEN connection and the wake loop.
+
+Wake-ups come from three sources: events (NOTIFY), the earliest per-worker deadline and
+the sweep timer. Each wake-up runs one reconcile: snapshot -> decide -> act -> record.
+A burst of events is coalesced: a reconcile runs at once when the last one is older than
+COALESCE_WINDOW_SEC, otherwise when that window has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from reactor.aio import wait_any, wait_event
+from reactor.db.migrate import check_schema
+from reactor.db.queries import query
+from reactor.events import DrainRequest, MalformedEvent, SweepRequest, parse_event
+from reactor.executor import Executor
+from reactor.leader import Leadership, LeadershipLost
+from reactor.listener import Listener
+from reactor.metrics import Metrics
+from reactor.model import Drain, Snapshot
+from reactor.policy import decide, desired_workers, next_deadline
+from reactor.providers import make_provider
+from reactor.providers.base import Provider
+from reactor.settings import Settings
+from reactor.snapshot import read_snapshot
+from reactor.state import ActionRecord, ReactorState
+
+log = logging.getLogger(__name__)
+
+DEADLINE_SLACK = 0.02  # seconds past a deadline, so the database agrees it has passed
+RECONCILE_RETRY_MAX = 10.0
+SHUTDOWN_GRACE = 30.0
+
+
+@dataclass
+class ReconcileResult:
+    kind: str
+    snapshot: Snapshot
+    desired: int
+    actions: list[ActionRecord] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        snap = self.snapshot
+        return {
+            "kind": self.kind,
+            "queued": snap.queued,
+            "in_progress": snap.in_progress,
+            "desired_workers": self.desired,
+            "workers": [{"id": w.id, "status": w.status, "pod_id": w.pod_id,
+                         "gpu_type": w.gpu_type, "cost_per_hr": w.cost_per_hr}
+                        for w in snap.workers],
+            "pods_seen": None if snap.pods is None else len(snap.pods),
+            "hourly_burn_usd": round(snap.hourly_burn, 4),
+            "actions": [a.as_dict() for a in self.actions],
+            "duration_ms": round(self.duration_ms, 2),
+        }
+
+
+class Reactor:
+    def __init__(self, settings: Settings, *, provider: Provider | None = None,
+                 metrics: Metrics | None = None, state: ReactorState | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.state = state or ReactorState()
+        self.provider = provider
+        self.pool: asyncpg.Pool | None = None
+        self.executor: Executor | None = None
+        self.leadership = Leadership(dsn=settings.dsn(), fleet=settings.reactor_fleet)
+        self._dirty = asyncio.Event()
+        self._full_requested = True
+        self._first_event_at: float | None = None
+        self._manual_drains: list[str] = []
+        self._next_sweep = 0.0
+        self.stop_event = asyncio.Event()
+        self.metrics.budget.set(settings.max_hourly_spend_usd or 0)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(
+            self.settings.dsn(), min_size=1, max_size=8, timeout=10, command_timeout=30,
+            server_settings={"application_name": "gpu-reactor"})
+        async with self.pool.acquire() as conn:
+            await check_schema(conn)
+            await conn.execute(query("sync_settings"), int(self.settings.gpu_idle_timeout_sec),
+                               int(self.settings.task_stuck_timeout_sec),
+                               int(self.settings.spawning_timeout_sec))
+        self.state.db_ok = True
+        if self.provider is None:
+            self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
+        self.executor = Executor(pool=self.pool, provider=self.provider, settings=self.settings,
+                                 metrics=self.metrics, state=self.state)
+
+    async def close(self) -> None:
+        await self.leadership.release()
+        if self.provider is not None:
+            await self.provider.close()
+        if self.pool is not None:
+            await self.pool.close()
+
+    # --- events --------------------------------------------------------------------------
+    def on_payload(self, payload: str) -> None:
+        try:
+            event = parse_event(payload)
+        except MalformedEvent as exc:
+            self.metrics.malformed_events.inc()
+            log.warning("malformed_event", extra={"error": str(exc)})
+            return
+        self.metrics.events.labels(event=event.event).inc()
+        if isinstance(event, SweepRequest):
+            self._full_requested = True
+        elif isinstance(event, DrainRequest):
+            self._manual_drains.append(event.worker_id)
+        self.wake()
+
+    def wake(self, full: bool = False) -> None:
+        if full:
+            self._full_requested = True
+        if self._first_event_at is None:
+            self._first_event_at = time.monotonic()
+        self._dirty.set()
+
+    async def _probe(self, channel: str) -> None:
+        assert self.pool is not None
+        await self.pool.execute("SELECT pg_notify($1, 'probe')", channel)
+
+    # --- reconcile -----------------------------------------------------------------------
+    async def reconcile(self, full: bool) -> ReconcileResult:
+        assert self.pool is not None and self.executor is not None and self.provider is not None
+        started = time.monotonic()
+        pods = None
+        if full:
+            # Pods are listed before the snapshot: every pod in the list had its intent
+            # row written before it was created, so that row is in the snapshot.
+            pods = await self.provider.list_pods()
+        async with self.pool.acquire() as conn:
+            snap = await read_snapshot(conn, pods)
+        if full:
+            await self.executor.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0))
+        limits = self.executor.limits()
+        actions = decide(snap, self.settings, limits)
+        actions = self._manual(snap) + actions
+        records = await self.executor.apply(actions, snap.now) if actions else []
+        result = ReconcileResult("sweep" if full else "event", snap,
+                                 desired_workers(snap, self.settings), records)
+        result.duration_ms = (time.monotonic() - started) * 1000
+        self._record(result)
+        return result
+
+    def _manual(self, snap: Snapshot) -> list[Drain]:
+        drains, self._manual_drains = self._manual_drains, []
+        out = []
+        for worker_id in dict.fromkeys(drains):
+            worker = snap.worker(worker_id)
+            if worker is None or worker.status not in ("spawning", "active"):
+                log.warning("manual_drain_ignored", extra={"worker_id": worker_id,
+                                                           "reason": "not a live, undrained worker"})
+                continue
+            out.append(Drain(worker_id, reason="requested by operator (NOTIFY drain)"))
+        return out
+
+    def _record(self, result: ReconcileResult) -> None:
+        snap, m, st = result.snapshot, self.metrics, self.state
+        m.reconciles.labels(kind=result.kind).inc()
+        m.reconcile_duration.labels(kind=result.kind).observe(result.duration_ms / 1000)
+        m.tasks.labels(status="Queued").set(snap.queued)
+        m.tasks.labels(status="In Progress").set(snap.in_progress)
+        for status in ("spawning", "active", "terminating"):
+            m.workers.labels(status=status).set(sum(1 for w in snap.workers if w.status == status))
+        m.desired_workers.set(result.desired)
+        m.hourly_burn.set(snap.hourly_burn)
+        age = (snap.now - snap.oldest_queued_at).total_seconds() if snap.oldest_queued_at else 0
+        m.queue_oldest_age.set(max(age, 0))
+        st.snapshot, st.desired_workers = snap, result.desired
+        st.last_reconcile_at, st.last_reconcile_kind = time.time(), result.kind
+        st.last_reconcile_ms, st.reconciles = result.duration_ms, st.reconciles + 1
+        if result.kind == "sweep":
+            st.last_sweep_at = time.time()
+            m.last_sweep.set(st.last_sweep_at)
+        assert self.executor is not None
+        if self._first_event_at is not None and self.executor.first_action_at is not None:
+            m.reaction_latency.observe(max(self.executor.first_action_at - self._first_event_at, 0))
+        if result.actions:
+            log.info("reconciled", extra={"kind": result.kind, "queued": snap.queued,
+                                          "in_progress": snap.in_progress, "desired": result.desired,
+                                          "workers": len(snap.workers), "actions": len(result.actions),
+                                          "ms": round(result.duration_ms, 1)})
+
+    # --- the wake loop -------------------------------------------------------------------
+    def _sweep_interval(self) -> float:
+        return self.settings.sweep_interval_sec * random.uniform(0.9, 1.1)
+
+    async def wake_loop(self) -> None:
+        last_end = -1e9
+        deadline_at = float("inf")
+        failures = 0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            timeout = max(min(deadline_at, self._next_sweep) - now, 0)
+            await wait_any([self._dirty, self.stop_event], timeout)
+            if self.stop_event.is_set():
+                return
+            since = time.monotonic() - last_end
+            if self._dirty.is_set() and since < self.settings.coalesce_window_sec:
+                await wait_event(self.stop_event, self.settings.coalesce_window_sec - since)
+                if self.stop_event.is_set():
+                    return
+            full = self._full_requested or time.monotonic() >= self._next_sweep
+            self._dirty.clear()
+            self._full_requested = False
+            try:
+                result = await self.reconcile(full)
+            except Exception as exc:  # a reconcile must never kill the loop: retry
+                failures += 1
+                self.metrics.reconcile_errors.inc()
+                self.state.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                delay = min(0.2 * 2 ** failures, RECONCILE_RETRY_MAX)
+                log.error("reconcile_failed", extra={"error": self.state.last_error,
+                                                     "retry_in": round(delay, 2)},
+                          exc_info=not isinstance(exc, OSError | asyncpg.PostgresError
+                                                  | asyncpg.InterfaceError | TimeoutError))
+                self._full_requested = self._full_requested or full
+                await wait_event(self.stop_event, delay)
+                self._dirty.set()
+                continue
+            failures = 0
+            self._first_event_at = None
+            last_end = time.monotonic()
+            if full:
+                self._next_sweep = last_end + self._sweep_interval()
+            deadline = next_deadline(result.snapshot, self.settings, self.executor.limits()
+                                     if self.executor else None)
+            deadline_at = (last_end + (deadline - result.snapshot.now).total_seconds()
+                           + DEADLINE_SLACK) if deadline else float("inf")
+
+    async def lead(self) -> None:
+        """Act as the leader until stopped; raises LeadershipLost if the lock goes."""
+        listener = Listener(dsn=self.settings.dsn(), on_payload=self.on_payload,
+                            on_connected=lambda: self.wake(full=True), probe=self._probe,
+                            health=self.state.listener, metrics=self.metrics,
+                            check_interval=self.settings.listener_check_interval_sec)
+        self._full_requested = True
+        self._next_sweep = 0.0
+        async with asyncio.TaskGroup() as group:
+            watch = group.create_task(self.leadership.watch(), name="leader-watch")
+            listen = group.create_task(listener.run(), name="listener")
+            loop = group.create_task(self.wake_loop(), name="wake-loop")
+            await loop  # returns when stop_event is set
+            watch.cancel()
+            listen.cancel()
+
+    async def run(self) -> None:
+        """Stand by or lead until ``stop_event``; then release everything."""
+        await self.open()
+        try:
+            while not self.stop_event.is_set():
+                self.state.role = "standby"
+                self.metrics.leader.set(0)
+                log.info("standby", extra={"fleet": self.settings.reactor_fleet})
+                if not await self.leadership.acquire(self.stop_event):
+                    break
+                self.state.role = "leader"
+                self.metrics.leader.set(1)
+                log.info("leader_elected", extra={"fleet": self.settings.reactor_fleet})
+                try:
+                    await self.lead()
+                except* LeadershipLost as group:
+                    log.error("leadership_lost", extra={"error": str(group.exceptions[0])})
+                    await self.leadership.release()
+        finally:
+            self.state.role = "stopping"
+            self.metrics.leader.set(0)
+            await self.close()
+            log.info("stopped")
+
+    async def once(self) -> dict[str, Any]:
+        """One full reconcile, only if no other reactor leads; returns a summary."""
+        await self.open()
+        try:
+            if not await self.leadership.try_acquire():
+                return {"leader": False, "error": "another reactor holds the leader lock; nothing done"}
+            result = await self.reconcile(full=True)
+            return {"leader": True, **result.summary()}
+        finally:
+            await self.close()

@@ -1,0 +1,58 @@
+"""What the reactor knows and did, kept in memory for /status and `once`."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor.model import Snapshot
+
+
+@dataclass
+class ActionRecord:
+    at: float  # unix time
+    kind: str
+    outcome: str
+    reason: str = ""
+    worker_id: str | None = None
+    pod_id: str | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "kind": self.kind, "outcome": self.outcome, "reason": self.reason,
+                "worker_id": self.worker_id, "pod_id": self.pod_id, "detail": self.detail}
+
+
+@dataclass
+class ListenerHealth:
+    connected: bool = False
+    since: float | None = None
+    last_event_at: float | None = None
+    last_probe_ok_at: float | None = None
+    reconnects: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class ReactorState:
+    role: str = "starting"  # starting | standby | leader | stopping
+    started_at: float = field(default_factory=time.time)
+    snapshot: Snapshot | None = None
+    desired_workers: int | None = None
+    last_reconcile_at: float | None = None
+    last_reconcile_kind: str | None = None
+    last_reconcile_ms: float | None = None
+    last_sweep_at: float | None = None
+    reconciles: int = 0
+    last_error: str | None = None
+    listener: ListenerHealth = field(default_factory=ListenerHealth)
+    actions: deque[ActionRecord] = field(default_factory=lambda: deque(maxlen=200))
+    spawn_blocked_until: float | None = None
+    spawn_blocked_reason: str | None = None
+    expected_price: float = 0.0
+    db_ok: bool = False
+
+    def record(self, record: ActionRecord) -> None:
+        self.actions.append(record)

@@ -1,0 +1,312 @@
+"""The pure policy: tables of cases and hypothesis, no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from reactor.model import (
+    AttachPod,
+    Drain,
+    Limits,
+    RequeueOrphans,
+    RequeueTask,
+    Retire,
+    Snapshot,
+    Spawn,
+    TaskState,
+    TerminatePod,
+    WorkerState,
+)
+from reactor.policy import decide, desired_workers, next_deadline
+from reactor.providers.base import FLEET_ENV, Pod
+from reactor.settings import Settings
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def make_settings(**overrides: object) -> Settings:
+    base = dict(MIN_ACTIVE_GPUS=0, MAX_ACTIVE_GPUS=4, TASKS_PER_GPU_THRESHOLD=2,
+                GPU_IDLE_TIMEOUT_SEC=60, TASK_STUCK_TIMEOUT_SEC=600, SPAWNING_TIMEOUT_SEC=300,
+                GRACEFUL_SHUTDOWN_TIMEOUT_SEC=120, SCALE_DOWN_IDLE_SEC=30)
+    base.update({k: v for k, v in overrides.items()})
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def worker(wid: str, status: str = "active", *, age: float = 1000, beat: float = 5,
+           idle: float | None = None, **kw: object) -> WorkerState:
+    activated = ago(age - 10) if status != "spawning" else None
+    fields: dict[str, object] = dict(
+        id=wid, status=status, created_at=ago(age), pod_id=f"pod-{wid}", cost_per_hr=1.0,
+        activated_at=activated, last_heartbeat=ago(beat) if status != "spawning" else None,
+        last_task_finished_at=ago(idle) if idle is not None else None)
+    fields.update(kw)
+    return WorkerState(**fields)  # type: ignore[arg-type]
+
+
+def snap(queued: int = 0, workers: tuple[WorkerState, ...] = (),
+         running: tuple[TaskState, ...] = (), pods: tuple[Pod, ...] | None = None) -> Snapshot:
+    return Snapshot(now=NOW, queued=queued, in_progress=len(running), workers=workers,
+                    running=running, pods=pods)
+
+
+def task(tid: str, wid: str | None, started: float = 10, attempts: int = 1) -> TaskState:
+    return TaskState(id=tid, worker_id=wid, attempts=attempts, started_at=ago(started))
+
+
+def kinds(actions: list[object]) -> list[str]:
+    return [a.kind for a in actions]  # type: ignore[attr-defined]
+
+
+# --- scaling ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("queued", "minimum", "maximum", "per_gpu", "expected"), [
+    (0, 0, 4, 2, 0),
+    (1, 0, 4, 2, 1),
+    (2, 0, 4, 2, 1),
+    (3, 0, 4, 2, 2),
+    (100, 0, 4, 2, 4),
+    (0, 1, 4, 2, 1),
+    (0, 3, 3, 1, 3),
+])
+def test_desired_is_clamped_ceiling(queued: int, minimum: int, maximum: int, per_gpu: int,
+                                    expected: int) -> None:
+    s = make_settings(MIN_ACTIVE_GPUS=minimum, MAX_ACTIVE_GPUS=maximum,
+                      TASKS_PER_GPU_THRESHOLD=per_gpu)
+    assert desired_workers(snap(queued), s) == expected
+
+
+def test_single_task_on_idle_system_spawns_one() -> None:
+    actions = decide(snap(queued=1), make_settings())
+    assert kinds(actions) == ["spawn"]
+
+
+def test_spawning_workers_count_as_capacity() -> None:
+    s = make_settings()
+    actions = decide(snap(queued=3, workers=(worker("a", "spawning", age=20),
+                                             worker("b", "spawning", age=20))), s)
+    assert actions == []
+
+
+def test_burst_spawns_up_to_max_only() -> None:
+    actions = decide(snap(queued=10_000), make_settings(MAX_ACTIVE_GPUS=3))
+    assert kinds(actions) == ["spawn"] * 3
+
+
+def test_draining_workers_count_against_max_but_not_capacity() -> None:
+    s = make_settings(MAX_ACTIVE_GPUS=2)
+    draining = worker("d", "terminating", draining_since=ago(5))
+    actions = decide(snap(queued=10, workers=(draining,), running=(task("t", "d"),)), s)
+    assert kinds(actions) == ["spawn"]
+
+
+def test_budget_caps_spawns() -> None:
+    s = make_settings(MAX_ACTIVE_GPUS=10, MAX_HOURLY_SPEND_USD=2.5)
+    live = (worker("a", cost_per_hr=1.0),)
+    actions = decide(snap(queued=100, workers=live, running=(task("t", "a"),)), s,
+                     Limits(expected_price=0.7))
+    assert kinds(actions) == ["spawn", "spawn"]  # 1.0 + 2*0.7 = 2.4 <= 2.5 < 3.1
+
+
+def test_spawn_backoff_blocks_spawns() -> None:
+    limits = Limits(spawn_blocked_until=NOW + timedelta(seconds=5), spawn_blocked_reason="402")
+    assert decide(snap(queued=5), make_settings(), limits) == []
+
+
+def test_unconfirmed_pods_count_against_max() -> None:
+    s = make_settings(MAX_ACTIVE_GPUS=2)
+    actions = decide(snap(queued=50), s, Limits(unconfirmed_pods=1))
+    assert kinds(actions) == ["spawn"]
+
+
+def test_scale_down_drains_only_idle_workers_past_idle_time() -> None:
+    s = make_settings(SCALE_DOWN_IDLE_SEC=30)
+    busy = worker("busy")
+    idle_long = worker("idle-long", idle=100)
+    idle_short = worker("idle-short", idle=5)
+    actions = decide(snap(workers=(busy, idle_long, idle_short),
+                          running=(task("t", "busy"),)), s)
+    assert actions == [Drain("idle-long", reason=actions[0].reason)]  # type: ignore[attr-defined]
+
+
+def test_scale_down_keeps_min() -> None:
+    s = make_settings(MIN_ACTIVE_GPUS=2)
+    workers = tuple(worker(f"w{i}", idle=1000) for i in range(3))
+    actions = decide(snap(workers=workers), s)
+    assert len(actions) == 1 and isinstance(actions[0], Drain)
+
+
+def test_young_worker_is_not_scaled_down() -> None:
+    s = make_settings(SCALE_DOWN_IDLE_SEC=30)
+    young = worker("young", age=15)  # activated 5 s ago, never had a task
+    assert decide(snap(workers=(young,)), s) == []
+
+
+# --- recovery --------------------------------------------------------------------------
+
+def test_stale_heartbeat_retires_requeues_and_replaces() -> None:
+    s = make_settings(GPU_IDLE_TIMEOUT_SEC=60)
+    dead = worker("dead", beat=61)
+    actions = decide(snap(queued=0, workers=(dead,), running=(task("t", "dead"),)), s)
+    assert isinstance(actions[0], Retire) and actions[0].status == "error"
+    assert actions[0].cause == "heartbeat"
+    assert kinds(actions[1:]) == ["spawn"]  # its task still needs a worker
+
+
+def test_spawning_timeout_retires() -> None:
+    s = make_settings(SPAWNING_TIMEOUT_SEC=300)
+    slow = worker("slow", "spawning", age=301)
+    actions = decide(snap(workers=(slow,)), s)
+    assert isinstance(actions[0], Retire) and actions[0].cause == "spawn_timeout"
+
+
+def test_drained_worker_without_task_is_terminated() -> None:
+    w = worker("d", "terminating", draining_since=ago(1))
+    actions = decide(snap(workers=(w,)), make_settings())
+    assert isinstance(actions[0], Retire)
+    assert (actions[0].status, actions[0].cause) == ("terminated", "drained")
+
+
+def test_drain_waits_for_task_then_times_out() -> None:
+    s = make_settings(GRACEFUL_SHUTDOWN_TIMEOUT_SEC=120)
+    busy = worker("d", "terminating", draining_since=ago(60))
+    assert [a for a in decide(snap(workers=(busy,), running=(task("t", "d"),)), s)
+            if isinstance(a, Retire)] == []
+    late = worker("d", "terminating", draining_since=ago(121))
+    actions = decide(snap(workers=(late,), running=(task("t", "d"),)), s)
+    assert isinstance(actions[0], Retire) and actions[0].cause == "drain_timeout"
+
+
+def test_stuck_task_is_requeued_fenced_and_worker_drained() -> None:
+    s = make_settings(TASK_STUCK_TIMEOUT_SEC=600)
+    w = worker("w")
+    actions = decide(snap(workers=(w,), running=(task("t", "w", started=601, attempts=2),)), s)
+    assert actions[0] == RequeueTask("t", "w", 2, reason=actions[0].reason)  # type: ignore[attr-defined]
+    assert isinstance(actions[1], Drain) and actions[1].worker_id == "w"
+
+
+def test_task_of_unknown_worker_is_requeued() -> None:
+    actions = decide(snap(running=(task("t", "ghost"),)), make_settings())
+    assert isinstance(actions[0], RequeueOrphans) and actions[0].worker_ids == ("ghost",)
+
+
+# --- the sweep against the provider's pods -------------------------------------------------
+
+def pod(pid: str, name: str, *, fleet: str | None = "gpu-reactor", status: str = "RUNNING") -> Pod:
+    env = {FLEET_ENV: fleet} if fleet else {}
+    return Pod(id=pid, name=name, status=status, env=env)
+
+
+def test_sweep_terminates_unexplained_fleet_pod_only() -> None:
+    s = make_settings()
+    w = worker("gpu-reactor-aaaa", pod_id="p1")
+    pods = (pod("p1", "gpu-reactor-aaaa"),
+            pod("p2", "gpu-reactor-bbbb"),                    # ours, unexplained
+            pod("p3", "notebook", fleet=None),                # someone else's
+            pod("p4", "gpu-reactor-cccc", fleet=None),        # name only: not ours
+            pod("p5", "other-dddd", fleet="gpu-reactor"))     # marker only: not ours
+    actions = decide(snap(workers=(w,), running=(task("t", w.id),), pods=pods), s)
+    assert [a for a in actions if isinstance(a, TerminatePod)] == [
+        TerminatePod("p2", "gpu-reactor-bbbb", reason=actions[0].reason)]  # type: ignore[attr-defined]
+
+
+def test_sweep_retires_row_whose_pod_vanished() -> None:
+    w = worker("gpu-reactor-aaaa", pod_id="p1")
+    actions = decide(snap(workers=(w,), pods=()), make_settings(MIN_ACTIVE_GPUS=0))
+    assert isinstance(actions[0], Retire) and actions[0].cause == "pod_missing"
+
+
+def test_sweep_attaches_pod_found_by_name() -> None:
+    w = worker("gpu-reactor-aaaa", "spawning", age=100, pod_id=None)
+    actions = decide(snap(queued=1, workers=(w,), pods=(pod("p9", "gpu-reactor-aaaa"),)),
+                     make_settings())
+    assert actions == [AttachPod("gpu-reactor-aaaa", "p9")]
+
+
+def test_sweep_leaves_young_intent_alone() -> None:
+    w = worker("gpu-reactor-aaaa", "spawning", age=5, pod_id=None)
+    assert decide(snap(queued=1, workers=(w,), pods=()), make_settings()) == []
+
+
+# --- deadlines -------------------------------------------------------------------------
+
+def test_next_deadline_is_earliest_heartbeat_expiry() -> None:
+    s = make_settings(GPU_IDLE_TIMEOUT_SEC=60, SCALE_DOWN_IDLE_SEC=1000)
+    a, b = worker("a", beat=10), worker("b", beat=50)
+    deadline = next_deadline(snap(workers=(a, b), running=(task("t1", "a"), task("t2", "b"))), s)
+    assert deadline == NOW + timedelta(seconds=10)
+
+
+def test_next_deadline_none_when_nothing_pending() -> None:
+    assert next_deadline(snap(), make_settings()) is None
+
+
+# --- invariants, over arbitrary snapshots --------------------------------------------------
+
+statuses = st.sampled_from(["spawning", "active", "terminating"])
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> tuple[Snapshot, Settings, Limits]:
+    maximum = draw(st.integers(0, 6))
+    minimum = draw(st.integers(0, maximum))
+    s = make_settings(MIN_ACTIVE_GPUS=minimum, MAX_ACTIVE_GPUS=maximum,
+                      TASKS_PER_GPU_THRESHOLD=draw(st.integers(1, 5)),
+                      MAX_HOURLY_SPEND_USD=draw(st.none() | st.floats(1.0, 10.0)))
+    n = draw(st.integers(0, 8))
+    workers = []
+    for i in range(n):
+        status = draw(statuses)
+        age = draw(st.floats(1, 2000))
+        workers.append(worker(
+            f"gpu-reactor-{i:04d}", status, age=age, beat=draw(st.floats(0, 200)),
+            idle=draw(st.none() | st.floats(0, 500)), cost_per_hr=draw(st.floats(0.1, 2.0)),
+            draining_since=ago(draw(st.floats(0, 300))) if status == "terminating" else None))
+    running = []
+    for i, w in enumerate(workers):
+        if w.status != "spawning" and draw(st.booleans()):
+            running.append(task(f"t{i}", w.id, started=draw(st.floats(0, 1000))))
+    limits = Limits(expected_price=draw(st.floats(0.1, 2.0)),
+                    unconfirmed_pods=draw(st.integers(0, 2)))
+    return snap(draw(st.integers(0, 50)), tuple(workers), tuple(running)), s, limits
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(snapshots())
+def test_policy_invariants(case: tuple[Snapshot, Settings, Limits]) -> None:
+    sn, s, limits = case
+    actions = decide(sn, s, limits)
+    retired = {a.worker_id for a in actions if isinstance(a, Retire)}
+    spawned = sum(isinstance(a, Spawn) for a in actions)
+    live_after = [w for w in sn.workers if w.id not in retired]
+    # never above MAX live pods, counting pods not yet confirmed gone
+    if spawned:
+        assert len(live_after) + spawned + limits.unconfirmed_pods <= s.max_active_gpus
+    # never above the budget by spawning
+    if spawned and s.max_hourly_spend_usd is not None:
+        burn = sum(w.cost_per_hr for w in live_after)
+        assert burn + spawned * limits.expected_price <= s.max_hourly_spend_usd + 1e-6
+    # never drain a busy worker for scale-down, never below MIN
+    busy = {t.worker_id for t in sn.running}
+    scale_drains = [a for a in actions if isinstance(a, Drain) and "idle" in a.reason]
+    assert not any(a.worker_id in busy for a in scale_drains)
+    capacity = [w for w in live_after if w.status in ("spawning", "active")]
+    if scale_drains:
+        assert len(capacity) - len(scale_drains) >= s.min_active_gpus
+    # every silent worker is ended
+    for w in sn.workers:
+        if w.status != "spawning" and w.last_heartbeat is not None and \
+                NOW - w.last_heartbeat >= timedelta(seconds=s.gpu_idle_timeout_sec):
+            assert w.id in retired
+    # a worker is never both spawned for and drained/retired twice
+    assert len(retired) == sum(isinstance(a, Retire) for a in actions)
+    # deciding is deterministic
+    assert decide(sn, s, limits) == actions
