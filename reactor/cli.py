@@ -101,14 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-driven GPU fleet controller for task queues in Postgres. "
                     "Settings come from the environment and .env (see .env.example).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_handler, help_text) in COMMANDS.items():
+    for name, (_handler, help_text) in list(COMMANDS.items()):
         sub.add_parser(name, help=help_text, description=help_text)
-    try:
-        from reactor.cli_ops import register
-    except ImportError:
-        pass
-    else:
-        register(sub, COMMANDS)
+    import importlib
+
+    # Subcommands contributed by other modules: each exposes register(sub, COMMANDS).
+    for module in ("reactor.cli_ops", "reactor.demo"):
+        try:
+            importlib.import_module(module).register(sub, COMMANDS)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
     return parser
 
 
