@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 DEADLINE_SLACK = 0.02  # seconds past a deadline, so the database agrees it has passed
 RECONCILE_RETRY_MAX = 10.0
 SHUTDOWN_GRACE = 30.0
+MAX_COALESCE_WINDOW = 1.0  # seconds: the longest an event waits under sustained pressure
 
 
 @dataclass
@@ -148,6 +149,7 @@ class Reactor:
         limits = self.executor.limits()
         actions = decide(snap, self.settings, limits)
         actions = self._manual(snap) + actions
+        self.executor.first_action_at = None
         records = await self.executor.apply(actions, snap.now) if actions else []
         result = ReconcileResult("sweep" if full else "event", snap,
                                  desired_workers(snap, self.settings), records)
@@ -201,6 +203,7 @@ class Reactor:
     async def wake_loop(self) -> None:
         last_end = -1e9
         deadline_at = float("inf")
+        window = self.settings.coalesce_window_sec
         failures = 0
         while not self.stop_event.is_set():
             now = time.monotonic()
@@ -209,10 +212,15 @@ class Reactor:
             if self.stop_event.is_set():
                 return
             since = time.monotonic() - last_end
-            if self._dirty.is_set() and since < self.settings.coalesce_window_sec:
-                await wait_event(self.stop_event, self.settings.coalesce_window_sec - since)
+            if self._dirty.is_set() and since < window:
+                # Pressure: events keep coming right after a reconcile. Fold them into
+                # one reconcile per window, and widen the window while it lasts.
+                await wait_event(self.stop_event, window - since)
                 if self.stop_event.is_set():
                     return
+                window = min(window * 2, MAX_COALESCE_WINDOW)
+            else:
+                window = self.settings.coalesce_window_sec
             full = self._full_requested or time.monotonic() >= self._next_sweep
             self._dirty.clear()
             self._full_requested = False
