@@ -8,11 +8,22 @@
 -- that on every commit.
 --
 -- The doorbell is edge-triggered: a listener *arms* it (gpu_reactor_arm()) right before
--- it reads the state it is about to act on, then waits. The first task-queuing commit
--- after that disarms it and sends one notification; every other insert only reads one
--- boolean and sends nothing. Nothing is missed: anything committed before the arm is in
--- the state the listener reads next, anything after rings. NOTIFY is still only a hint:
--- deadlines and the sweep keep the reactor correct if a notification is lost.
+-- it reads the state it is about to act on, then waits. The first task-queuing
+-- statement after that disarms it and sends one notification; every other insert only
+-- reads one boolean and sends nothing.
+--
+-- Ringing never waits and never fails the application's statement: the ringer takes the
+-- doorbell row with SKIP LOCKED, so while one transaction is ringing (and may stay open
+-- for as long as the application likes) the others skip it, its notification covering
+-- them; under REPEATABLE READ / SERIALIZABLE a doorbell changed since the snapshot raises
+-- a serialization failure, which is caught here, inside the bell.
+--
+-- What a wake-up can miss, and why that is acceptable: the bell is checked when the
+-- INSERT statement runs, not at commit. A transaction whose insert ran before the arm
+-- but which commits after the listener has read the state is not rung for; neither is
+-- one whose ringing transaction was rolled back while another skipped the bell. The
+-- next insert, the listener's deadlines and the sweep pick such rows up: NOTIFY is only
+-- a hint, never the truth.
 --
 -- Low-volume events (a task leaving In Progress, a worker's status change, a drained
 -- worker) notify directly with a small JSON payload.
@@ -38,13 +49,17 @@ BEGIN
         RETURN;
     END IF;
     BEGIN
-        UPDATE gpu_reactor_doorbell SET armed = false WHERE armed;
+        -- SKIP LOCKED: never wait for another ringer, which may be an application's
+        -- long transaction; its notification covers this statement too.
+        PERFORM 1 FROM gpu_reactor_doorbell WHERE armed FOR UPDATE SKIP LOCKED;
         IF FOUND THEN
+            UPDATE gpu_reactor_doorbell SET armed = false;
             PERFORM pg_notify('gpu_reactor', json_build_object('event', p_event)::text);
         END IF;
     EXCEPTION WHEN serialization_failure OR lock_not_available THEN
-        -- Another transaction is ringing right now: its notification covers us, and
-        -- the application's own transaction must never fail because of the doorbell.
+        -- The bell changed since this transaction's snapshot (REPEATABLE READ or
+        -- SERIALIZABLE): someone else rang or re-armed it. The application's own
+        -- transaction must never fail because of the doorbell.
         NULL;
     END;
 END
