@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK_KEY = 0x67707572_6D696772  # "gpur" "migr"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
+# Every migration runs with the search_path pinned to the schema it migrates, pg_temp
+# last. The functions capture it (SET search_path FROM CURRENT), and as most are
+# SECURITY DEFINER that matters: with pg_temp unlisted, PostgreSQL resolves table names
+# in the caller's temporary schema first, so any role (all may create temporary tables)
+# could shadow workers or tasks and make the functions act on its own rows.
+_PIN_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(current_schema()) || ', pg_temp', true)"
+
 _LEDGER = """
 CREATE TABLE IF NOT EXISTS gpu_reactor_migrations (
     version integer PRIMARY KEY,
@@ -78,6 +85,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                                 extra={"version": migration.version, "migration": migration.name})
                 continue
             async with conn.transaction():
+                await conn.execute(_PIN_SEARCH_PATH)
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO gpu_reactor_migrations (version, name, checksum) VALUES ($1, $2, $3)",

@@ -1,6 +1,8 @@
 -- 0004: the functions GPU workers call. They are SECURITY DEFINER so the least-privilege
 -- gpu_worker role (0007) can run them without any table privilege, and each pins its
--- search_path so a caller cannot redirect the names inside.
+-- search_path so a caller cannot redirect the names inside: migrate runs every file with
+-- search_path = <this schema>, pg_temp, which SET search_path FROM CURRENT captures
+-- (pg_temp last, or a caller's temporary table named workers would win).
 
 -- Claim one Queued task for an active worker: highest priority, then oldest.
 -- One statement with FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on or
