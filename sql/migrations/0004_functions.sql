@@ -4,6 +4,31 @@
 -- search_path = <this schema>, pg_temp, which SET search_path FROM CURRENT captures
 -- (pg_temp last, or a caller's temporary table named workers would win).
 
+-- A seed system may already have functions of these names with other arguments or
+-- return types: CREATE OR REPLACE cannot change a return type, and an overload with other
+-- arguments makes calls ambiguous. Ours carry a 'gpu-reactor:' comment (end of this
+-- file); any other function of these names is replaced. DROP without CASCADE, so one
+-- that something else depends on stops the migration with PostgreSQL's own message.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure
+        FROM pg_proc p
+        WHERE p.pronamespace = current_schema()::regnamespace
+          AND p.proname IN ('func_claim_available_task', 'func_mark_task_complete',
+                            'func_mark_task_failed', 'func_update_worker_heartbeat',
+                            'func_reset_orphaned_tasks', 'func_requeue_task',
+                            'func_report_worker_drained')
+          AND coalesce(obj_description(p.oid, 'pg_proc'), '') NOT LIKE 'gpu-reactor:%'
+    LOOP
+        RAISE NOTICE 'gpu-reactor: replacing the earlier function %', f;
+        EXECUTE format('DROP FUNCTION %s', f);
+    END LOOP;
+END
+$$;
+
 -- Claim one Queued task for an active worker: highest priority, then oldest.
 -- One statement with FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on or
 -- double-claim a row. A worker that is not 'active' (spawning, draining, error,
@@ -193,3 +218,18 @@ DROP TRIGGER IF EXISTS tasks_touch_updated_at ON tasks;
 CREATE TRIGGER tasks_touch_updated_at
     BEFORE UPDATE ON tasks
     FOR EACH ROW EXECUTE FUNCTION gpu_reactor_touch_updated_at();
+
+COMMENT ON FUNCTION func_claim_available_task(text, text[]) IS
+    'gpu-reactor: claim one Queued task (highest priority, then oldest) for an active worker';
+COMMENT ON FUNCTION func_mark_task_complete(uuid, jsonb, text, integer) IS
+    'gpu-reactor: fenced completion; true when the task changed';
+COMMENT ON FUNCTION func_mark_task_failed(uuid, text, text, integer) IS
+    'gpu-reactor: fenced failure, back to Queued while attempts remain; true when the task changed';
+COMMENT ON FUNCTION func_update_worker_heartbeat(text, jsonb) IS
+    'gpu-reactor: liveness, metadata merge, spawning -> active; returns the worker status';
+COMMENT ON FUNCTION func_reset_orphaned_tasks(text[]) IS
+    'gpu-reactor: requeue (or fail) the In Progress tasks of lost workers (reactor only)';
+COMMENT ON FUNCTION func_requeue_task(uuid, text, integer, text) IS
+    'gpu-reactor: requeue one stuck task, fenced by holder and attempt (reactor only)';
+COMMENT ON FUNCTION func_report_worker_drained(text) IS
+    'gpu-reactor: a draining worker has finished its last task';

@@ -2,6 +2,31 @@
 -- Thresholds come from gpu_reactor_settings, which the reactor keeps in step with its
 -- own settings, so the views and the reactor agree on what "stale" and "stuck" mean.
 
+-- A seed system may already have views of these names with other columns, which
+-- CREATE OR REPLACE VIEW cannot change. Views hold no data: any of these names that is
+-- not ours (a 'gpu-reactor:' comment, end of this file) is replaced. No CASCADE: a view
+-- something else depends on stops the migration with PostgreSQL's own message.
+DO $$
+DECLARE
+    v regclass;
+BEGIN
+    FOR v IN
+        SELECT c.oid::regclass
+        FROM pg_class c
+        WHERE c.relnamespace = current_schema()::regnamespace
+          AND c.relname IN ('orchestrator_status', 'active_workers_health',
+                            'recent_task_activity', 'worker_performance', 'fleet_cost')
+          AND c.relkind IN ('v', 'm')
+          AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE 'gpu-reactor:%'
+    LOOP
+        RAISE NOTICE 'gpu-reactor: replacing the earlier view %', v;
+        EXECUTE format('DROP %s %s',
+                       CASE WHEN (SELECT relkind FROM pg_class WHERE oid = v) = 'm'
+                            THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, v);
+    END LOOP;
+END
+$$;
+
 CREATE OR REPLACE VIEW orchestrator_status AS
 SELECT
     (SELECT count(*) FROM tasks WHERE status = 'Queued')        AS queued_tasks,
@@ -104,3 +129,9 @@ SELECT
     ) FILTER (WHERE coalesce(terminated_at, now()) > date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0), 4)
         AS spent_today_usd
 FROM workers;
+
+COMMENT ON VIEW orchestrator_status IS 'gpu-reactor: task counts by status, fleet counts, stale workers, stuck tasks';
+COMMENT ON VIEW active_workers_health IS 'gpu-reactor: one row per live worker with its current task and health';
+COMMENT ON VIEW recent_task_activity IS 'gpu-reactor: tasks changed in the last hour (at most 200)';
+COMMENT ON VIEW worker_performance IS 'gpu-reactor: tasks completed and failed, processing time and cost per worker';
+COMMENT ON VIEW fleet_cost IS 'gpu-reactor: hourly burn of the live fleet and spend since midnight UTC';
