@@ -1,0 +1,335 @@
+"""HTTP transport for Runpod REST v2: Bearer auth, rate limits, bounded retries, problems.
+
+``RunpodHttp.request`` sends one logical call and returns a ``Reply`` with a 2xx or 4xx
+status (never 429 or 5xx): 429 is waited out when ``Retry-After`` fits the wait budget,
+else ``RateLimited`` is raised; 5xx, timeouts, lost connections and unreadable bodies are
+retried only when the caller says the call is safe to repeat, else (and once the retries
+are spent) ``TransientProviderError`` is raised. Every HTTP attempt is reported to
+``on_request(operation, outcome)``. The API key never reaches a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from reactor.aio import wait_event
+from reactor.errors import ProviderError, RateLimited, TransientProviderError
+
+log = logging.getLogger("reactor.providers.runpod")
+
+OnRequest = Callable[[str, str], None]
+
+# An unreadable answer is kept to this many characters in logs and messages.
+_SNIPPET = 300
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer with a status below 500 (and not 429), its body parsed as JSON."""
+
+    status: int
+    body: Any
+    request_id: str | None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def detail(self) -> str:
+        """The problem's ``detail`` (or ``title``), '' when the body has neither."""
+        if isinstance(self.body, dict):
+            for key in ("detail", "title", "message", "error"):
+                value = self.body.get(key)
+                if isinstance(value, str) and value:
+                    return value
+        return ""
+
+    def errors(self) -> list[str]:
+        """The problem's ``errors`` list (422), as strings."""
+        raw = self.body.get("errors") if isinstance(self.body, dict) else None
+        if not isinstance(raw, list):
+            return []
+        return [item if isinstance(item, str) else orjson.dumps(item).decode() for item in raw]
+
+
+@dataclass
+class _Budget:
+    """What one logical call may still spend on waiting and repeating."""
+
+    wait_left: float
+    rate_limit_retries: int
+    transient_retries: int
+    attempt: int = 0
+
+
+def outcome_of(status: int, operation: str) -> str:
+    """The metric label of one HTTP answer."""
+    if 200 <= status < 300:
+        return "ok"
+    if status == 400:
+        return "capacity" if operation == "create" else "client_error"
+    if status == 402:
+        return "insufficient_balance"
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return "client_error"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from ``Retry-After`` (delta-seconds or an HTTP date), None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def parse_ratelimit(value: str | None) -> float | None:
+    """Seconds until the tightest exhausted window resets, None when none is exhausted.
+
+    Understands ``"minute";r=0;t=12, "hour";r=2800;t=1812`` (r = remaining, t = seconds to
+    reset) and the older draft form ``limit=60, remaining=0, reset=12``.
+    """
+    if not value:
+        return None
+    waits: list[float] = []
+    flat: dict[str, str] = {}
+    for item in value.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        if len(parts) == 1:
+            key, _, val = parts[0].partition("=")
+            flat[key.strip().lower()] = val.strip()
+            continue
+        params = dict(_pair(p) for p in parts[1:])
+        wait = _exhausted(params.get("r"), params.get("t"))
+        if wait is not None:
+            waits.append(wait)
+    wait = _exhausted(flat.get("remaining"), flat.get("reset"))
+    if wait is not None:
+        waits.append(wait)
+    return max(waits) if waits else None
+
+
+def _pair(part: str) -> tuple[str, str]:
+    key, _, val = part.partition("=")
+    return key.strip().lower(), val.strip()
+
+
+def _exhausted(remaining: str | None, reset: str | None) -> float | None:
+    try:
+        if remaining is None or float(remaining) > 0:
+            return None
+        return max(0.0, float(reset)) if reset is not None else 1.0
+    except ValueError:
+        return None
+
+
+class RunpodHttp:
+    """One aiohttp session to the Runpod REST v2 API, shared by every call."""
+
+    def __init__(self, *, base_url: str, api_key: str, timeout_sec: float,
+                 on_request: OnRequest | None = None, read_retries: int = 3,
+                 retry_base_sec: float = 0.25, max_wait_sec: float = 10.0) -> None:
+        """
+        :param base_url: API base such as ``https://api.runpod.io/v2``.
+        :param api_key: Bearer token; kept out of every message this class produces.
+        :param timeout_sec: total time of one HTTP attempt.
+        :param on_request: called as ``(operation, outcome)`` for every HTTP attempt.
+        :param read_retries: extra attempts for calls safe to repeat (5xx, timeouts).
+        :param retry_base_sec: first delay between those attempts (doubling, jittered).
+        :param max_wait_sec: longest one call waits for rate limits before raising
+            ``RateLimited``.
+        """
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout_sec)
+        self._on_request = on_request
+        self._read_retries = read_retries
+        self._retry_base = retry_base_sec
+        self._max_wait = max_wait_sec
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = asyncio.Event()
+        self._paused_until = 0.0  # monotonic; set when a RateLimit window is exhausted
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed.is_set():
+            raise TransientProviderError("the Runpod provider is closed")
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"Authorization": f"Bearer {self._key}",
+                         "Accept": "application/json", "User-Agent": "gpu-reactor"})
+        return self._session
+
+    async def close(self) -> None:
+        self._closed.set()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- one logical call --------------------------------------------------------------
+    async def request(self, operation: str, method: str, path: str, *,
+                      json: Any = None, params: dict[str, str] | None = None,
+                      repeatable: bool) -> Reply:
+        """Send ``method path``; see the module docstring for what is retried."""
+        budget = _Budget(wait_left=self._max_wait, rate_limit_retries=2,
+                         transient_retries=self._read_retries if repeatable else 0)
+        while True:
+            await self._respect_pause(operation, budget)
+            budget.attempt += 1
+            try:
+                reply, headers = await self._send(operation, method, path, json, params)
+            except TransientProviderError as exc:
+                await self._before_retry(operation, budget, exc)
+                continue
+            self._note_ratelimit(headers)
+            if reply.status == 429:
+                await self._wait_for_rate_limit(operation, budget, reply, headers)
+                continue
+            if reply.status >= 500:
+                failure = TransientProviderError(
+                    self.scrub(f"Runpod {operation} answered {reply.status}: "
+                               f"{reply.detail() or 'server error'}"),
+                    status=reply.status, request_id=reply.request_id)
+                await self._before_retry(operation, budget, failure)
+                continue
+            return reply
+
+    async def _send(self, operation: str, method: str, path: str, json: Any,
+                    params: dict[str, str] | None) -> tuple[Reply, Any]:
+        session = self._get_session()
+        url = self.base_url + path
+        data = orjson.dumps(json) if json is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        try:
+            async with session.request(method, url, data=data, params=params, headers=headers,
+                                       allow_redirects=False) as resp:
+                raw = await resp.read()
+                request_id = resp.headers.get("x-request-id")
+                status, resp_headers = resp.status, resp.headers
+        except TimeoutError as exc:
+            self._report(operation, "timeout")
+            raise TransientProviderError(
+                f"Runpod {operation} timed out after {self._timeout.total:g}s") from exc
+        except aiohttp.ClientError as exc:
+            self._report(operation, "network_error")
+            raise TransientProviderError(
+                self.scrub(f"Runpod {operation} failed: {type(exc).__name__}: {exc}")) from exc
+        body = self._decode(operation, status, raw, request_id)
+        self._report(operation, outcome_of(status, operation))
+        reply = Reply(status, body, request_id)
+        if not reply.ok and status != 429:
+            self._log_failure(operation, method, path, reply)
+        return reply, resp_headers
+
+    def _decode(self, operation: str, status: int, raw: bytes, request_id: str | None) -> Any:
+        if not raw.strip():
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if 200 <= status < 300:
+                self._report(operation, "bad_response")
+                log.warning("runpod_unreadable_answer", extra={
+                    "operation": operation, "status": status, "request_id": request_id,
+                    "body": self.scrub(raw[:_SNIPPET].decode("utf-8", "replace"))})
+                raise TransientProviderError(
+                    f"Runpod {operation} answered {status} with an unreadable body",
+                    status=status, request_id=request_id) from exc
+            return {"detail": raw[:_SNIPPET].decode("utf-8", "replace")}
+
+    # --- waiting -------------------------------------------------------------------------
+    async def _respect_pause(self, operation: str, budget: _Budget) -> None:
+        wait = self._paused_until - time.monotonic()
+        if wait <= 0:
+            return
+        if wait > budget.wait_left:
+            raise RateLimited(f"Runpod rate limit exhausted; resets in {wait:.0f}s",
+                              retry_after=wait, status=429)
+        log.info("runpod_rate_limit_pause", extra={"operation": operation,
+                                                   "seconds": round(wait, 2)})
+        await self._sleep(wait, budget)
+
+    async def _wait_for_rate_limit(self, operation: str, budget: _Budget, reply: Reply,
+                                   headers: Any) -> None:
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if retry_after is None:
+            retry_after = parse_ratelimit(headers.get("RateLimit")) or 1.0
+        log.warning("runpod_rate_limited", extra={
+            "operation": operation, "retry_after": retry_after, "request_id": reply.request_id})
+        if budget.rate_limit_retries <= 0 or retry_after > budget.wait_left:
+            raise RateLimited(f"Runpod rate limit: retry after {retry_after:g}s",
+                              retry_after=retry_after, status=429, request_id=reply.request_id)
+        budget.rate_limit_retries -= 1
+        await self._sleep(retry_after, budget)
+
+    async def _before_retry(self, operation: str, budget: _Budget,
+                            exc: TransientProviderError) -> None:
+        if budget.transient_retries <= 0:
+            raise exc
+        budget.transient_retries -= 1
+        delay = min(self._retry_base * 2 ** (budget.attempt - 1), 5.0)
+        delay *= random.uniform(0.5, 1.0)
+        log.info("runpod_retry", extra={"operation": operation, "attempt": budget.attempt,
+                                        "delay": round(delay, 3), "error": str(exc)})
+        await self._sleep(delay, budget, count=False)
+
+    async def _sleep(self, seconds: float, budget: _Budget, *, count: bool = True) -> None:
+        if count:
+            budget.wait_left -= seconds
+        if await wait_event(self._closed, seconds):
+            raise TransientProviderError("the Runpod provider was closed while waiting")
+
+    def _note_ratelimit(self, headers: Any) -> None:
+        wait = parse_ratelimit(headers.get("RateLimit"))
+        if wait is not None and wait > 0:
+            self._paused_until = max(self._paused_until, time.monotonic() + wait)
+
+    # --- reporting -------------------------------------------------------------------------
+    def _report(self, operation: str, outcome: str) -> None:
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(operation, outcome)
+        except Exception:  # a metrics hook must never break a provider call
+            log.exception("runpod_on_request_hook_failed")
+
+    def _log_failure(self, operation: str, method: str, path: str, reply: Reply) -> None:
+        quiet = reply.status == 404 and operation in ("get", "terminate")
+        log.log(logging.DEBUG if quiet else logging.WARNING, "runpod_request_failed", extra={
+            "operation": operation, "method": method, "path": path, "status": reply.status,
+            "request_id": reply.request_id, "detail": self.scrub(reply.detail())})
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the API key, cut to a readable length."""
+        if self._key and self._key in text:
+            text = text.replace(self._key, "**********")
+        return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
+
+    def error(self, cls: type[ProviderError], message: str, reply: Reply) -> ProviderError:
+        """An error of ``cls`` carrying the reply's status and request id, scrubbed."""
+        return cls(self.scrub(message), status=reply.status, request_id=reply.request_id)
