@@ -40,9 +40,12 @@ SELECT
     (SELECT count(*) FROM workers WHERE status = 'active')      AS active_workers,
     (SELECT count(*) FROM workers WHERE status = 'terminating') AS terminating_workers,
     (SELECT count(*) FROM workers WHERE status = 'error')       AS error_workers,
+    -- Like the reactor: a worker that never beat is judged by when it became active or,
+    -- failing that, was created (active_workers_health says the same).
     (SELECT count(*) FROM workers w, gpu_reactor_settings s
        WHERE w.status IN ('active', 'terminating')
-         AND w.last_heartbeat < now() - make_interval(secs => s.heartbeat_timeout_sec))
+         AND coalesce(w.last_heartbeat, w.activated_at, w.created_at)
+             < now() - make_interval(secs => s.heartbeat_timeout_sec))
                                                                 AS stale_workers,
     (SELECT count(*) FROM tasks t, gpu_reactor_settings s
        WHERE t.status = 'In Progress'
@@ -68,8 +71,8 @@ SELECT
         WHEN w.status = 'spawning'
              AND w.created_at < now() - make_interval(secs => s.spawning_timeout_sec) THEN 'spawn_overdue'
         WHEN w.status = 'spawning' THEN 'starting'
-        WHEN w.last_heartbeat IS NULL
-             OR w.last_heartbeat < now() - make_interval(secs => s.heartbeat_timeout_sec) THEN 'stale'
+        WHEN coalesce(w.last_heartbeat, w.activated_at, w.created_at)
+             < now() - make_interval(secs => s.heartbeat_timeout_sec) THEN 'stale'
         WHEN t.generation_started_at < now() - make_interval(secs => s.task_stuck_timeout_sec) THEN 'stuck_task'
         WHEN w.status = 'terminating' THEN 'draining'
         WHEN t.id IS NOT NULL THEN 'busy'
