@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ class PgServer:
 
         if self.embedded is not None:
             self.embedded.destroy()
+            # The mkdtemp() folder start_server() made for it.
+            shutil.rmtree(self.embedded.datadir.parent, ignore_errors=True)
         else:
             asyncio.run(drop_template())
         if self._stop is not None:
