@@ -92,7 +92,6 @@ class Listener:
     async def run(self) -> None:
         """Keep a healthy LISTEN connection until cancelled."""
         delay = 0.2
-        first = True
         while True:
             try:
                 await self._connect()
@@ -106,10 +105,9 @@ class Listener:
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
                 continue
             delay = 0.2
-            if not first:
+            if self.health.since is not None:  # connected before (maybe by an earlier leader term)
                 self.health.reconnects += 1
                 self.metrics.listener_reconnects.inc()
-            first = False
             self.health.connected, self.health.since = True, time.time()
             self.metrics.listener_up.set(1)
             log.info("listener_connected", extra={"channel": CHANNEL})

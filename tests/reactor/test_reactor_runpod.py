@@ -1,0 +1,169 @@
+"""The reactor end to end: real Postgres, the fake Runpod v2 server over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
+from tests.pg import PgServer
+from tests.reactor.harness import insert_tasks, running, runpod_settings
+from tests.util import wait_until
+
+
+@pytest.fixture
+async def runpod() -> AsyncIterator[FakeRunpod]:
+    async with run_fake_runpod() as server:
+        yield server
+
+
+def live_pods(runpod: FakeRunpod) -> int:
+    return sum(1 for p in runpod.pods.values() if runpod.status_of(p.id) != "TERMINATED")
+
+
+async def test_single_insert_on_idle_system_reaches_a_create_promptly(
+        db_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    async with running(runpod_settings(db_dsn, runpod)) as reactor:
+        assert runpod.create_calls == []
+        started = time.monotonic()
+        await insert_tasks(conn, 1)
+        call = await runpod.wait_for_create(timeout=5)
+        assert call.time - started < 2.0, "an insert on an idle system must act at once"
+        body = call.body
+        assert body["name"].startswith("gpu-reactor-")
+        assert body["env"]["WORKER_ID"] == body["name"]
+        assert body["env"]["GPU_REACTOR_FLEET"] == "gpu-reactor"
+        assert body["gpu"]["id"] == "NVIDIA GeForce RTX 4090"
+        row = await wait_until(lambda: conn.fetchrow(
+            "SELECT * FROM workers WHERE id = $1 AND pod_id IS NOT NULL", body["name"]),
+            what="pod recorded on the worker row")
+        assert row["status"] == "spawning" and float(row["cost_per_hr"]) > 0
+        await wait_until(lambda: reactor.metrics.reaction_latency._sum.get() > 0,
+                         what="reaction latency observed")
+
+
+async def test_burst_of_10000_tasks_is_coalesced_and_capped(
+        db_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    settings = runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=3, TASKS_PER_GPU_THRESHOLD=10)
+    async with running(settings) as reactor:
+        before = reactor.state.reconciles
+        await insert_tasks(conn, 5000)
+        for _ in range(100):  # the rest as 100 separate transactions
+            await insert_tasks(conn, 50)
+        await wait_until(lambda: reactor.state.snapshot is not None
+                         and reactor.state.snapshot.queued == 10_000,
+                         timeout=10, what="reactor saw the whole burst")
+        await wait_until(lambda: len(runpod.create_calls) >= 3, timeout=10, what="3 creates")
+        reconciles = reactor.state.reconciles - before
+        # one more reconcile after everything settled must not add pods
+        await conn.execute("""NOTIFY gpu_reactor, '{"event":"sweep"}'""")
+        await wait_until(lambda: reactor.state.reconciles > before + reconciles,
+                         what="a further reconcile")
+        assert len(runpod.create_calls) == 3
+        assert live_pods(runpod) == 3
+        assert reconciles <= 15, f"{reconciles} reconciles for one burst"
+
+
+async def test_killed_worker_is_requeued_at_its_deadline_and_replaced(
+        db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    settings = runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=1, GPU_IDLE_TIMEOUT_SEC=1.5,
+                               SWEEP_INTERVAL_SEC=120)
+    async with running(settings) as reactor:
+        await insert_tasks(conn, 1)
+        first = await runpod.wait_for_create(timeout=5)
+        worker_id = first.body["name"]
+        pod_id = (await wait_until(lambda: conn.fetchval(
+            "SELECT pod_id FROM workers WHERE id = $1", worker_id), what="pod id"))
+        # The pod's worker starts, claims the task, then dies (no more heartbeats).
+        pod_conn = await asyncpg.connect(worker_dsn)
+        try:
+            assert await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')",
+                                           worker_id) == "active"
+            claimed = await pod_conn.fetchrow("SELECT * FROM func_claim_available_task($1)",
+                                              worker_id)
+            assert claimed is not None
+            died = time.monotonic()
+        finally:
+            await pod_conn.close()
+        second = await runpod.wait_for_create(timeout=8, count=2)
+        waited = second.time - died
+        assert 1.0 < waited < 4.0, f"replacement after {waited:.2f}s (deadline 1.5s)"
+        await runpod.wait_for_request("DELETE", f"/pods/{pod_id}", timeout=5)
+        row = await conn.fetchrow("SELECT status, error_reason FROM workers WHERE id = $1",
+                                  worker_id)
+        assert row["status"] == "error" and "heartbeat" in row["error_reason"]
+        task = await conn.fetchrow("SELECT status, attempts, worker_id FROM tasks")
+        assert task["status"] == "Queued" and task["attempts"] == 1 and task["worker_id"] is None
+        assert reactor.metrics.tasks_requeued.labels(reason="heartbeat")._value.get() == 1
+
+
+async def test_sweep_terminates_a_fleet_pod_made_behind_its_back_only(
+        db_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    async with running(runpod_settings(db_dsn, runpod, SWEEP_INTERVAL_SEC=120)):
+        stray = runpod.add_fleet_pod()
+        notebook = runpod.add_pod("jupyter-notebook")
+        name_only = runpod.add_pod("gpu-reactor-deadbeef")  # prefix but no env marker
+        await conn.execute("""NOTIFY gpu_reactor, '{"event":"sweep"}'""")
+        await runpod.wait_for_request("DELETE", f"/pods/{stray.id}", timeout=5)
+        assert notebook.id in runpod.pods and name_only.id in runpod.pods
+        deletes = {c.path for c in runpod.calls("DELETE")}
+        assert deletes == {f"/pods/{stray.id}"}
+
+
+async def test_two_reactors_never_both_act_and_the_standby_takes_over(
+        db_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    settings = runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=2)
+    async with running(settings, lead=False) as a, running(settings, lead=False) as b:
+        await wait_until(lambda: {a.state.role, b.state.role} == {"leader", "standby"},
+                         what="one leader, one standby")
+        leader, standby = (a, b) if a.state.role == "leader" else (b, a)
+        await insert_tasks(conn, 5)
+        await runpod.wait_for_create(count=2)
+        leader.stop_event.set()
+        await asyncio.wait_for(leader.task, 10)  # type: ignore[attr-defined]
+        started = time.monotonic()
+        await wait_until(lambda: standby.state.role == "leader" and standby.state.reconciles > 0,
+                         timeout=10, what="standby takes over")
+        assert time.monotonic() - started < 5
+        await insert_tasks(conn, 5)
+        await conn.execute("""NOTIFY gpu_reactor, '{"event":"sweep"}'""")
+        reconciles = standby.state.reconciles
+        await wait_until(lambda: standby.state.reconciles > reconciles, what="reconcile")
+        assert len(runpod.create_calls) == 2
+        assert live_pods(runpod) == 2
+
+
+async def test_postgres_restart_is_survived(
+        pg_server: PgServer, db_dsn: str, runpod: FakeRunpod) -> None:
+    if not pg_server.restartable:
+        pytest.skip("the test Postgres is not ours to restart")
+    settings = runpod_settings(db_dsn, runpod)
+    async with running(settings) as reactor:
+        reconnects = reactor.state.listener.reconnects
+        await asyncio.to_thread(pg_server.embedded.restart)  # type: ignore[union-attr]
+        await wait_until(lambda: reactor.state.listener.reconnects > reconnects
+                         and reactor.state.listener.connected and reactor.state.role == "leader",
+                         timeout=20, what="listener reconnected after restart")
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            await insert_tasks(conn, 1)
+            await runpod.wait_for_create(timeout=10)
+        finally:
+            await conn.close()
+
+
+async def test_malformed_notify_payloads_are_ignored_and_counted(
+        db_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    async with running(runpod_settings(db_dsn, runpod)) as reactor:
+        bad = ["not json", "[]", '{"event":"explode"}', '{"event":"drain"}', "{" * 100]
+        for payload in bad:
+            await conn.execute("SELECT pg_notify('gpu_reactor', $1)", payload)
+        await wait_until(lambda: reactor.metrics.malformed_events._value.get() == len(bad),
+                         what="malformed events counted")
+        await insert_tasks(conn, 1)
+        await runpod.wait_for_create(timeout=5)
+        assert not reactor.task.done()  # type: ignore[attr-defined]
