@@ -94,6 +94,10 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "once": (cmd_once, "run one full reconcile and print a JSON summary"),
 }
 
+# Parsers for these are made here; modules make their own (COMMANDS grows as they
+# register, so a second build_parser() in one process must not re-add theirs).
+_BUILTIN_COMMANDS = dict(COMMANDS)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -101,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-driven GPU fleet controller for task queues in Postgres. "
                     "Settings come from the environment and .env (see .env.example).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_handler, help_text) in list(COMMANDS.items()):
+    for name, (_handler, help_text) in _BUILTIN_COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text)
     import importlib
 
