@@ -1,0 +1,93 @@
+"""What the fake Runpod v2 server puts on the wire: answers, problem bodies, spoilt bodies,
+page cursors."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+NO_CAPACITY = ("There are no longer any instances available with the requested "
+               "specifications. Please refresh and try again.")
+
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+           422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any = None            # JSON-able; None: no body (204)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def problem(status: int, detail: str, *, errors: list[str] | None = None,
+            headers: dict[str, str] | None = None) -> Answer:
+    """An ``application/problem+json`` answer."""
+    body: dict[str, Any] = {"title": _TITLES.get(status, "Error"), "status": status,
+                            "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return Answer(status, body, headers or {})
+
+
+async def render(request: web.Request, answer: Answer, headers: dict[str, str],
+                 spoil: str | bytes | None) -> web.StreamResponse:
+    """The aiohttp response of ``answer``, its body spoilt as ``spoil`` says (see
+    Faults.corrupt_next)."""
+    headers = {**headers, **answer.headers}
+    if answer.body is None:
+        return web.Response(status=answer.status, headers=headers)
+    headers["Content-Type"] = ("application/problem+json" if answer.status >= 400
+                               else "application/json")
+    data = orjson.dumps(answer.body)
+    if spoil == "cut":
+        response = web.StreamResponse(status=answer.status, headers=headers)
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[: len(data) // 2])
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    if spoil == "garbage":
+        headers["Content-Type"] = "text/html"
+        data = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    elif spoil == "truncated":
+        data = data[: max(1, len(data) // 2)]
+    elif spoil == "wrong_shape":
+        data = b'{"unexpected": [1, 2, 3]}'
+    elif isinstance(spoil, bytes):
+        data = spoil
+    return web.Response(status=answer.status, body=data, headers=headers)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The request body as JSON, None when empty or not JSON."""
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def cursor_of(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def offset_of(cursor: str | None) -> int:
+    """The list offset a cursor stands for; ValueError when it is not one of ours."""
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("bad cursor") from exc
+    if not text.startswith("offset:"):
+        raise ValueError("bad cursor")
+    return int(text.removeprefix("offset:"))
