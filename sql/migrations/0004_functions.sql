@@ -33,18 +33,27 @@ $$;
 -- One statement with FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on or
 -- double-claim a row. A worker that is not 'active' (spawning, draining, error,
 -- terminated or unknown) gets nothing.
+-- The worker's row is read FOR SHARE: a drain (status -> terminating) committing while
+-- the claim runs is waited for and then seen, and a drain arriving during the claim
+-- waits for it. Otherwise the reactor could mark the worker terminating, see it hold no
+-- task and end its pod while a claim that had read 'active' commits a task to it.
 CREATE OR REPLACE FUNCTION func_claim_available_task(p_worker_id text, p_task_types text[] DEFAULT NULL)
 RETURNS TABLE (id uuid, task_type text, params jsonb, attempts integer, max_attempts integer)
 LANGUAGE sql
 SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
-    WITH candidate AS (
+    WITH claimer AS (
+        SELECT w.id
+        FROM workers w
+        WHERE w.id = p_worker_id AND w.status = 'active'
+        FOR SHARE
+    ), candidate AS (
         SELECT t.id
         FROM tasks t
         WHERE t.status = 'Queued'
           AND (p_task_types IS NULL OR t.task_type = ANY (p_task_types))
-          AND EXISTS (SELECT 1 FROM workers w WHERE w.id = p_worker_id AND w.status = 'active')
+          AND EXISTS (SELECT 1 FROM claimer)
         ORDER BY t.priority DESC, t.created_at
         LIMIT 1
         FOR UPDATE OF t SKIP LOCKED

@@ -130,3 +130,60 @@ async def test_claim_sets_in_progress_holder_start_and_counts_the_attempt(
     assert again is not None and again["attempts"] == 2
     stored = await task_row(conn, task)
     assert (stored["status"], stored["worker_id"], stored["attempts"]) == ("In Progress", "w2", 2)
+
+
+async def _waits_for_a_lock(observer: asyncpg.Connection, pid: int,
+                            claiming: asyncio.Task[object]) -> bool:
+    """Until the claim either finished or is seen waiting on a lock: which one it was."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while not claiming.done():
+        waiting = await observer.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid)
+        if waiting:
+            return True
+        assert asyncio.get_running_loop().time() < deadline, "claim neither ran nor waited"
+        await asyncio.sleep(0.005)  # polling a condition, not standing in for one
+    return False
+
+
+async def test_a_claim_racing_a_drain_never_hands_a_task_to_the_draining_worker(
+        conn: asyncpg.Connection, db_dsn: str) -> None:
+    # The reactor marks w1 terminating and, seeing it hold no task, may terminate its pod
+    # at once. A claim that read w1 as 'active' just before must not commit a task to it:
+    # the claim waits for the drain and then sees 'terminating'.
+    await add_worker(conn, "w1")
+    task = await add_task(conn)
+    reactor, pod = await connect_many(db_dsn, 2)
+    try:
+        drain = reactor.transaction()
+        await drain.start()
+        await reactor.execute("UPDATE workers SET status = 'terminating' WHERE id = 'w1'")
+        claiming = asyncio.create_task(claim(pod, "w1"))
+        waited = await _waits_for_a_lock(conn, pod.get_server_pid(), claiming)
+        await drain.commit()
+        assert await asyncio.wait_for(claiming, 5) is None
+        assert waited
+    finally:
+        await close_all([reactor, pod])
+    assert (await task_row(conn, task))["status"] == "Queued"
+
+
+async def test_a_drain_racing_a_claim_waits_and_then_sees_the_task(
+        conn: asyncpg.Connection, db_dsn: str) -> None:
+    await add_worker(conn, "w1")
+    task = await add_task(conn)
+    reactor, pod = await connect_many(db_dsn, 2)
+    try:
+        claiming = pod.transaction()
+        await claiming.start()
+        assert (await claim(pod, "w1"))["id"] == task  # type: ignore[index]
+        draining = asyncio.create_task(reactor.execute(
+            "UPDATE workers SET status = 'terminating' WHERE id = 'w1' AND status = 'active'"))
+        assert await _waits_for_a_lock(conn, reactor.get_server_pid(), draining)
+        await claiming.commit()
+        assert await asyncio.wait_for(draining, 5) == "UPDATE 1"
+        held = await reactor.fetchval(
+            "SELECT count(*) FROM tasks WHERE status = 'In Progress' AND worker_id = 'w1'")
+        assert held == 1
+    finally:
+        await close_all([reactor, pod])
