@@ -88,31 +88,29 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[Handler, str]] = {
+CORE_COMMANDS: dict[str, tuple[Handler, str]] = {
     "migrate": (cmd_migrate, "create or update the schema (idempotent)"),
     "run": (cmd_run, "run the reactor continuously, with /metrics and /status"),
     "once": (cmd_once, "run one full reconcile and print a JSON summary"),
 }
 
-# Parsers for these are made here; modules make their own (COMMANDS grows as they
-# register, so a second build_parser() in one process must not re-add theirs).
-_BUILTIN_COMMANDS = dict(COMMANDS)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: dict[str, tuple[Handler, str]] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``commands`` (a fresh copy of CORE_COMMANDS by default) receives every
+    subcommand's handler, including those other modules register."""
+    commands = dict(CORE_COMMANDS) if commands is None else commands
     parser = argparse.ArgumentParser(
         prog="gpu-reactor",
         description="Event-driven GPU fleet controller for task queues in Postgres. "
                     "Settings come from the environment and .env (see .env.example).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_handler, help_text) in _BUILTIN_COMMANDS.items():
+    for name, (_handler, help_text) in CORE_COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text)
     import importlib
 
-    # Subcommands contributed by other modules: each exposes register(sub, COMMANDS).
+    # Subcommands contributed by other modules: each exposes register(sub, commands).
     for module in ("reactor.cli_ops", "reactor.demo"):
         try:
-            importlib.import_module(module).register(sub, COMMANDS)
+            importlib.import_module(module).register(sub, commands)
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
@@ -129,9 +127,10 @@ def _run(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    commands = dict(CORE_COMMANDS)
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
-    handler = COMMANDS[args.command][0]
+    handler = commands[args.command][0]
     try:
         settings = load_settings()
         register_secrets(settings.secrets())
