@@ -140,3 +140,20 @@ async def test_failed_back_to_queued_rings_an_armed_bell(
     await conn.fetchval("SELECT func_mark_task_failed($1, 'oom', 'w1', 1)", task)
     events = await listener.take(conn)
     assert {"event": "task_queued"} in events
+
+
+async def test_releasing_a_task_records_when_its_worker_let_go(conn: asyncpg.Connection) -> None:
+    await add_worker(conn, "w1")
+    await add_worker(conn, "w2")
+    done, cancelled = await add_task(conn), await add_task(conn)
+    await claim(conn, "w1")
+    await claim(conn, "w2")
+    last = "SELECT last_task_finished_at FROM workers WHERE id = $1"
+    assert await conn.fetchval(last, "w1") is None
+
+    before = await conn.fetchval("SELECT clock_timestamp()")
+    await conn.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", done)
+    assert await conn.fetchval(last, "w1") >= before
+    assert await conn.fetchval(last, "w2") is None
+    await conn.execute("UPDATE tasks SET status = 'Cancelled' WHERE id = $1", cancelled)
+    assert await conn.fetchval(last, "w2") >= before
