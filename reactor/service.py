@@ -20,7 +20,7 @@ import asyncpg
 from reactor.aio import wait_any, wait_event
 from reactor.db.migrate import check_schema
 from reactor.db.queries import query
-from reactor.events import DrainRequest, MalformedEvent, SweepRequest, parse_event
+from reactor.events import DrainRequest, MalformedEvent, SweepRequest, TaskQueued, parse_event
 from reactor.executor import Executor
 from reactor.leader import Leadership, LeadershipLost
 from reactor.listener import Listener
@@ -39,6 +39,9 @@ DEADLINE_SLACK = 0.02  # seconds past a deadline, so the database agrees it has 
 RECONCILE_RETRY_MAX = 10.0
 SHUTDOWN_GRACE = 30.0
 MAX_COALESCE_WINDOW = 1.0  # seconds: the longest an event waits under sustained pressure
+# After a reconcile woken by task_queued, one more follows this much later: an insert
+# whose transaction straddled the doorbell's re-arm commits unrung (see 0005_triggers.sql).
+TRAILING_CHECK = 0.25
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Reactor:
         self._full_requested = True
         self._first_event_at: float | None = None
         self._manual_drains: list[str] = []
+        self._queued_event = False
         self._next_sweep = 0.0
         self.stop_event = asyncio.Event()
         self.metrics.budget.set(settings.max_hourly_spend_usd or 0)
@@ -116,7 +120,9 @@ class Reactor:
             log.warning("malformed_event", extra={"error": str(exc)})
             return
         self.metrics.events.labels(event=event.event).inc()
-        if isinstance(event, SweepRequest):
+        if isinstance(event, TaskQueued):
+            self._queued_event = True
+        elif isinstance(event, SweepRequest):
             self._full_requested = True
         elif isinstance(event, DrainRequest):
             self._manual_drains.append(event.worker_id)
@@ -224,6 +230,7 @@ class Reactor:
             full = self._full_requested or time.monotonic() >= self._next_sweep
             self._dirty.clear()
             self._full_requested = False
+            trailing, self._queued_event = self._queued_event, False
             try:
                 result = await self.reconcile(full)
             except Exception as exc:  # a reconcile must never kill the loop: retry
@@ -248,6 +255,8 @@ class Reactor:
                                      if self.executor else None)
             deadline_at = (last_end + (deadline - result.snapshot.now).total_seconds()
                            + DEADLINE_SLACK) if deadline else float("inf")
+            if trailing:
+                deadline_at = min(deadline_at, last_end + TRAILING_CHECK)
 
     async def lead(self) -> None:
         """Act as the leader until stopped; raises LeadershipLost if the lock goes."""
