@@ -117,3 +117,22 @@ async def _arm_repeatedly(dsn: str) -> None:
                 await conn.execute(ARM)
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("isolation", ["repeatable_read", "serializable"])
+async def test_an_insert_whose_snapshot_saw_the_bell_armed_after_someone_rang(
+        conn: asyncpg.Connection, app_dsn: str, listener: Notifications, isolation: str) -> None:
+    # The transaction's snapshot says armed; by the time it inserts, another has rung and
+    # committed. Locking the changed row raises a serialization failure inside the bell:
+    # it must be swallowed there, and the application's transaction must commit.
+    late, early = await connect_many(app_dsn, 2)
+    try:
+        await conn.execute(ARM)
+        async with late.transaction(isolation=isolation):
+            await late.fetchval("SELECT 1")  # snapshot: the bell is armed
+            await early.execute(INSERT)  # rings and disarms
+            await late.execute(INSERT)
+        assert await listener.take(late) == [{"event": "task_queued"}]
+    finally:
+        await close_all([late, early])
+    assert await conn.fetchval("SELECT count(*) FROM tasks") == 2
