@@ -71,9 +71,13 @@ class Listener:
 
     async def _healthy_probe(self) -> bool:
         self._probe_seen.clear()
-        try:
-            await asyncio.wait_for(self.probe(self.probe_channel), self.check_interval)
-            await asyncio.wait_for(self._probe_seen.wait(), self.check_interval)
+
+        async def round_trip() -> None:
+            await self.probe(self.probe_channel)
+            await self._probe_seen.wait()
+
+        try:  # one budget for send + receive: a dead listener is known within 2 intervals
+            await asyncio.wait_for(round_trip(), self.check_interval)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
         self.health.last_probe_ok_at = time.time()

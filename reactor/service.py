@@ -99,6 +99,7 @@ class Reactor:
                                int(self.settings.task_stuck_timeout_sec),
                                int(self.settings.spawning_timeout_sec))
         self.state.db_ok = True
+        self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
         self.executor = Executor(pool=self.pool, provider=self.provider, settings=self.settings,
