@@ -15,6 +15,7 @@ A type with none fails its task with a message saying so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import inspect
@@ -110,11 +111,12 @@ async def _in_daemon_thread(fn: Callable[[Any], Any], arg: Any, name: str) -> An
 
     def target() -> None:
         try:
-            result = fn(arg)
+            outcome: tuple[Any, BaseException | None] = (fn(arg), None)
         except BaseException as exc:  # whatever it is, it is the task's failure
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, result, None)
+            outcome = (None, exc)
+        # RuntimeError: the loop is closed, the worker has moved on (an abandoned thread).
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=target, name=name, daemon=True).start()
     return await future
