@@ -17,10 +17,13 @@ N_TASKS = 500
 async def test_many_workers_complete_each_task_exactly_once(
         conn: asyncpg.Connection, worker_procs: WorkerProcs, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
-    ids = await queue_many(conn, "record", [{"key": i} for i in range(N_TASKS)])
     workers = worker_procs.start(3, env={
         "WORKER_PROCESSORS": "record=tests.worker.sample_processors:record",
         LEDGER_ENV: str(ledger)})
+    # All of them idle and listening, so they race for the same tasks.
+    for worker in workers:
+        await worker.wait_for_event("listener_connected")
+    ids = await queue_many(conn, "record", [{"key": i} for i in range(N_TASKS)])
 
     async def all_complete() -> bool:
         done = await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'Complete'")
@@ -47,9 +50,7 @@ async def test_notify_wakes_an_idle_worker_long_before_the_poll(
         conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
     (worker,) = worker_procs.start(env={"POLL_INTERVAL_SEC": "60"})
     await worker.wait_for_event("listener_connected")
-    # Idle: it has armed the doorbell and is waiting on LISTEN, not on the 60 s poll.
-    await wait_until(lambda: conn.fetchval("SELECT armed FROM gpu_reactor_doorbell"),
-                     what="the doorbell to be armed")
+    # Idle: the worker waits on LISTEN; the 60 s poll would fail these 5 s waits.
     first = await queue(conn, "echo", {"n": 1})
     await wait_status(conn, first, "Complete", timeout=5)
     second = await queue(conn, "echo", {"n": 2})

@@ -89,7 +89,7 @@ async def test_the_command_gets_task_context_but_not_the_database_url(
 
 async def test_lease_lost_discards_the_result_instead_of_overwriting(
         conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
-    task_id = await queue(conn, "sleep", {"seconds": 1})
+    task_id = await queue(conn, "sleep", {"seconds": 2})
     (worker,) = worker_procs.start()
     await wait_status(conn, task_id, "In Progress")
     # The reactor takes the task back (stuck) and another worker claims attempt 2.

@@ -49,7 +49,7 @@ async def test_a_result_finished_while_postgres_is_down_is_recorded_once_it_is_b
     assert embedded is not None
     conn = await asyncpg.connect(db_dsn)
     try:
-        running = await queue(conn, "sleep", {"seconds": 0.5})
+        running = await queue(conn, "sleep", {"seconds": 1.5})
         (worker,) = worker_procs.start()
         await wait_status(conn, running, "In Progress")
     finally:
@@ -68,7 +68,7 @@ async def test_a_result_finished_while_postgres_is_down_is_recorded_once_it_is_b
     try:
         done = await wait_status(conn, running, "Complete", timeout=15)
         assert (done["attempts"], done["worker_id"], done["result"]) == (
-            1, worker.worker_id, {"slept": 0.5})
+            1, worker.worker_id, {"slept": 1.5})
         after = await queue(conn, "echo", {"n": 2})
         assert (await wait_status(conn, after, "Complete", timeout=10))["result"] == {"n": 2}
     finally:
