@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -59,6 +59,19 @@ class Metrics:
         self.spawn_blocked = Gauge("gpu_reactor_spawn_blocked",
                                    "1 while spawning is paused (backoff, 402, rate limit).",
                                    registry=r)
+        # Operator surface (issue 5). The two below are evaluated at scrape time from the
+        # last snapshot (reactor/http/server.py binds them); they stay 0 without HTTP.
+        self.stale_workers = Gauge(
+            "gpu_reactor_stale_workers",
+            "Live workers whose heartbeat was older than GPU_IDLE_TIMEOUT_SEC at the last "
+            "reconcile.", registry=r)
+        self.stuck_tasks = Gauge(
+            "gpu_reactor_stuck_tasks",
+            "Tasks In Progress longer than TASK_STUCK_TIMEOUT_SEC at the last reconcile.",
+            registry=r)
+        self.info = Gauge("gpu_reactor_info", "Always 1; labels say what runs.",
+                          ["version", "fleet", "provider"], registry=r)
+        ProcessCollector(registry=r)
 
     def provider_request(self, operation: str, outcome: str) -> None:
         self.provider_requests.labels(operation=operation, outcome=outcome).inc()

@@ -71,3 +71,101 @@ SELECT pg_try_advisory_lock($1);
 
 -- name: leader_unlock
 SELECT pg_advisory_unlock($1);
+
+-- Operator surface (reactor/observe.py, reactor/manual.py, reactor/checks.py, reactor/http).
+-- Read-mostly; the only writes are `tasks create` and what the Executor already does.
+
+-- name: ops_ping
+SELECT 1;
+
+-- name: ops_server_info
+SELECT current_setting('server_version') AS server_version, current_database() AS database,
+       current_user AS login, inet_server_port() AS port, pg_backend_pid() AS backend_pid;
+
+-- name: ops_backend_pid
+SELECT pg_backend_pid();
+
+-- name: ops_leader_holder
+SELECT l.pid, a.application_name, a.client_addr::text AS client_addr, a.backend_start
+FROM pg_locks l
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1;
+
+-- name: ops_worker
+SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
+       created_at, last_heartbeat, terminated_at, drain_reason, error_reason
+FROM workers
+WHERE id = $1;
+
+-- name: ops_workers_health
+SELECT worker_id, pod_id, status, gpu_type, cost_per_hr::float8 AS cost_per_hr, managed,
+       created_at, last_heartbeat, heartbeat_age_sec::float8 AS heartbeat_age_sec,
+       current_task_id::text AS current_task_id, current_task_type,
+       current_task_age_sec::float8 AS current_task_age_sec, health
+FROM active_workers_health
+ORDER BY created_at;
+
+-- name: ops_workers_ended
+SELECT id AS worker_id, pod_id, status, gpu_type, cost_per_hr::float8 AS cost_per_hr, managed,
+       created_at, last_heartbeat, terminated_at,
+       coalesce(error_reason, drain_reason) AS reason
+FROM workers
+WHERE status IN ('terminated', 'error')
+ORDER BY terminated_at DESC NULLS LAST
+LIMIT $1;
+
+-- name: ops_worker_events
+-- What the fleet went through lately, rebuilt from the workers table: spawns, drains and
+-- ends with their recorded reasons (a reactor keeps the full list in memory: /status).
+SELECT at, kind, outcome, reason, worker_id, pod_id FROM (
+    SELECT created_at AS at, 'spawn' AS kind, 'ok' AS outcome,
+           coalesce(metadata ->> 'spawn_reason', '') AS reason, id AS worker_id, pod_id
+    FROM workers WHERE created_at > now() - make_interval(secs => $1)
+    UNION ALL
+    SELECT draining_since, 'drain', 'ok', coalesce(drain_reason, ''), id, pod_id
+    FROM workers WHERE draining_since > now() - make_interval(secs => $1)
+    UNION ALL
+    SELECT terminated_at, 'retire', status, coalesce(error_reason, drain_reason, ''), id, pod_id
+    FROM workers WHERE terminated_at > now() - make_interval(secs => $1)
+) events
+ORDER BY at DESC
+LIMIT $2;
+
+-- name: ops_orchestrator_status
+SELECT queued_tasks, in_progress_tasks, completed_tasks, failed_tasks, cancelled_tasks,
+       oldest_queued_age_sec::float8 AS oldest_queued_age_sec, spawning_workers,
+       active_workers, terminating_workers, error_workers, stale_workers, stuck_tasks,
+       observed_at
+FROM orchestrator_status;
+
+-- name: ops_fleet_cost
+SELECT hourly_burn_usd::float8 AS hourly_burn_usd, live_workers,
+       spent_today_usd::float8 AS spent_today_usd
+FROM fleet_cost;
+
+-- name: ops_recent_tasks
+SELECT id::text AS id, task_type, status::text AS status, worker_id, attempts, max_attempts,
+       created_at, updated_at, processing_sec::float8 AS processing_sec,
+       left(error_message, 200) AS error_message
+FROM recent_task_activity
+LIMIT $1;
+
+-- name: ops_create_tasks
+INSERT INTO tasks (task_type, params, priority)
+SELECT $1, $2::jsonb, $3
+FROM generate_series(1, $4)
+RETURNING id::text AS id;
+
+-- name: ops_list_tasks
+SELECT id::text AS id, task_type, status::text AS status, priority, attempts, max_attempts,
+       worker_id, created_at, updated_at, generation_started_at,
+       left(error_message, 200) AS error_message
+FROM tasks
+WHERE $1::text IS NULL OR status = $1::text::task_status
+ORDER BY updated_at DESC  -- tasks_updated_at_idx: no sort of a table that only grows
+LIMIT $2;
+
+-- name: ops_notify
+SELECT pg_notify($1, $2);
