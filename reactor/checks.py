@@ -1,0 +1,192 @@
+"""`gpu-reactor check`: can this configuration work? One verdict per check.
+
+database (reachable, login accepted), schema (every migration applied), listen (a NOTIFY
+round-trip arrives; a transaction-mode pooler is detected and named), worker database
+(what the pods will use), provider (the pod list answers with the configured key), and
+leader (whether a reactor leads this fleet now: information, never a failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from reactor import observe
+from reactor.aio import wait_event
+from reactor.db.connect import connect
+from reactor.db.migrate import check_schema
+from reactor.db.queries import query
+from reactor.errors import ReactorError
+from reactor.logs import scrub
+from reactor.providers.base import FLEET_ENV
+from reactor.settings import Settings
+
+NOTIFY_WAIT_SEC = 2.0
+PID_SAMPLES = 3
+POOLER_PORTS = {6543}  # Supabase's Supavisor transaction mode; pgbouncer is often 6432
+POOLER_HOST_MARKS = ("pooler.supabase.com", "pgbouncer")
+DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+Verdict = Literal["PASS", "FAIL", "WARN", "SKIP"]
+POOLER_HINT = ("use a direct or session-mode connection string (Supabase: db.<ref>.supabase.co:5432 "
+               "or the pooler's session mode on port 5432), see ops/supabase/README.md")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+def looks_like_pooler(dsn: str) -> bool:
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    return port in POOLER_PORTS or any(mark in host for mark in POOLER_HOST_MARKS)
+
+
+def listen_verdict(*, received: bool, backend_pids: set[int], dsn: str) -> CheckResult:
+    """Judge the LISTEN round-trip. Several backend pids on one client connection means
+    statements are spread over server connections: a transaction-mode pooler."""
+    pooled = len(backend_pids) > 1
+    if received and not pooled:
+        return CheckResult("listen", "PASS", "a NOTIFY round-trip arrived on a LISTEN connection")
+    if received:
+        return CheckResult("listen", "WARN", "the NOTIFY arrived, but statements ran on "
+                                             f"{len(backend_pids)} server connections: a pooler "
+                                             f"may drop LISTEN later; {POOLER_HINT}")
+    if pooled or looks_like_pooler(dsn):
+        why = (f"statements ran on {len(backend_pids)} different server connections"
+               if pooled else "the port/host is a known transaction-mode pooler")
+        return CheckResult("listen", "FAIL", f"NOTIFY did not arrive within {NOTIFY_WAIT_SEC:g}s; "
+                                             f"{why}: LISTEN does not work through a "
+                                             f"transaction-mode pooler; {POOLER_HINT}")
+    return CheckResult("listen", "FAIL", f"LISTEN accepted but the NOTIFY did not arrive within "
+                                         f"{NOTIFY_WAIT_SEC:g}s (a proxy or pooler in between?)")
+
+
+async def _connect_raw(dsn: str) -> asyncpg.Connection:
+    # No prepared-statement cache: a transaction-mode pooler would break it before we
+    # get to say what is wrong.
+    return await asyncpg.connect(dsn, timeout=10, statement_cache_size=0)
+
+
+async def check_listen(dsn: str) -> CheckResult:
+    channel = f"gpu_reactor_check_{secrets.token_hex(4)}"
+    arrived = asyncio.Event()
+    listener = await _connect_raw(dsn)
+    try:
+        pids = {await listener.fetchval(query("ops_backend_pid")) for _ in range(PID_SAMPLES)}
+        await listener.add_listener(channel, lambda *_args: arrived.set())
+        sender = await _connect_raw(dsn)
+        try:
+            await sender.execute(query("ops_notify"), channel, "check")
+        finally:
+            await sender.close()
+        await wait_event(arrived, NOTIFY_WAIT_SEC)
+        pids.add(await listener.fetchval(query("ops_backend_pid")))
+    finally:
+        listener.terminate()
+    return listen_verdict(received=arrived.is_set(), backend_pids=pids, dsn=dsn)
+
+
+async def check_database(settings: Settings) -> list[CheckResult]:
+    """database, schema, listen, leader: the later ones are skipped if the first fails."""
+    try:
+        conn = await connect(settings.dsn())
+    except ReactorError as exc:
+        skipped = [CheckResult(n, "SKIP", "database unreachable")
+                   for n in ("schema", "listen", "leader")]
+        return [CheckResult("database", "FAIL", str(exc)), *skipped]
+    try:
+        return await _database_checks(conn, settings)
+    except DRIVER_ERRORS as exc:
+        return [CheckResult("database", "FAIL", scrub(f"{type(exc).__name__}: {exc}")[:300])]
+    finally:
+        if not conn.is_closed():
+            await conn.close()
+
+
+async def _database_checks(conn: asyncpg.Connection, settings: Settings) -> list[CheckResult]:
+    info = await conn.fetchrow(query("ops_server_info"))
+    out = [CheckResult("database", "PASS", f"PostgreSQL {info['server_version']}, database "
+                                           f"{info['database']} as {info['login']}")]
+    try:
+        await check_schema(conn)
+        out.append(CheckResult("schema", "PASS", "every migration is applied"))
+    except ReactorError as exc:
+        out.append(CheckResult("schema", "FAIL", str(exc)))
+    holder = await observe.leader_holder(conn, settings.reactor_fleet)
+    await conn.close()
+    out.append(await _guard("listen", lambda: check_listen(settings.dsn())))
+    who = (f"a reactor leads fleet '{settings.reactor_fleet}' (backend pid {holder['pid']})"
+           if holder else f"no reactor leads fleet '{settings.reactor_fleet}' right now")
+    out.append(CheckResult("leader", "PASS", who))
+    return out
+
+
+async def check_worker_database(settings: Settings) -> CheckResult:
+    configured = settings.worker_database_url is not None and bool(
+        settings.worker_database_url.get_secret_value())
+    if not configured:
+        if settings.reactor_provider == "local":
+            return CheckResult("worker-database", "PASS", "local workers use DATABASE_URL")
+        return CheckResult("worker-database", "FAIL",
+                           "WORKER_DATABASE_URL is not set: pods need a DSN (use the gpu_worker role)")
+
+    async def probe() -> CheckResult:
+        conn = await connect(settings.worker_dsn())
+        try:
+            await conn.fetchval(query("ops_ping"))
+        finally:
+            await conn.close()
+        return CheckResult("worker-database", "PASS",
+                           "login accepted from here (pods must reach it too)")
+    return await _guard("worker-database", probe)
+
+
+async def check_provider(settings: Settings) -> CheckResult:
+    async def probe() -> CheckResult:
+        from reactor.providers import make_provider  # the provider package loads lazily
+
+        provider = make_provider(settings)
+        try:
+            async with asyncio.timeout(settings.runpod_request_timeout_sec * 3):
+                pods = await provider.list_pods()
+        finally:
+            await provider.close()
+        fleet = settings.reactor_fleet
+        ours = [p for p in pods if p.belongs_to(fleet)]
+        marked = [p for p in pods if p.env.get(FLEET_ENV) == fleet]
+        return CheckResult("provider", "PASS",
+                           f"{provider.name} answered: {len(pods)} pod(s) visible, {len(ours)} of "
+                           f"fleet '{fleet}'" + (f" ({len(marked) - len(ours)} with the fleet "
+                                                 f"marker but not its name prefix)"
+                                                 if len(marked) > len(ours) else ""))
+    return await _guard("provider", probe)
+
+
+async def _guard(name: str, probe: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
+    try:
+        return await probe()
+    except ReactorError as exc:
+        return CheckResult(name, "FAIL", scrub(str(exc)))
+    except DRIVER_ERRORS as exc:
+        return CheckResult(name, "FAIL", scrub(f"{type(exc).__name__}: {exc}")[:300])
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    results = await check_database(settings)
+    results.append(await check_worker_database(settings))
+    results.append(await check_provider(settings))
+    return results

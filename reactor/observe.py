@@ -1,0 +1,133 @@
+"""Read-only views of the database for operators (the CLI has no reactor in memory).
+
+``fresh_state`` fills a ReactorState from one database read, so `gpu-reactor status`
+prints exactly what /status would; the other readers feed `workers list`, `tasks list`
+and the dashboard. Rows come back as plain dicts of JSON-friendly values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from reactor.db.connect import connect
+from reactor.db.migrate import check_schema
+from reactor.db.queries import query
+from reactor.leader import lock_key
+from reactor.policy import desired_workers
+from reactor.settings import Settings
+from reactor.snapshot import read_snapshot
+from reactor.state import ActionRecord, ReactorState
+
+TASK_STATUSES = ("Queued", "In Progress", "Complete", "Failed", "Cancelled")
+EVENTS_WINDOW_SEC = 24 * 3600
+
+
+def plain(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A row as a dict of values orjson and rich both understand."""
+    out: dict[str, Any] = {}
+    for key, value in dict(row).items():
+        if isinstance(value, Decimal):
+            value = float(value)
+        elif isinstance(value, UUID):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+@asynccontextmanager
+async def database(settings: Settings, *, schema: bool = True) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for one command, with readable errors; checks the schema first."""
+    conn = await connect(settings.dsn())
+    try:
+        if schema:
+            await check_schema(conn)
+        yield conn
+    finally:
+        await conn.close()
+
+
+def _lock_parts(fleet: str) -> tuple[int, int]:
+    key = lock_key(fleet) & 0xFFFFFFFFFFFFFFFF
+    return key >> 32, key & 0xFFFFFFFF
+
+
+async def leader_holder(conn: asyncpg.Connection, fleet: str) -> dict[str, Any] | None:
+    """The session holding this fleet's leader lock, or None when no reactor leads."""
+    row = await conn.fetchrow(query("ops_leader_holder"), *_lock_parts(fleet))
+    return plain(row) if row is not None else None
+
+
+async def worker_events(conn: asyncpg.Connection, limit: int = 50) -> list[ActionRecord]:
+    rows = await conn.fetch(query("ops_worker_events"), EVENTS_WINDOW_SEC, limit)
+    return [ActionRecord(at=r["at"].timestamp(), kind=r["kind"], outcome=r["outcome"],
+                         reason=r["reason"], worker_id=r["worker_id"], pod_id=r["pod_id"],
+                         detail="from the workers table")
+            for r in reversed(rows)]
+
+
+async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[ReactorState, bool]:
+    """A ReactorState from one database read, and whether some reactor holds the lock."""
+    snap = await read_snapshot(conn, arm=False)
+    state = ReactorState(role="cli", started_at=time.time())
+    state.snapshot = snap
+    state.desired_workers = desired_workers(snap, settings)
+    state.db_ok = True
+    for record in await worker_events(conn):
+        state.record(record)
+    leader = await leader_holder(conn, settings.reactor_fleet)
+    return state, leader is not None
+
+
+async def live_workers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    return [plain(r) for r in await conn.fetch(query("ops_workers_health"))]
+
+
+async def ended_workers(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
+    return [plain(r) for r in await conn.fetch(query("ops_workers_ended"), limit)]
+
+
+async def worker_row(conn: asyncpg.Connection, worker_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(query("ops_worker"), worker_id)
+    return plain(row) if row is not None else None
+
+
+async def list_tasks(conn: asyncpg.Connection, status: str | None, limit: int) -> list[dict[str, Any]]:
+    return [plain(r) for r in await conn.fetch(query("ops_list_tasks"), status, limit)]
+
+
+async def overview(conn: asyncpg.Connection) -> dict[str, Any]:
+    return plain(await conn.fetchrow(query("ops_orchestrator_status")))
+
+
+async def fleet_cost(conn: asyncpg.Connection) -> dict[str, Any]:
+    return plain(await conn.fetchrow(query("ops_fleet_cost")))
+
+
+async def recent_tasks(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
+    return [plain(r) for r in await conn.fetch(query("ops_recent_tasks"), limit)]
+
+
+def age_text(seconds: float | None) -> str:
+    """A short human age: 42s, 3m05s, 2h07m, 3d04h; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def since(moment: datetime | None, now: datetime) -> float | None:
+    return None if moment is None else (now - moment).total_seconds()
