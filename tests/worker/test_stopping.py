@@ -109,3 +109,21 @@ async def test_an_idle_worker_told_to_terminate_by_its_heartbeat_exits_0(
                        "WHERE id = $1", worker.worker_id)
     assert await worker.wait_async(10) == 0
     assert worker.events("worker_exited")[0]["reason"] == "status error"
+
+
+async def test_a_crashed_heartbeat_stops_the_worker_after_its_task(
+        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    running = await queue(conn, "sleep", {"seconds": 1})
+    (worker,) = worker_procs.start()
+    await wait_status(conn, running, "In Progress")
+    # Not a lost connection but a real error: the heartbeat task dies, the worker stops
+    # claiming, finishes the task in hand and exits non-zero for a supervisor to notice.
+    await conn.execute("REVOKE EXECUTE ON FUNCTION func_update_worker_heartbeat(text, jsonb) "
+                       "FROM gpu_worker")
+    later = await queue(conn, "echo", {}, priority=-1)
+    assert await worker.wait_async(10) == 1
+    assert (await task(conn, running))["status"] == "Complete"
+    assert (await task(conn, later))["status"] == "Queued"
+    crashed = worker.events("task_crashed")
+    assert [c["task"] for c in crashed] == ["heartbeat"]
+    assert "InsufficientPrivilegeError" in crashed[0]["error"]
