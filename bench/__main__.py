@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    RESULTS_DIR,
     Context,
     Misbehaviour,
     NotRun,
     describe_machine,
+    results_dir,
+    set_results_dir,
     write_result,
 )
 from reactor.db.embedded import EmbeddedPostgres
@@ -45,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "the figures mean little")
     parser.add_argument("--fast", action="store_true",
                         help="fsync and synchronous_commit off (figures then say so)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="folder for the JSON results (default bench/results)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or BENCHMARKS
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -82,7 +85,7 @@ async def run_one(name: str, ctx: Context) -> tuple[str, dict[str, Any]]:
 
 def write_summary(machine: dict[str, Any], results: dict[str, dict[str, Any]],
                   args: argparse.Namespace, seconds: float) -> None:
-    path = RESULTS_DIR / "summary.json"
+    path = results_dir() / "summary.json"
     previous: dict[str, Any] = {}
     if path.exists():
         try:
@@ -126,7 +129,7 @@ async def main(args: argparse.Namespace) -> int:
                 print(f"({name}: {result['seconds']} s)\n", flush=True)
             seconds = time.perf_counter() - started
             write_summary(machine, results, args, seconds)
-            print(f"Total: {seconds:.0f} s. Results in {RESULTS_DIR}/")
+            print(f"Total: {seconds:.0f} s. Results in {results_dir()}/")
         finally:
             await asyncio.to_thread(pg.destroy)
     if failed:
@@ -137,6 +140,8 @@ async def main(args: argparse.Namespace) -> int:
 
 def entry(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.results is not None:
+        set_results_dir(args.results)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     try:
         import uvloop

@@ -227,6 +227,15 @@ async def describe_machine(ctx: Context) -> dict[str, Any]:
     }
 
 
+def set_results_dir(path: Path) -> None:
+    global RESULTS_DIR
+    RESULTS_DIR = Path(path).resolve()
+
+
+def results_dir() -> Path:
+    return RESULTS_DIR
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

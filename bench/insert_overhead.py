@@ -130,7 +130,8 @@ async def _one_run(ctx: Context, dsn: str, conn: asyncpg.Connection, variant: st
 
 def _reactor_env(dsn: str) -> dict[str, str]:
     """A real reactor that listens and re-arms the bell, but never spawns (no provider)."""
-    return {"DATABASE_URL": dsn, "BENCH_PROVIDER": "null", "MAX_ACTIVE_GPUS": "0",
+    return {"DATABASE_URL": dsn, "WORKER_DATABASE_URL": dsn, "BENCH_PROVIDER": "null",
+            "MAX_ACTIVE_GPUS": "0",
             "SWEEP_INTERVAL_SEC": "3600", "LISTENER_CHECK_INTERVAL_SEC": "60"}
 
 

@@ -18,10 +18,7 @@ machine's wall clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import signal
-import sys
 import time
 from typing import Any
 
@@ -41,6 +38,7 @@ from bench.common import (
     summary,
     wait_until,
 )
+from bench.pgq_consumer import PgqConsumer
 from bench.reactor_proc import ReactorProcess
 from reactor.service import MAX_COALESCE_WINDOW
 
@@ -145,47 +143,13 @@ async def _worker_sample(conn: asyncpg.Connection) -> float:
     return (started_at - committed) * 1000
 
 
-class PgqConsumer:
-    """A PgQueuer consumer in its own process; it prints '<job id> <unix time>' per job."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.started: dict[str, float] = {}
-        self.proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        from bench.common import REPO
-
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.reaction_latency", "pgq-consumer", self.dsn,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=REPO)
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            with contextlib.suppress(ValueError):
-                job_id, at = line.decode().split()
-                self.started[job_id] = float(at)
-
-    async def sample(self, queries: Any, *, settle: bool = True) -> float:
-        if settle:
-            await asyncio.sleep(0.1 + random.random() * 0.05)
-        job_id = str((await queries.enqueue(PGQ_ENTRYPOINT, None))[0])
-        committed = time.time()
-
-        async def seen() -> bool:
-            return job_id in self.started
-
-        await wait_until(seen, timeout=SAMPLE_TIMEOUT, interval=0.002, what="pgqueuer's consumer")
-        return (self.started[job_id] - committed) * 1000
-
-    async def stop(self) -> None:
-        await stop_process(self.proc, grace=5)
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, 5)
+async def _pgq_sample(consumer: PgqConsumer, queries: Any, *, settle: bool = True) -> float:
+    if settle:
+        await asyncio.sleep(0.1 + random.random() * 0.05)
+    job_id = str((await queries.enqueue(PGQ_ENTRYPOINT, None))[0])
+    committed = time.time()
+    started_at, _ = await consumer.wait_started(job_id, SAMPLE_TIMEOUT)
+    return (started_at - committed) * 1000
 
 
 async def _worker_and_pgqueuer(ctx: Context, dsn: str, conn: asyncpg.Connection,
@@ -198,7 +162,7 @@ async def _worker_and_pgqueuer(ctx: Context, dsn: str, conn: asyncpg.Connection,
     pgq_conn = await asyncpg.connect(dsn)
     queries = Queries(AsyncpgDriver(pgq_conn))
     await queries.install()
-    consumer = PgqConsumer(dsn)
+    consumer = PgqConsumer(dsn, PGQ_ENTRYPOINT)
     worker = None
     async with run_fake_runpod(rate_limit_quota=1_000_000, clock=time.time) as fake:
         reactor = ReactorProcess(reactor_env(dsn, ctx.worker_dsn(dsn), fake,
@@ -216,14 +180,14 @@ async def _worker_and_pgqueuer(ctx: Context, dsn: str, conn: asyncpg.Connection,
 
             await wait_until(registered, timeout=30, interval=0.05, what="the worker's first beat")
             await _worker_sample(conn)  # warm-up: the worker is up, connected and idle
-            await consumer.sample(queries, settle=False)
+            await _pgq_sample(consumer, queries, settle=False)
             ours, peer = [], []
             for i in range(samples):
                 for system in (("ours", "peer") if i % 2 == 0 else ("peer", "ours")):
                     if system == "ours":
                         ours.append(await _worker_sample(conn))
                     else:
-                        peer.append(await consumer.sample(queries))
+                        peer.append(await _pgq_sample(consumer, queries))
             if len(fake.create_calls):
                 raise RuntimeError("the reactor spawned although a worker was idle")
             return ours, peer
@@ -304,30 +268,3 @@ def _report(create: list[float], spaced: list[float], worker: list[float], pgq: 
             "headline": {"create_p50_ms": c["p50"], "create_p99_ms": c["p99"],
                          "worker_p99_ms": w["p99"], "pgqueuer_p99_ms": q["p99"]},
             "notes": notes, "table": table}
-
-
-# --- the pgqueuer consumer process -----------------------------------------------------------
-async def _pgq_consumer(dsn: str) -> None:
-    from pgqueuer import PgQueuer
-    from pgqueuer.db import AsyncpgDriver
-    from pgqueuer.models import Job
-
-    conn = await asyncpg.connect(dsn)
-    pgq = PgQueuer(AsyncpgDriver(conn))
-
-    @pgq.entrypoint(PGQ_ENTRYPOINT)
-    async def record(job: Job) -> None:
-        sys.stdout.write(f"{job.id} {time.time()}\n")
-        sys.stdout.flush()
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, pgq.shutdown.set)
-    await pgq.run()
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["pgq-consumer"]:
-    try:
-        import uvloop
-
-        uvloop.run(_pgq_consumer(sys.argv[2]))
-    except ImportError:
-        asyncio.run(_pgq_consumer(sys.argv[2]))

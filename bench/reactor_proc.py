@@ -84,13 +84,15 @@ class ReactorProcess:
         self.events: list[dict[str, Any]] = []
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._errors: asyncio.Task[None] | None = None
+        self.stderr_tail: list[str] = []
 
     async def start(self, *, ready_timeout: float = 30.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.reactor_proc", env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            cwd=_REPO)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=_REPO)
         self._reader = asyncio.create_task(self._read(), name="bench-reactor-stdout")
+        self._errors = asyncio.create_task(self._read_errors(), name="bench-reactor-stderr")
         await self.wait_for(lambda e: e["event"] == "reconcile", timeout=ready_timeout,
                             what="the reactor's first reconcile")
 
@@ -102,6 +104,11 @@ class ReactorProcess:
                 return
             with contextlib.suppress(ValueError):
                 self.events.append(json.loads(line))
+
+    async def _read_errors(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.stderr_tail = (self.stderr_tail + [line.decode(errors="replace")])[-20:]
 
     @property
     def pid(self) -> int:
@@ -117,8 +124,9 @@ class ReactorProcess:
 
         async def check() -> bool:
             if self.proc is not None and self.proc.returncode is not None:
-                raise RuntimeError(f"the reactor exited ({self.proc.returncode}) "
-                                   f"while waiting for {what}")
+                await asyncio.sleep(0.2)  # let stderr drain
+                raise RuntimeError(f"the reactor exited ({self.proc.returncode}) while waiting "
+                                   f"for {what}: {''.join(self.stderr_tail)[-1500:]}")
             found.extend(e for e in self.events[after:] if match(e))
             return bool(found)
 
@@ -142,9 +150,10 @@ class ReactorProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._reader, 5)
+        for task in (self._reader, self._errors):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 5)
 
 
 if __name__ == "__main__":
