@@ -29,8 +29,10 @@ from reactor.settings import Settings
 
 NOTIFY_WAIT_SEC = 2.0
 PID_SAMPLES = 3
-POOLER_PORTS = {6543}  # Supabase's Supavisor transaction mode; pgbouncer is often 6432
-POOLER_HOST_MARKS = ("pooler.supabase.com", "pgbouncer")
+# Supabase's Supavisor answers in transaction mode on 6543 (session mode on 5432 of the
+# same host is fine); a host named for pgbouncer is most often run in transaction mode.
+POOLER_PORTS = {6543}
+POOLER_HOST_MARKS = ("pgbouncer",)
 DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 Verdict = Literal["PASS", "FAIL", "WARN", "SKIP"]

@@ -135,6 +135,8 @@ def _summary(view: StatusView) -> Table:
         lst = view.listener
         grid.add_row("listener", Text("connected", style="green") if lst.connected
                      else Text(f"not connected ({lst.last_error or 'not started'})", style="red"))
+        if lst.hint:
+            grid.add_row("", Text(lst.hint, style="yellow"))
         grid.add_row("reconcile", f"{view.reconcile.count} runs, last {view.reconcile.last_kind} "
                                   f"at {_clock(view.reconcile.last_at)}")
     return grid

@@ -19,7 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reactor.db.queries import query
 from reactor.errors import ConfigError
-from reactor.http.status import build_status, stale_worker_count, status_json, stuck_task_count
+from reactor.http.status import (
+    build_status,
+    listener_hint,
+    stale_worker_count,
+    status_json,
+    stuck_task_count,
+)
 
 if TYPE_CHECKING:
     from reactor.service import Reactor
@@ -102,7 +108,9 @@ async def readyz(request: web.Request) -> web.Response:
     listener = reactor.state.listener.connected
     ready, reason = readiness(reactor.state.role, db, listener)
     return _json({"ready": ready, "reason": reason, "role": reactor.state.role,
-                  "database": db, "listener_connected": listener}, status=200 if ready else 503)
+                  "database": db, "listener_connected": listener,
+                  "hint": listener_hint(reactor.state, reactor.settings)},
+                 status=200 if ready else 503)
 
 
 async def index(request: web.Request) -> web.Response:

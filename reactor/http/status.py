@@ -18,12 +18,14 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from reactor.checks import POOLER_HINT, looks_like_pooler
 from reactor.model import Snapshot, TaskState, WorkerState
 from reactor.settings import Settings
 from reactor.state import ActionRecord, ReactorState
 
 STATUS_VERSION = 1
 ACTIONS_SHOWN = 50
+PROBE_LOST = "probe not received"  # ListenerHealth.last_error when a probe did not return
 
 Role = Literal["starting", "standby", "leader", "stopping", "cli"]
 Health = Literal["starting", "spawn_overdue", "stale", "stuck_task", "draining", "busy", "idle"]
@@ -75,6 +77,7 @@ class ListenerView(_View):
     last_probe_ok_at: datetime | None
     reconnects: int
     last_error: str | None
+    hint: str | None = None  # what probably is wrong, when something is
 
 
 class BudgetView(_View):
@@ -163,6 +166,24 @@ def stuck_task_count(snap: Snapshot | None, settings: Settings) -> int:
     return sum(1 for t in snap.running if task_stuck(t, settings, snap.now))
 
 
+def listener_hint(state: ReactorState, settings: Settings) -> str | None:
+    """Name the likely cause while the leader's NOTIFY probes do not come back: no probe
+    has returned since the latest connect, and the last connection was lost that way (or
+    the DSN points at a known transaction-mode pooler)."""
+    lh = state.listener
+    if state.role != "leader":
+        return None
+    probed = (lh.last_probe_ok_at is not None and lh.since is not None
+              and lh.last_probe_ok_at >= lh.since)
+    if lh.connected and probed:
+        return None
+    pooler = looks_like_pooler(settings.database_url.get_secret_value())
+    if lh.last_error == PROBE_LOST or (pooler and not lh.connected):
+        return ("NOTIFY probes do not come back: LISTEN does not work through a "
+                "transaction-mode pooler (e.g. port 6543); " + POOLER_HINT)
+    return None
+
+
 # --- building the view ---------------------------------------------------------------
 
 
@@ -239,7 +260,8 @@ def build_status(state: ReactorState, settings: Settings, *, provider: str | Non
         listener=ListenerView(connected=lh.connected, since=_ts(lh.since),
                               last_event_at=_ts(lh.last_event_at),
                               last_probe_ok_at=_ts(lh.last_probe_ok_at),
-                              reconnects=lh.reconnects, last_error=lh.last_error),
+                              reconnects=lh.reconnects, last_error=lh.last_error,
+                              hint=listener_hint(state, settings)),
         budget=_budget_view(state, settings),
         reconcile=ReconcileView(count=state.reconciles, last_at=_ts(state.last_reconcile_at),
                                 last_kind=state.last_reconcile_kind,

@@ -125,3 +125,28 @@ def test_status_before_the_first_snapshot() -> None:
     view = build_status(ReactorState(), SETTINGS)
     assert view.role == "starting" and view.queue is None and view.workers == []
     assert view.snapshot_at is None and view.budget.hourly_burn_usd == 0
+
+
+@pytest.mark.parametrize(("connected", "since", "probe_ok", "error", "dsn_port", "hinted"), [
+    (True, 100.0, 105.0, None, 5432, False),           # healthy
+    (True, 100.0, 105.0, "probe not received", 5432, False),  # recovered from a blip
+    (True, 100.0, 90.0, "probe not received", 5432, True),    # no probe since reconnecting
+    (False, 100.0, None, "probe not received", 5432, True),
+    (False, None, None, None, 6543, True),             # never connected, pooler port
+    (False, None, None, "connection refused", 5432, False),
+    (True, 100.0, None, None, 6543, False),            # just connected: give it a probe
+])
+def test_listener_hint_names_a_transaction_pooler(connected: bool, since: float | None,
+                                                  probe_ok: float | None, error: str | None,
+                                                  dsn_port: int, hinted: bool) -> None:
+    settings = Settings(_env_file=None,  # type: ignore[call-arg]
+                        DATABASE_URL=f"postgresql://u:p@aws-0-x.pooler.supabase.com:{dsn_port}/postgres")
+    state = ReactorState(role="leader")
+    lh = state.listener
+    lh.connected, lh.since, lh.last_probe_ok_at, lh.last_error = connected, since, probe_ok, error
+    hint = build_status(state, settings).listener.hint
+    assert (hint is not None) is hinted
+    if hinted:
+        assert "transaction-mode pooler" in hint and "session-mode" in hint
+    state.role = "standby"
+    assert build_status(state, settings).listener.hint is None

@@ -12,7 +12,7 @@ TRANSACTION = "postgresql://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.
 
 
 @pytest.mark.parametrize(("dsn", "pooler"), [
-    (DIRECT, False), (TRANSACTION, True), ("postgresql://u@pgbouncer.internal:6432/db", True),
+    (DIRECT, False), (SESSION, False), (TRANSACTION, True), ("postgresql://u@pgbouncer.internal:6432/db", True),
     ("postgresql://u@localhost/db", False), ("not a dsn at all", False),
     ("postgresql://u@h:99999999/db", False),
 ])
@@ -37,7 +37,7 @@ def test_a_known_pooler_port_is_named_even_on_one_backend() -> None:
 
 
 def test_a_lost_notify_without_a_pooler_sign_still_fails() -> None:
-    result = listen_verdict(received=False, backend_pids={41}, dsn=SESSION.replace("pooler.", "db."))
+    result = listen_verdict(received=False, backend_pids={41}, dsn=SESSION)
     assert result.verdict == "FAIL" and "did not arrive" in result.detail
 
 
