@@ -62,8 +62,9 @@ class Settings(BaseSettings):
         120, gt=0, alias="GPU_IDLE_TIMEOUT_SEC",
         description="Heartbeat timeout: an active worker silent this long is dead.")
     task_stuck_timeout_sec: float = Field(
-        3600, gt=0, alias="TASK_STUCK_TIMEOUT_SEC",
-        description="A task In Progress this long is requeued and its worker drained.")
+        4200, gt=0, alias="TASK_STUCK_TIMEOUT_SEC",
+        description="A task In Progress this long is requeued and its worker drained. Keep it "
+                    "above the workers' TASK_TIMEOUT_SEC (3600 by default).")
     spawning_timeout_sec: float = Field(
         900, gt=0, alias="SPAWNING_TIMEOUT_SEC",
         description="A pod that has not sent its first heartbeat by then is terminated.")

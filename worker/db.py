@@ -136,6 +136,10 @@ class Link:
         return bool(await self._call("fetchval", queries.FAIL, task.id, clean_text(error),
                                      self.worker_id, task.attempt))
 
+    async def release_held(self) -> int:
+        """Hand back tasks a previous process under this id held (start-up only)."""
+        return int(await self._call("fetchval", queries.RELEASE_HELD, self.worker_id) or 0)
+
     async def report_drained(self) -> bool:
         return bool(await self._call("fetchval", queries.REPORT_DRAINED, self.worker_id))
 

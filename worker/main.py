@@ -80,6 +80,7 @@ class Worker:
                                 cap=self.settings.worker_reconnect_max_sec)
         try:
             status = await self.heartbeat.beat()
+            released = await link.release_held()
         except asyncpg.UndefinedFunctionError as exc:
             raise StartupError(f"the database at {where} has no gpu-reactor schema "
                                f"({describe(exc)}): run 'gpu-reactor migrate' first") from exc
@@ -88,6 +89,9 @@ class Worker:
                                f"({describe(exc)}): make it a member of role gpu_worker") from exc
         except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
             raise StartupError(f"the first heartbeat to {where} failed: {exc}") from exc
+        if released:
+            log.warning("held_tasks_released", extra={"worker_id": self.settings.worker_id,
+                                                      "tasks": released})
         log.info("worker_started", extra={
             "worker_id": self.settings.worker_id, "status": status, "version": __version__,
             "database": where, "task_types": self.settings.worker_task_types or "all",

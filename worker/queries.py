@@ -16,4 +16,5 @@ COMPLETE = "SELECT func_mark_task_complete($1::uuid, $2::jsonb, $3::text, $4::in
 FAIL = "SELECT func_mark_task_failed($1::uuid, $2::text, $3::text, $4::integer)"
 REPORT_DRAINED = "SELECT func_report_worker_drained($1::text)"
 ARM = "SELECT gpu_reactor_arm()"
+RELEASE_HELD = "SELECT func_release_worker_tasks($1::text)"
 PING = "SELECT 1"

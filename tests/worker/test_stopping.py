@@ -127,3 +127,17 @@ async def test_a_crashed_heartbeat_stops_the_worker_after_its_task(
     crashed = worker.events("task_crashed")
     assert [c["task"] for c in crashed] == ["heartbeat"]
     assert "InsufficientPrivilegeError" in crashed[0]["error"]
+
+
+async def test_a_restarted_worker_hands_back_what_its_previous_life_held(
+        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    task_id = await queue(conn, "echo", {"x": 1})
+    # A previous process under this id claimed the task and died before answering.
+    await conn.execute("SELECT func_update_worker_heartbeat('test-worker-reborn', '{}')")
+    claimed = await conn.fetchrow("SELECT * FROM func_claim_available_task('test-worker-reborn')")
+    assert claimed["id"] == task_id
+    (reborn,) = worker_procs.start(worker_id="test-worker-reborn")
+    done = await wait_status(conn, task_id, "Complete", timeout=15)
+    assert (done["worker_id"], done["attempts"]) == ("test-worker-reborn", 2)
+    assert reborn.events("held_tasks_released")[0]["tasks"] == 1
+    assert worker_procs.stop_all() == {"test-worker-reborn": 0}
