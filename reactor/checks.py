@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -24,20 +23,15 @@ from reactor.db.migrate import check_schema
 from reactor.db.queries import query
 from reactor.errors import ReactorError
 from reactor.logs import scrub
+from reactor.pooler import POOLER_ERROR, POOLER_ERRORS, POOLER_HINT, looks_like_pooler, pooled
 from reactor.providers.base import FLEET_ENV
 from reactor.settings import Settings
 
 NOTIFY_WAIT_SEC = 2.0
 PID_SAMPLES = 3
-# Supabase's Supavisor answers in transaction mode on 6543 (session mode on 5432 of the
-# same host is fine); a host named for pgbouncer is most often run in transaction mode.
-POOLER_PORTS = {6543}
-POOLER_HOST_MARKS = ("pgbouncer",)
 DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 Verdict = Literal["PASS", "FAIL", "WARN", "SKIP"]
-POOLER_HINT = ("use a direct or session-mode connection string (Supabase: db.<ref>.supabase.co:5432 "
-               "or the pooler's session mode on port 5432), see ops/supabase/README.md")
 
 
 @dataclass(frozen=True)
@@ -47,29 +41,18 @@ class CheckResult:
     detail: str
 
 
-def looks_like_pooler(dsn: str) -> bool:
-    try:
-        parts = urlsplit(dsn)
-        port = parts.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower()
-    return port in POOLER_PORTS or any(mark in host for mark in POOLER_HOST_MARKS)
-
-
-def listen_verdict(*, received: bool, backend_pids: set[int], dsn: str) -> CheckResult:
-    """Judge the LISTEN round-trip. Several backend pids on one client connection means
-    statements are spread over server connections: a transaction-mode pooler."""
-    pooled = len(backend_pids) > 1
-    if received and not pooled:
+def listen_verdict(*, received: bool, listener_pids: set[int], sender_pids: set[int],
+                   dsn: str) -> CheckResult:
+    """Judge the LISTEN round-trip, naming a transaction-mode pooler when one shows."""
+    why = pooled(listener_pids, sender_pids)
+    if received and why is None:
         return CheckResult("listen", "PASS", "a NOTIFY round-trip arrived on a LISTEN connection")
     if received:
-        return CheckResult("listen", "WARN", "the NOTIFY arrived, but statements ran on "
-                                             f"{len(backend_pids)} server connections: a pooler "
-                                             f"may drop LISTEN later; {POOLER_HINT}")
-    if pooled or looks_like_pooler(dsn):
-        why = (f"statements ran on {len(backend_pids)} different server connections"
-               if pooled else "the port/host is a known transaction-mode pooler")
+        return CheckResult("listen", "WARN", f"the NOTIFY arrived, but {why}: a pooler may drop "
+                                             f"LISTEN later; {POOLER_HINT}")
+    if why is None and looks_like_pooler(dsn):
+        why = "the port/host is a known transaction-mode pooler"
+    if why is not None:
         return CheckResult("listen", "FAIL", f"NOTIFY did not arrive within {NOTIFY_WAIT_SEC:g}s; "
                                              f"{why}: LISTEN does not work through a "
                                              f"transaction-mode pooler; {POOLER_HINT}")
@@ -83,23 +66,32 @@ async def _connect_raw(dsn: str) -> asyncpg.Connection:
     return await asyncpg.connect(dsn, timeout=10, statement_cache_size=0)
 
 
+async def _pid(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval(query("ops_backend_pid")))
+
+
 async def check_listen(dsn: str) -> CheckResult:
     channel = f"gpu_reactor_check_{secrets.token_hex(4)}"
     arrived = asyncio.Event()
+    listener_pids: set[int] = set()
+    sender_pids: set[int] = set()
     listener = await _connect_raw(dsn)
     try:
-        pids = {await listener.fetchval(query("ops_backend_pid")) for _ in range(PID_SAMPLES)}
-        await listener.add_listener(channel, lambda *_args: arrived.set())
         sender = await _connect_raw(dsn)
         try:
+            for _ in range(PID_SAMPLES):  # interleaved: a pooler hands one backend around
+                listener_pids.add(await _pid(listener))
+                sender_pids.add(await _pid(sender))
+            await listener.add_listener(channel, lambda *_args: arrived.set())
             await sender.execute(query("ops_notify"), channel, "check")
+            await wait_event(arrived, NOTIFY_WAIT_SEC)
+            listener_pids.add(await _pid(listener))
         finally:
             await sender.close()
-        await wait_event(arrived, NOTIFY_WAIT_SEC)
-        pids.add(await listener.fetchval(query("ops_backend_pid")))
     finally:
         listener.terminate()
-    return listen_verdict(received=arrived.is_set(), backend_pids=pids, dsn=dsn)
+    return listen_verdict(received=arrived.is_set(), listener_pids=listener_pids,
+                          sender_pids=sender_pids, dsn=dsn)
 
 
 async def check_database(settings: Settings) -> list[CheckResult]:
@@ -113,7 +105,9 @@ async def check_database(settings: Settings) -> list[CheckResult]:
     try:
         return await _database_checks(conn, settings)
     except DRIVER_ERRORS as exc:
-        return [CheckResult("database", "FAIL", scrub(f"{type(exc).__name__}: {exc}")[:300])]
+        skipped = [CheckResult(n, "SKIP", "database check failed")
+                   for n in ("schema", "listen", "leader")]
+        return [CheckResult("database", "FAIL", driver_error(exc)), *skipped]
     finally:
         if not conn.is_closed():
             await conn.close()
@@ -178,13 +172,21 @@ async def check_provider(settings: Settings) -> CheckResult:
     return await _guard("provider", probe)
 
 
+def driver_error(exc: BaseException) -> str:
+    """One line about a driver error; a pooler's prepared-statement clash is named."""
+    if isinstance(exc, POOLER_ERRORS):
+        return POOLER_ERROR
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return scrub(f"{type(exc).__name__}: {first}")[:300]
+
+
 async def _guard(name: str, probe: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
     try:
         return await probe()
     except ReactorError as exc:
         return CheckResult(name, "FAIL", scrub(str(exc)))
     except DRIVER_ERRORS as exc:
-        return CheckResult(name, "FAIL", scrub(f"{type(exc).__name__}: {exc}")[:300])
+        return CheckResult(name, "FAIL", driver_error(exc))
 
 
 async def run_checks(settings: Settings) -> list[CheckResult]:

@@ -17,10 +17,11 @@ import orjson
 
 from reactor import observe
 from reactor.db.queries import query
-from reactor.errors import ConfigError, ReactorError
+from reactor.errors import ConfigError, DatabaseError, ReactorError
 from reactor.executor import Executor, utcnow
 from reactor.metrics import Metrics
 from reactor.model import Drain, Retire, Spawn
+from reactor.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.providers.base import Pod, PodSpec, Provider
 from reactor.settings import Settings
 from reactor.snapshot import read_snapshot
@@ -83,6 +84,8 @@ async def executor_for(settings: Settings, *, provider: bool = True) -> AsyncIte
     try:
         yield Executor(pool=pool, provider=chosen, settings=settings, metrics=Metrics(),
                        state=ReactorState(role="cli"))
+    except POOLER_ERRORS as exc:
+        raise DatabaseError(POOLER_ERROR) from exc
     finally:
         await chosen.close()
         await pool.close()

@@ -20,8 +20,10 @@ import asyncpg
 from reactor.db.connect import connect
 from reactor.db.migrate import check_schema
 from reactor.db.queries import query
+from reactor.errors import DatabaseError
 from reactor.leader import lock_key
 from reactor.policy import desired_workers
+from reactor.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.settings import Settings
 from reactor.snapshot import read_snapshot
 from reactor.state import ActionRecord, ReactorState
@@ -50,6 +52,8 @@ async def database(settings: Settings, *, schema: bool = True) -> AsyncIterator[
         if schema:
             await check_schema(conn)
         yield conn
+    except POOLER_ERRORS as exc:
+        raise DatabaseError(POOLER_ERROR) from exc
     finally:
         await conn.close()
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from reactor.checks import POOLER_HINT, looks_like_pooler
 from reactor.model import Snapshot, TaskState, WorkerState
+from reactor.pooler import POOLER_HINT, looks_like_pooler
 from reactor.settings import Settings
 from reactor.state import ActionRecord, ReactorState
 
