@@ -13,8 +13,10 @@ import pytest
 from reactor.errors import PermanentProviderError
 from reactor.providers.base import PodSpec
 from reactor.providers.local import LocalProvider
+from reactor.providers.runpod import RunpodProvider
 from reactor.settings import Settings
-from tests.providers.conftest import eventually
+from tests.fakes import LocalWorkersBehindPods, run_fake_runpod
+from tests.providers.conftest import eventually, runpod_settings
 
 # Prints what a worker would read, then waits to be stopped.
 WORKER = ("import os, sys, time; "
@@ -150,3 +152,25 @@ async def test_a_missing_command_is_a_permanent_error(
     provider = make_local(command=[str(tmp_path / "no-such-worker")])
     with pytest.raises(PermanentProviderError, match="no-such-worker"):
         await provider.create(spec("gpu-reactor-dddd"))
+
+
+async def test_local_workers_run_behind_fake_runpod_pods(
+        make_local: Callable[..., LocalProvider]) -> None:
+    local = make_local()
+    behind = LocalWorkersBehindPods(local)
+    async with run_fake_runpod(on_create=behind.on_create,
+                               on_terminate=behind.on_terminate) as runpod:
+        provider = RunpodProvider(settings=runpod_settings(runpod))
+        try:
+            pod = await provider.create(spec("gpu-reactor-eeee"))
+            pid = behind.pid(pod.id)
+            assert pid is not None and alive(pid)
+            log_path = local.log_path(f"local-{pid}")
+            assert log_path is not None
+            await eventually(lambda: "gpu-reactor-eeee" in log_path.read_text(),
+                             what="the worker behind the pod")
+
+            await provider.terminate(pod.id)
+            assert not alive(pid)
+        finally:
+            await provider.close()
