@@ -220,11 +220,13 @@ class Reactor:
                 return
             since = time.monotonic() - last_end
             if self._dirty.is_set() and since < window:
-                # Pressure: events keep coming right after a reconcile. Fold them into
-                # one reconcile per window, and widen the window while it lasts.
+                # Events right after a reconcile: fold them into one reconcile per window.
                 await wait_event(self.stop_event, window - since)
                 if self.stop_event.is_set():
                     return
+            # Only tasks arriving back to back are pressure that widens the window; the
+            # echoes of the reactor's own writes (worker_status, ...) are not.
+            if self._queued_event and since < window:
                 window = min(window * 2, MAX_COALESCE_WINDOW)
             else:
                 window = self.settings.coalesce_window_sec
@@ -277,8 +279,8 @@ class Reactor:
 
     async def run(self) -> None:
         """Stand by or lead until ``stop_event``; then release everything."""
-        await self.open()
         try:
+            await self.open()
             while not self.stop_event.is_set():
                 self.state.role = "standby"
                 self.metrics.leader.set(0)

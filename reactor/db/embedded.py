@@ -18,6 +18,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -83,6 +84,16 @@ def find_binaries() -> tuple[str, Path]:
         if path is not None:
             return name, path
     raise ConfigError(INSTALL_HINT)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def free_port() -> int:
@@ -165,7 +176,17 @@ class EmbeddedPostgres:
         if not self.initialised():
             return False
         result = self._cmd("pg_ctl", "status", "-D", str(self.datadir), check=False)
-        return result.returncode == 0
+        if result.returncode in (0, 3):  # 3: no server running
+            return result.returncode == 0
+        # pg_ctl could not even look (e.g. 4: data dir unreadable): trust the pid file.
+        pid = self._postmaster_pid()
+        return pid is not None and _alive(pid)
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
 
     def start(self) -> str:
         self.init()
@@ -195,9 +216,22 @@ class EmbeddedPostgres:
             return None
 
     def stop(self, mode: str = "fast") -> None:
-        if self.running():
-            self._cmd("pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D", str(self.datadir),
-                      check=False)
+        if not self.running():
+            return
+        result = self._cmd("pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D",
+                           str(self.datadir), check=False)
+        pid = self._postmaster_pid()
+        if result.returncode == 0 or pid is None:
+            return
+        # pg_ctl failed: stop the postmaster by signal (smart -> fast -> immediate -> kill).
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+            if not _alive(pid):
+                return
 
     def restart(self) -> None:
         self.stop()
