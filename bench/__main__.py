@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -60,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def run_one(name: str, ctx: Context) -> tuple[str, dict[str, Any]]:
     module = importlib.import_module(f"bench.{name}")
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     try:
         result = await module.run(ctx)
@@ -77,6 +79,7 @@ async def run_one(name: str, ctx: Context) -> tuple[str, dict[str, Any]]:
         traceback.print_exc()
     result["status"] = status
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result["durable_commits"] = ctx.durable
     result["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_result(name, result)
@@ -95,7 +98,7 @@ def write_summary(machine: dict[str, Any], results: dict[str, dict[str, Any]],
     for name, result in results.items():
         previous[name] = {k: v for k, v in result.items()
                           if k in ("status", "target", "headline", "not_run", "misbehaviour",
-                                   "error", "seconds", "at", "durable_commits")}
+                                   "error", "seconds", "at", "durable_commits", "load_average")}
         previous[name]["quick"] = args.quick
     data = {"machine": machine, "last_run": {"benchmarks": args.names, "quick": args.quick,
                                              "tiny": args.tiny, "seconds": round(seconds, 1)},
@@ -126,7 +129,9 @@ async def main(args: argparse.Namespace) -> int:
                 print(result["table"], flush=True)
                 for note in result.get("notes", []):
                     print(f"- {note}")
-                print(f"({name}: {result['seconds']} s)\n", flush=True)
+                load = result["load_average"]
+                print(f"({name}: {result['seconds']} s; 1-minute load average {load[0]} → "
+                      f"{load[1]} on {machine['cores']} cores)\n", flush=True)
             seconds = time.perf_counter() - started
             write_summary(machine, results, args, seconds)
             print(f"Total: {seconds:.0f} s. Results in {results_dir()}/")

@@ -176,7 +176,7 @@ async def _install_pgqueuer(dsn: str) -> None:
 
 
 async def run(ctx: Context) -> dict[str, Any]:
-    n = ctx.size(4000, 1000, 300)
+    n = ctx.size(3000, 1000, 300)
     rounds = ctx.size(3, 2, 1)
     conn_counts = [1, 4, 8] if not ctx.tiny else [4]
     systems = ["ours", "pgqueuer_b1", "pgqueuer_b10"]

@@ -48,6 +48,10 @@ BEGIN
 END $$;
 CREATE TRIGGER bench_notify_row AFTER INSERT ON tasks_notify
     FOR EACH ROW EXECUTE FUNCTION bench_notify_row();
+-- Every run starts from an empty table: keep autovacuum's timing out of the comparison.
+ALTER TABLE tasks SET (autovacuum_enabled = false);
+ALTER TABLE tasks_plain SET (autovacuum_enabled = false);
+ALTER TABLE tasks_notify SET (autovacuum_enabled = false);
 """
 
 INSERT = "INSERT INTO {table} (task_type, params) VALUES ('bench', '{{\"n\": 1}}')"
@@ -137,7 +141,7 @@ def _reactor_env(dsn: str) -> dict[str, str]:
 
 async def run(ctx: Context) -> dict[str, Any]:
     pgbench = find_pgbench(ctx.pg)
-    clients_list = [8] if ctx.tiny else [1, 8, 32]
+    clients_list = [8] if ctx.tiny else [1, 8] if ctx.quick else [1, 8, 32]
     rounds = ctx.size(3, 2, 1)
     seconds = ctx.size(2, 1)
     tps: dict[str, dict[int, list[float]]] = {v: {c: [] for c in clients_list} for v in VARIANTS}
@@ -199,15 +203,18 @@ def _report(tps: dict[str, dict[int, list[float]]], rings: dict[int, list[int]],
                      spread(cb, 2), fmt(summary(rings[clients])["median"], 0), target])
     table = render_table(
         "Insert overhead: single-row INSERT transactions/s (median (min–max))",
-        ["clients", "a: ours", "a_idle: ours, busy", "b: no trigger", "c: row NOTIFY",
+        ["clients", "a: ours", "a_idle: ours, bell disarmed", "b: no trigger", "c: row NOTIFY",
          "a/b", "a_idle/b", "c/b", "reconciles/run (a)", "target"], rows)
     table += (f"\nDriver: {'pgbench ' + pgbench if pgbench else 'asyncpg (pgbench not found)'}; "
               f"{rounds} interleaved round(s) of {seconds} s per cell; tables truncated and "
-              f"CHECKPOINT before each run.\n")
+              f"CHECKPOINT before each run, autovacuum off on them.\n")
     eight = figures.get("8", {})
+    ab8 = eight.get("a_over_b", {}).get("median")
     return {"name": NAME, "figures": figures, "variants": VARIANTS, "rounds": rounds,
             "seconds_per_run": seconds, "driver": pgbench or "asyncpg",
-            "target": {"what": "a/b >= 0.9 at 8 clients", "value": eight.get("a_over_b", {})
-                       .get("median"), "met": (eight.get("a_over_b", {}).get("median") or 0)
-                       >= TARGET_RATIO if eight else None},
+            "target": {"what": "a/b >= 0.9 at 8 clients", "value": ab8,
+                       "met": None if ab8 is None else ab8 >= TARGET_RATIO},
+            "headline": {"a_over_b_8": ab8,
+                         "a_idle_over_b_8": eight.get("a_idle_over_b", {}).get("median"),
+                         "c_over_b_8": eight.get("c_over_b", {}).get("median")},
             "table": table}

@@ -201,9 +201,9 @@ async def _worker_and_pgqueuer(ctx: Context, dsn: str, conn: asyncpg.Connection,
 async def run(ctx: Context) -> dict[str, Any]:
     require("tests.fakes.runpod_v2", "the fake Runpod v2 server")
     require("reactor.providers.runpod", "the Runpod provider")
-    idle_samples = ctx.size(120, 25, 5)
-    spaced_samples = ctx.size(40, 10, 3)
-    samples = ctx.size(200, 40, 8)
+    idle_samples = ctx.size(100, 15, 5)
+    spaced_samples = ctx.size(30, 6, 3)
+    samples = ctx.size(150, 30, 8)
     notes: list[str] = []
     async with ctx.database("bench_latency") as dsn:
         conn = await asyncpg.connect(dsn)

@@ -13,6 +13,7 @@ primary key indexes a table that keeps every finished task.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -103,7 +104,9 @@ def _scans(node: dict[str, Any]) -> list[str]:
         text = node["Node Type"]
         if node.get("Index Name"):
             text += f" using {node['Index Name']}"
-        found.append(f"{text} on {node.get('Relation Name', '?')}")
+        if node.get("Relation Name"):
+            text += f" on {node['Relation Name']}"
+        found.append(text)
     for child in node.get("Plans", []):
         found += _scans(child)
     return found
@@ -113,7 +116,7 @@ async def _plans(conn: asyncpg.Connection) -> dict[str, Any]:
     plans: dict[str, Any] = {}
     for name in SNAPSHOT_QUERIES:
         raw = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query(name)}")
-        plan = raw if isinstance(raw, list) else __import__("json").loads(raw)
+        plan = raw if isinstance(raw, list) else json.loads(raw)
         text = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {query(name)}")
         scans = _scans(plan[0]["Plan"])
         plans[name] = {"scans": scans, "uses_partial_index": any(

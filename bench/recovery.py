@@ -158,7 +158,7 @@ async def run(ctx: Context) -> dict[str, Any]:
 
     from tests.fakes.runpod_v2 import run_fake_runpod
 
-    samples = ctx.size(5, 2, 1)
+    samples = ctx.size(5, 1, 1)
     ours: list[dict] = []
     peer: list[dict] = []
     pods = Pods()
