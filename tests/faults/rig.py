@@ -9,16 +9,19 @@ A scenario queues tasks with ``insert``, injects its faults, waits with ``wait_d
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from reactor.service import Reactor
 from reactor.settings import Settings
 from tests.fakes.runpod_v2 import FakePod, FakeRunpod
 from tests.faults.invariants import (
@@ -37,8 +40,18 @@ from tests.faults.reactors import ReactorProcess, ReactorProcs
 GPU_A = "NVIDIA GeForce RTX 4090"   # 0.69 USD/h in the fake's price table
 GPU_B = "NVIDIA RTX A6000"          # 0.49 USD/h
 PROCESSORS = "fault=tests.faults.processors:record,poison=tests.faults.processors:crash"
+STOP_LIMIT_SEC = 30.0
 CONNECTION_LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                    asyncpg.CannotConnectNowError, TimeoutError)
+
+
+def _task_stacks() -> str:
+    """Where every task of this event loop is waiting, for a hang's diagnosis."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- task {task.get_name()}\n")
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()
 
 
 class FaultRig:
@@ -58,6 +71,8 @@ class FaultRig:
         self.faults: Counter[str] = Counter()
         self.started = time.monotonic()
         self._conn: asyncpg.Connection | None = None
+        self._reactor_tasks: list[asyncio.Task[None]] = []
+        self.diagnostics = tmp_path / "describe.txt"
 
     def _created(self, pod: FakePod) -> None:
         self.checker.observe(f"create {pod.name}")
@@ -196,6 +211,34 @@ class FaultRig:
             await self.fetch("SELECT pg_notify('gpu_reactor', json_build_object("
                              "'event', 'drain', 'worker_id', $1::text)::text)", row["id"])
 
+    @contextlib.asynccontextmanager
+    async def running(self, settings: Settings | None = None) -> AsyncIterator[Reactor]:
+        """A reactor in this event loop (leading, first reconcile done), like
+        tests.reactor.harness.running, but a stop that hangs fails the test instead of
+        hanging the run: the task is cancelled, and abandoned if it cannot even be."""
+        reactor = Reactor(settings or self.settings())
+        task = asyncio.create_task(reactor.run(), name="reactor-under-test")
+        reactor.task = task  # type: ignore[attr-defined]
+        self._reactor_tasks.append(task)
+        try:
+            await self.until(lambda: task.done() or (reactor.state.role == "leader"
+                                                     and reactor.state.reconciles > 0),
+                             timeout=15, what="the reactor to lead")
+            if task.done():
+                task.result()
+            yield reactor
+        finally:
+            reactor.stop_event.set()
+            await asyncio.wait({task}, timeout=STOP_LIMIT_SEC)
+            if not task.done():
+                stacks = _task_stacks()
+                task.cancel()
+                await asyncio.wait({task}, timeout=5)
+                raise AssertionError(f"the reactor did not stop within {STOP_LIMIT_SEC}s of "
+                                     f"its stop event (cancelled: {task.done()}):\n{stacks}")
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
     async def describe(self) -> str:
         lines = []
         try:
@@ -211,7 +254,11 @@ class FaultRig:
         lines.append(f"worker processes alive: {[p.worker_id for p in self.pods.alive()]}")
         for proc in self.reactors.procs:
             lines.append(f"--- {proc.name} (alive={proc.alive}) log tail:\n{proc.log_text()[-1500:]}")
-        return "\n".join(lines)
+        if any(not t.done() for t in self._reactor_tasks):
+            lines.append(_task_stacks())
+        text = "\n".join(lines)
+        self.diagnostics.write_text(text)
+        return text
 
     # --- the end ---------------------------------------------------------------------------
     async def verify(self) -> dict[str, Any]:

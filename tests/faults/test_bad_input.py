@@ -170,17 +170,29 @@ def _cli_env(db_dsn: str) -> dict[str, str]:
     return {**clean_environ(), "DATABASE_URL": db_dsn, "LOG_FORMAT": "json"}
 
 
+async def _cli(db_dsn: str, cwd: Any, *args: str) -> tuple[int, bytes, bytes]:
+    """``gpu-reactor tasks create ...`` as a process; never left running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reactor", "tasks", "create", *args, "--json",
+        env=_cli_env(db_dsn), cwd=cwd, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
 @pytest.mark.parametrize(("task_type", "params"), QUOTED, ids=["sql", "quotes", "unicode", "huge"])
 async def test_tasks_create_stores_types_and_params_verbatim(
         db_dsn: str, conn: asyncpg.Connection, tmp_path: Any, task_type: str,
         params: dict[str, Any]) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reactor", "tasks", "create", "--type", task_type,
-        "--params", json.dumps(params, ensure_ascii=False), "--count", "2", "--json",
-        env=_cli_env(db_dsn), cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()[-2000:]
+    code, out, err = await _cli(db_dsn, tmp_path, "--type", task_type, "--params",
+                                json.dumps(params, ensure_ascii=False), "--count", "2")
+    assert code == 0, err.decode()[-2000:]
     ids = json.loads(out)
     rows = await conn.fetch("SELECT task_type, params::text AS params FROM tasks "
                             "WHERE id = ANY($1::uuid[])", ids)
@@ -199,12 +211,8 @@ async def test_tasks_create_stores_types_and_params_verbatim(
 async def test_tasks_create_keeps_a_big_integer_exactly(
         db_dsn: str, conn: asyncpg.Connection, tmp_path: Any) -> None:
     text = '{"seed": 123456789012345678901234567890}'
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reactor", "tasks", "create", "--type", "t", "--params", text,
-        "--json", env=_cli_env(db_dsn), cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
+    code, _, err = await _cli(db_dsn, tmp_path, "--type", "t", "--params", text)
+    assert code == 0, err.decode()
     stored = await conn.fetchval("SELECT params->>'seed' FROM tasks")
     assert stored == "123456789012345678901234567890"
 

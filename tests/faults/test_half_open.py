@@ -19,7 +19,6 @@ import pytest
 
 from tests.faults.proxy import HalfOpenProxy
 from tests.faults.rig import FaultRig
-from tests.reactor.harness import running
 
 LISTENER = b"gpu-reactor-listener"
 DETECTION_LIMIT_SEC = 15.0
@@ -32,7 +31,7 @@ async def test_half_open_listener_is_detected_and_nothing_is_missed(
     assert upstream.hostname and upstream.port
     async with HalfOpenProxy(upstream.hostname, upstream.port) as proxy:
         settings = rig.settings(DATABASE_URL=proxy.dsn(db_dsn))
-        async with running(settings) as reactor:
+        async with rig.running(settings) as reactor:
             listener = reactor.state.listener
             await rig.until(lambda: listener.connected and proxy.matching(LISTENER), timeout=10,
                             what="the listener connected through the proxy")
@@ -89,7 +88,7 @@ async def test_a_partition_of_every_reactor_connection_is_survived(
     upstream = urlsplit(db_dsn)
     assert upstream.hostname and upstream.port
     async with HalfOpenProxy(upstream.hostname, upstream.port) as proxy, \
-            running(rig.settings(DATABASE_URL=proxy.dsn(db_dsn))) as reactor:
+            rig.running(rig.settings(DATABASE_URL=proxy.dsn(db_dsn))) as reactor:
         try:
             await rig.until(lambda: reactor.state.listener.connected, timeout=10,
                             what="the listener connected")

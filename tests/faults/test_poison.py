@@ -12,13 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.faults.rig import FaultRig
-from tests.reactor.harness import running
 
 
 async def test_a_poison_task_fails_after_max_attempts_and_the_rest_completes(
         rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, TASKS_PER_GPU_THRESHOLD=3)
-    async with running(rig.settings()) as reactor:
+    async with rig.running(rig.settings()) as reactor:
         [poison] = await rig.insert(1, kind="poison", max_attempts=3)
         await rig.insert(12, seconds=0.2)
         await rig.settle(timeout=60)

@@ -15,11 +15,33 @@ from typing import Any
 
 import pytest
 
+from reactor.aio import wait_event
 from tests.faults.rig import FaultRig
 from tests.pg import PgServer
-from tests.reactor.harness import running
+
+SWALLOWED_CANCEL = (
+    "BUG reactor/aio.py wait_event (and the asyncio.wait_for in reactor/listener.py "
+    "_healthy_probe): on Python 3.11, asyncio.wait_for swallows a cancellation that arrives "
+    "as its inner awaitable completes (CPython gh-86296, fixed in 3.12). A Postgres restart "
+    "does exactly that: the lock connection dies (LeadershipLost, lead()'s TaskGroup cancels "
+    "the listener) as the LISTEN connection's termination sets Listener._lost. The listener "
+    "then runs on, 'cancelling', lead() never returns: no wake loop, no leader lock, never "
+    "leads again, and stop_event cannot stop it. Use 'async with asyncio.timeout(...)' "
+    "instead of wait_for. Seen in about 1 run in 5 of the scenario")
 
 
+@pytest.mark.xfail(strict=True, reason=SWALLOWED_CANCEL)
+async def test_an_interruptible_wait_never_swallows_a_cancellation() -> None:
+    event = asyncio.Event()
+    waiter = asyncio.create_task(wait_event(event, 10))
+    await asyncio.sleep(0)  # the waiter is waiting
+    event.set()
+    waiter.cancel()  # in the same turn of the loop, as in lead()'s TaskGroup
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+
+@pytest.mark.xfail(strict=False, reason=SWALLOWED_CANCEL + " (remove this marker with the fix)")
 async def test_postgres_restarted_mid_burst(
         rig: FaultRig, pg_server: PgServer,
         record_figures: Callable[[dict[str, Any]], None]) -> None:
@@ -27,7 +49,7 @@ async def test_postgres_restarted_mid_burst(
         pytest.skip("the test Postgres is not ours to restart")
     assert pg_server.embedded is not None
     rig.configure(MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=2.5)
-    async with running(rig.settings()) as reactor:
+    async with rig.running(rig.settings()) as reactor:
         await rig.insert(12, seconds=0.4)
         for restart in range(2):
             seen = {e.nonce for runs in rig.ledger.executions().values() for e in runs}
@@ -42,6 +64,8 @@ async def test_postgres_restarted_mid_burst(
             await rig.insert(6, seconds=0.4)
         await rig.settle(timeout=60)
         await rig.drain_to_zero()
-        assert reactor.state.listener.reconnects >= 2
+        listener = reactor.state.listener
+        await rig.until(lambda: listener.reconnects >= 2 and listener.connected, timeout=15,
+                        what="the reactor listening again after both restarts")
         assert reactor.state.role == "leader"
     record_figures(await rig.verify())

@@ -20,7 +20,6 @@ import pytest
 from tests.fakes.runpod_v2 import FakeRunpod
 from tests.fakes.runpod_v2_faults import Faults
 from tests.faults.rig import GPU_A, GPU_B, FaultRig
-from tests.reactor.harness import running
 
 TIMEOUT_SEC = 0.5
 SEED = 20261128
@@ -78,22 +77,22 @@ async def test_provider_faults_at_a_high_rate(
         rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
     rig.configure(RUNPOD_GPU_TYPES=f"{GPU_A},{GPU_B}", RUNPOD_REQUEST_TIMEOUT_SEC=TIMEOUT_SEC,
                   MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=1.5, SPAWN_FAILURE_BACKOFF_SEC=0.5,
-                  SPAWNING_TIMEOUT_SEC=5)  # a create left uncertain holds its slot this long
+                  SPAWNING_TIMEOUT_SEC=4)  # a create left uncertain holds its slot this long
     rig.runpod.faults.no_capacity_gpus.add(GPU_A)
     faults = rig.runpod.faults
     stop = asyncio.Event()
-    async with running(rig.settings()):
+    async with rig.running(rig.settings()):
         chaos = asyncio.create_task(_chaos(faults, random.Random(SEED), stop))
         try:
-            # Four waves, the fleet scaling to zero in between, so creates keep coming; each
-            # wave's first create meets one fault for certain, the chaos adds the rest.
+            # Three waves, the fleet scaling to zero in between, so creates keep coming;
+            # each wave's first create meets its faults for certain, the chaos adds more.
             for first_create_fault in (
-                    lambda: setattr(faults, "create_fails_after_pod", 1),
+                    lambda: (faults.rate_limit_next(1, retry_after=0.3, method="POST"),
+                             setattr(faults, "create_fails_after_pod", 1)),
                     lambda: faults.delay(TIMEOUT_SEC * 2, 1, method="POST", path="/pods"),
-                    lambda: faults.rate_limit_next(1, retry_after=0.3, method="POST"),
                     lambda: faults.fail_next(1, status=503, method="POST", path="/pods")):
                 first_create_fault()
-                await rig.insert(5, seconds=0.3)
+                await rig.insert(6, seconds=0.3)
                 await rig.wait_done(timeout=60)
                 await rig.drain_to_zero(timeout=30)
         finally:
@@ -119,7 +118,7 @@ async def test_provider_faults_at_a_high_rate(
 async def test_a_provider_list_outage_does_not_stop_recovery(
         rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, TASKS_PER_GPU_THRESHOLD=1, SWEEP_INTERVAL_SEC=1)
-    async with running(rig.settings()) as reactor:
+    async with rig.running(rig.settings()) as reactor:
         await rig.insert(2, seconds=3.0)
         running_now = await rig.until(lambda: len(rig.ledger.running()) == 2 and
                                       rig.ledger.running(), timeout=15, what="both tasks running")

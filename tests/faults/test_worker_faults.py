@@ -15,7 +15,6 @@ import pytest
 
 from tests.faults.invariants import Execution
 from tests.faults.rig import FaultRig
-from tests.reactor.harness import running
 from tests.worker.procs import WorkerProcess
 
 
@@ -31,7 +30,7 @@ def _busy(rig: FaultRig, exclude: set[int] = frozenset()) -> tuple[Execution, Wo
 async def test_workers_killed_mid_task_are_replaced_and_nothing_is_lost(
         rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
     rig.configure(MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=2.5)
-    async with running(rig.settings()):
+    async with rig.running(rig.settings()):
         await rig.insert(12, seconds=1.0)
         killed: set[int] = set()
         for _ in range(3):
@@ -52,7 +51,7 @@ async def test_a_hung_worker_is_retired_and_its_late_completion_refused(
     # Two workers, two tasks; the survivor (kept: no idle scale-down) takes the hung
     # worker's task over, so no replacement is needed (see the xfail test below for one).
     rig.configure(MAX_ACTIVE_GPUS=2, TASKS_PER_GPU_THRESHOLD=1, SCALE_DOWN_IDLE_SEC=60)
-    async with running(rig.settings()) as reactor:
+    async with rig.running(rig.settings()) as reactor:
         await rig.insert(2, seconds=1.0)
         execution, hung = await rig.until(
             lambda: len(rig.pods.alive()) == 2 and _busy(rig), timeout=20,
@@ -95,7 +94,7 @@ async def test_a_hung_worker_is_retired_and_its_late_completion_refused(
 async def test_a_replacement_pod_is_not_created_before_the_dead_one_is_gone(
         rig: FaultRig) -> None:
     rig.configure(MAX_ACTIVE_GPUS=1, MAX_HOURLY_SPEND_USD=1.0, TASKS_PER_GPU_THRESHOLD=1)
-    async with running(rig.settings()):
+    async with rig.running(rig.settings()):
         await rig.insert(1, seconds=2.0)
         _, hung = await rig.until(lambda: _busy(rig), timeout=20, what="a busy worker")
         rig.pods.freeze(hung.worker_id)  # heartbeat stops; the pod stays RUNNING
