@@ -140,8 +140,7 @@ async def _one_bad_answer(operation: str, status: int | None, body: str | bytes 
         try:
             await _call(operation, provider, runpod)
         except ProviderError as exc:
-            assert str(exc) and "\n" not in str(exc)
-            assert runpod.api_key not in str(exc)
+            assert str(exc) and runpod.api_key not in str(exc)
         finally:
             await provider.close()
         assert len(runpod.create_calls) <= 1, "a create was sent twice"
@@ -154,6 +153,28 @@ async def _one_bad_answer(operation: str, status: int | None, body: str | bytes 
 def test_any_provider_answer_is_a_clean_provider_error_never_a_crash_or_a_second_pod(
         operation: str, status: int | None, body: str | bytes | None) -> None:
     asyncio.run(_one_bad_answer(operation, status, body))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG reactor/providers/runpod_http.py RunpodHttp._decode / Reply.detail: a non-JSON "
+    "error body goes into the ProviderError message verbatim (newlines, NUL, HTML), but "
+    "str(err) is meant to be one line fit for a person (reactor/errors.py); the NUL case "
+    "also breaks the executor, see test_provider_faults.py"))
+@pytest.mark.parametrize("body", [
+    b"<html>\n<head><title>403 Forbidden</title></head>\n<body>cloudflare</body>\n</html>\n",
+    b"no capacity\x00\r\n"], ids=["html page", "nul and crlf"])
+async def test_a_provider_error_is_one_printable_line(body: bytes) -> None:
+    async with run_fake_runpod() as runpod:
+        provider = RunpodProvider(settings=runpod_settings("postgresql://x@127.0.0.1:1/x", runpod),
+                                  retry_base_sec=0.001)
+        runpod.faults.fail_next(1, status=403, method="POST")
+        runpod.faults.corrupt_next(1, kind=body, method="POST")
+        try:
+            with pytest.raises(ProviderError) as caught:
+                await provider.create(PodSpec(name="gpu-reactor-x", env={}))
+        finally:
+            await provider.close()
+    assert str(caught.value).isprintable(), repr(str(caught.value))
 
 
 # --- task params and types -------------------------------------------------------------------

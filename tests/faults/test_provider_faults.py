@@ -138,3 +138,27 @@ async def test_a_provider_list_outage_does_not_stop_recovery(
         await rig.settle(timeout=30)
         await rig.drain_to_zero()
     record_figures(await rig.verify())
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG reactor/executor.py Executor._spawn_refused: the provider's refusal text is written "
+    "to workers.error_reason as is; a NUL in it (any bytes a provider or proxy answers) makes "
+    "Postgres reject the retire, the error is only logged (action_failed), and the intent row "
+    "stays 'spawning' without a pod, holding a slot until the sweep's create_lost (60 s) or "
+    "SPAWNING_TIMEOUT_SEC (900 s by default). Strip control characters (and see "
+    "test_bad_input.py: provider errors should be one printable line)"))
+async def test_a_refused_create_frees_its_slot_whatever_the_refusal_says(rig: FaultRig) -> None:
+    rig.configure(MAX_ACTIVE_GPUS=1, SWEEP_INTERVAL_SEC=60)
+    async with rig.running(rig.settings()):
+        rig.runpod.faults.fail_next(1, status=400, method="POST", path="/pods")
+        rig.runpod.faults.corrupt_next(1, kind=b"no capacity\x00", method="POST", path="/pods")
+        rig.faults["create refused with a NUL in the answer"] += 1
+        await rig.insert(1, seconds=0.1)
+        refused = await rig.runpod.wait_for_create(timeout=5)
+        assert refused.status == 400
+        await rig.until(lambda: rig.fetch("SELECT 1 FROM workers WHERE id = $1 AND status = "
+                                          "'error'", refused.body["name"]),
+                        timeout=5, what="the refused worker's row ended")
+        await rig.settle(timeout=20)
+        await rig.drain_to_zero()
+    await rig.verify()
