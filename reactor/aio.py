@@ -10,8 +10,12 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     """Wait until ``event`` is set or ``timeout`` passes; return whether it is set."""
     if timeout is not None and timeout <= 0:
         return event.is_set()
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+    # arrives as its inner awaitable completes (CPython gh-86296), leaving the caller
+    # running on after it was cancelled.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await event.wait()
     return event.is_set()
 
 

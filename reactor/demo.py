@@ -294,7 +294,8 @@ class Demo:
             return
         self.reactor.stop_event.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self.reactor_task), SHUTDOWN_GRACE)
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await asyncio.shield(self.reactor_task)
         except TimeoutError:
             self.reactor_task.cancel()
             await asyncio.gather(self.reactor_task, return_exceptions=True)

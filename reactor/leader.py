@@ -79,7 +79,8 @@ class Leadership:
             if await wait_event(self._lost, self.check_interval):
                 raise LeadershipLost("leader lock connection closed")
             try:
-                await asyncio.wait_for(self._conn.fetchval("SELECT 1"), self.check_interval * 2)
+                async with asyncio.timeout(self.check_interval * 2):
+                    await self._conn.fetchval("SELECT 1")
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 raise LeadershipLost(f"leader lock connection failed: {exc}") from exc
 
@@ -88,7 +89,9 @@ class Leadership:
         if conn is None:
             return
         try:
-            await asyncio.wait_for(conn.fetchval(query("leader_unlock"), self.key), 2)
-            await asyncio.wait_for(conn.close(), 2)
+            async with asyncio.timeout(2):
+                await conn.fetchval(query("leader_unlock"), self.key)
+            async with asyncio.timeout(2):
+                await conn.close()
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             conn.terminate()

@@ -77,7 +77,8 @@ class Listener:
             await self._probe_seen.wait()
 
         try:  # one budget for send + receive: a dead listener is known within 2 intervals
-            await asyncio.wait_for(round_trip(), self.check_interval)
+            async with asyncio.timeout(self.check_interval):
+                await round_trip()
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
         self.health.last_probe_ok_at = time.time()

@@ -134,7 +134,8 @@ class CommandProcessor:
                 await proc.wait()
             # A leftover grandchild may hold the pipes open: drain briefly, no more.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(io), DRAIN_SEC)
+                async with asyncio.timeout(DRAIN_SEC):
+                    await asyncio.shield(io)
         except TimeoutError:
             await asyncio.shield(_stop(proc))
             raise ProcessorError(f"command timed out after {self.timeout:g}s "
@@ -179,4 +180,5 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
             return
         _kill_group(proc.pid, sig)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), KILL_AFTER_SEC)
+            async with asyncio.timeout(KILL_AFTER_SEC):
+                await proc.wait()

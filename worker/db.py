@@ -99,7 +99,8 @@ class Link:
         if conn is None or conn.is_closed():
             return
         try:
-            await asyncio.wait_for(conn.close(), 2)
+            async with asyncio.timeout(2):
+                await conn.close()
         except (Exception, asyncio.CancelledError):
             conn.terminate()
             raise

@@ -64,7 +64,8 @@ class GpuProbe:
             self._warn(f"cannot run nvidia-smi: {exc}")
             return {}
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT_SEC)
+            async with asyncio.timeout(TIMEOUT_SEC):
+                out, err = await proc.communicate()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

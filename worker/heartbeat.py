@@ -84,5 +84,6 @@ class Heartbeat:
     async def _wait(self) -> None:
         timeout = self.interval * random.uniform(0.9, 1.0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._poke.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._poke.wait()
         self._poke.clear()

@@ -72,7 +72,8 @@ class Listener:
         """Return why the connection is considered lost."""
         while True:
             try:
-                await asyncio.wait_for(lost.wait(), self.check_interval)
+                async with asyncio.timeout(self.check_interval):
+                    await lost.wait()
                 return "connection closed"
             except TimeoutError:
                 pass

@@ -109,7 +109,8 @@ class Runner:
             log.warning("db_unavailable", extra={"worker_id": self.state.worker_id,
                                                  "error": str(exc)})
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.state.draining.wait(), next(self._outage))
+            async with asyncio.timeout(next(self._outage)):
+                await self.state.draining.wait()
 
     def _outage_over(self) -> None:
         if self._outage is not None:
