@@ -19,18 +19,12 @@ from reactor.aio import wait_event
 from tests.faults.rig import FaultRig
 from tests.pg import PgServer
 
-SWALLOWED_CANCEL = (
-    "BUG reactor/aio.py wait_event (and the asyncio.wait_for in reactor/listener.py "
-    "_healthy_probe): on Python 3.11, asyncio.wait_for swallows a cancellation that arrives "
-    "as its inner awaitable completes (CPython gh-86296, fixed in 3.12). A Postgres restart "
-    "does exactly that: the lock connection dies (LeadershipLost, lead()'s TaskGroup cancels "
-    "the listener) as the LISTEN connection's termination sets Listener._lost. The listener "
-    "then runs on, 'cancelling', lead() never returns: no wake loop, no leader lock, never "
-    "leads again, and stop_event cannot stop it. Use 'async with asyncio.timeout(...)' "
-    "instead of wait_for. Seen in about 1 run in 5 of the scenario")
+# On Python 3.11 asyncio.wait_for swallows a cancellation that arrives as its inner
+# awaitable completes (CPython gh-86296). A Postgres restart does exactly that (the lock
+# connection dies as the LISTEN connection's termination sets Listener._lost), which left
+# the reactor neither leading nor stoppable; reactor/aio.py uses asyncio.timeout instead.
 
 
-@pytest.mark.xfail(strict=True, reason=SWALLOWED_CANCEL)
 async def test_an_interruptible_wait_never_swallows_a_cancellation() -> None:
     event = asyncio.Event()
     waiter = asyncio.create_task(wait_event(event, 10))
@@ -41,7 +35,6 @@ async def test_an_interruptible_wait_never_swallows_a_cancellation() -> None:
         await waiter
 
 
-@pytest.mark.xfail(strict=False, reason=SWALLOWED_CANCEL + " (remove this marker with the fix)")
 async def test_postgres_restarted_mid_burst(
         rig: FaultRig, pg_server: PgServer,
         record_figures: Callable[[dict[str, Any]], None]) -> None:
