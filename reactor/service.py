@@ -19,7 +19,9 @@ import asyncpg
 
 from reactor.aio import wait_any, wait_event
 from reactor.db.migrate import check_schema
+from reactor.db.pool import GuardedPool, create_pool
 from reactor.db.queries import query
+from reactor.errors import ProviderError
 from reactor.events import DrainRequest, MalformedEvent, SweepRequest, TaskQueued, parse_event
 from reactor.executor import Executor
 from reactor.leader import Leadership, LeadershipLost
@@ -76,7 +78,7 @@ class Reactor:
         self.metrics = metrics or Metrics()
         self.state = state or ReactorState()
         self.provider = provider
-        self.pool: asyncpg.Pool | None = None
+        self.pool: GuardedPool | None = None
         self.executor: Executor | None = None
         self.leadership = Leadership(dsn=settings.dsn(), fleet=settings.reactor_fleet)
         self._dirty = asyncio.Event()
@@ -85,14 +87,14 @@ class Reactor:
         self._manual_drains: list[str] = []
         self._queued_event = False
         self._next_sweep = 0.0
+        self._expire_pool = False
+        self._list_failures = 0
         self.stop_event = asyncio.Event()
         self.metrics.budget.set(settings.max_hourly_spend_usd or 0)
 
     # --- lifecycle -----------------------------------------------------------------------
     async def open(self) -> None:
-        self.pool = await asyncpg.create_pool(
-            self.settings.dsn(), min_size=1, max_size=8, timeout=10, command_timeout=30,
-            server_settings={"application_name": "gpu-reactor"})
+        self.pool = await create_pool(self.settings.dsn())
         async with self.pool.acquire() as conn:
             await check_schema(conn)
             await conn.execute(query("sync_settings"), int(self.settings.gpu_idle_timeout_sec),
@@ -136,6 +138,12 @@ class Reactor:
             self._first_event_at = time.monotonic()
         self._dirty.set()
 
+    def _listener_connected(self) -> None:
+        # A listener that had to reconnect means the network broke: pooled connections
+        # may be half-open as well. Replace them before the reconcile that follows.
+        self._expire_pool = True
+        self.wake(full=True)
+
     async def _probe(self, channel: str) -> None:
         assert self.pool is not None
         await self.pool.execute("SELECT pg_notify($1, 'probe')", channel)
@@ -148,7 +156,19 @@ class Reactor:
         if full:
             # Pods are listed before the snapshot: every pod in the list had its intent
             # row written before it was created, so that row is in the snapshot.
-            pods = await self.provider.list_pods()
+            try:
+                pods = await self.provider.list_pods()
+                self._list_failures = 0
+            except ProviderError as exc:
+                # The provider's list is down; the database is not: everything that needs
+                # no pod list (dead workers, requeues, scaling) still happens now, and the
+                # comparison with the provider is retried soon (see wake_loop).
+                self._list_failures += 1
+                self.metrics.reconcile_errors.inc()
+                self.state.last_error = f"listing pods failed: {exc}"[:300]
+                log.warning("pod_list_failed", extra={"error": str(exc),
+                                                      "failures": self._list_failures})
+                full = False
         async with self.pool.acquire() as conn:
             snap = await read_snapshot(conn, pods)
         if full:
@@ -235,6 +255,9 @@ class Reactor:
             self._full_requested = False
             trailing, self._queued_event = self._queued_event, False
             try:
+                if self._expire_pool and self.pool is not None:
+                    self._expire_pool = False
+                    await self.pool.expire()
                 result = await self.reconcile(full)
             except Exception as exc:  # a reconcile must never kill the loop: retry
                 failures += 1
@@ -244,16 +267,22 @@ class Reactor:
                 log.error("reconcile_failed", extra={"error": self.state.last_error,
                                                      "retry_in": round(delay, 2)},
                           exc_info=not isinstance(exc, OSError | asyncpg.PostgresError
-                                                  | asyncpg.InterfaceError | TimeoutError))
+                                                  | asyncpg.InterfaceError | TimeoutError
+                                                  | ProviderError))
                 self._full_requested = self._full_requested or full
+                if isinstance(exc, OSError | asyncpg.InterfaceError | TimeoutError):
+                    self._expire_pool = True
                 await wait_event(self.stop_event, delay)
                 self._dirty.set()
                 continue
             failures = 0
             self._first_event_at = None
             last_end = time.monotonic()
-            if full:
+            if result.kind == "sweep":
                 self._next_sweep = last_end + self._sweep_interval()
+            elif full:  # the sweep ran without the provider's list: retry it with backoff
+                self._next_sweep = last_end + min(
+                    0.5 * 2 ** self._list_failures, RECONCILE_RETRY_MAX, self._sweep_interval())
             deadline = next_deadline(result.snapshot, self.settings, self.executor.limits()
                                      if self.executor else None)
             deadline_at = (last_end + (deadline - result.snapshot.now).total_seconds()
@@ -264,11 +293,12 @@ class Reactor:
     async def lead(self) -> None:
         """Act as the leader until stopped; raises LeadershipLost if the lock goes."""
         listener = Listener(dsn=self.settings.dsn(), on_payload=self.on_payload,
-                            on_connected=lambda: self.wake(full=True), probe=self._probe,
+                            on_connected=self._listener_connected, probe=self._probe,
                             health=self.state.listener, metrics=self.metrics,
                             check_interval=self.settings.listener_check_interval_sec)
         self._full_requested = True
         self._next_sweep = 0.0
+        self._expire_pool = True  # a new term: trust no connection from before it
         async with asyncio.TaskGroup() as group:
             watch = group.create_task(self.leadership.watch(), name="leader-watch")
             listen = group.create_task(listener.run(), name="listener")

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from reactor.db.pool import GuardedPool
 from reactor.db.queries import query
 from reactor.errors import ConfigError
 from reactor.http.status import (
@@ -66,7 +67,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-async def _db_answers(pool: asyncpg.Pool | None) -> bool:
+async def _db_answers(pool: GuardedPool | None) -> bool:
     if pool is None:
         return False
     try:

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
-
 from tests.faults.proxy import HalfOpenProxy
 from tests.faults.rig import FaultRig
 
@@ -74,14 +72,6 @@ SERVER_GIVES_UP_SEC = 5 + 2 * 3
 PARTITION_LIMIT_SEC = 20.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG reactor/service.py (Reactor.open's pool, lead): after a partition that leaves "
-    "every connection half-open, a reconcile hangs on a pooled connection that is half-open "
-    "too; cancelling it does not help: asyncpg's pool release resets the connection under "
-    "asyncio.shield, bounded only by command_timeout (30 s), and lead()'s TaskGroup waits "
-    "for it, so LeadershipLost is acted on ~35 s after the partition. Bound each reconcile "
-    "and terminate (not release) a connection it timed out on, use a shorter command_timeout, "
-    "and expire the pool when the listener or the lock connection is found dead"))
 async def test_a_partition_of_every_reactor_connection_is_survived(
         rig: FaultRig, db_dsn: str) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, SWEEP_INTERVAL_SEC=600, LISTENER_CHECK_INTERVAL_SEC=1)
