@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from reactor.db.pool import GuardedPool, guarded
 from reactor.db.queries import query
 from reactor.errors import (
     CapacityError,
@@ -50,9 +51,9 @@ def new_worker_id(fleet: str) -> str:
 
 
 class Executor:
-    def __init__(self, *, pool: asyncpg.Pool, provider: Provider, settings: Settings,
-                 metrics: Metrics, state: ReactorState) -> None:
-        self.pool = pool
+    def __init__(self, *, pool: asyncpg.Pool | GuardedPool, provider: Provider,
+                 settings: Settings, metrics: Metrics, state: ReactorState) -> None:
+        self.pool = guarded(pool)
         self.provider = provider
         self.settings = settings
         self.metrics = metrics
@@ -109,12 +110,24 @@ class Executor:
         retry = [self._terminate_pod(pod_id, why, "retry") for pod_id, why in list(self._unconfirmed.items())]
         if retry:
             records += [r for r in await asyncio.gather(*retry) if r is not None]
-        # Database-only bookkeeping first, then the actions that call the provider.
+        # Database-only bookkeeping first, then the pods that must go, then new pods: a
+        # replacement is created only once the pod it replaces is gone, so live pods and
+        # their cost never exceed the caps, not even for the length of a request.
         first = [a for a in actions if isinstance(a, RequeueTask | RequeueOrphans | Drain | AttachPod)]
-        later = [a for a in actions if a not in first]
-        for batch in (first, later):
+        ending = [a for a in actions if isinstance(a, Retire | TerminatePod)]
+        spawns = [a for a in actions if a not in first and a not in ending]
+        for batch in (first, ending):
             if batch:
                 records += await asyncio.gather(*(self._one(a, now) for a in batch))
+        if spawns and self._unconfirmed:
+            # A pod whose terminate failed still runs and bills: the slot it holds is not
+            # free yet. The next reconcile counts it (Limits.unconfirmed_pods) and retries.
+            records += [ActionRecord(time.time(), "spawn", "deferred", a.reason,
+                                     detail=f"{len(self._unconfirmed)} pod(s) not yet terminated")
+                        for a in spawns if isinstance(a, Spawn)]
+            spawns = [a for a in spawns if not isinstance(a, Spawn)]
+        if spawns:
+            records += await asyncio.gather(*(self._one(a, now) for a in spawns))
         for record in records:
             self.state.record(record)
         return records
@@ -198,8 +211,9 @@ class Executor:
         else:
             outcome, pause = "rejected", MAX_BACKOFF_SEC
         self._block_spawns(pause, f"{outcome}: {exc}", now)
-        await self.pool.execute(query("retire_worker"), worker_id, "error",
-                                f"create failed ({outcome}): {exc}"[:1000])
+        # Whatever the provider answered, the row must be written: Postgres text holds no NUL.
+        reason = f"create failed ({outcome}): {exc}".replace("\x00", "")[:1000]
+        await self.pool.execute(query("retire_worker"), worker_id, "error", reason)
         self.metrics.spawns.labels(outcome=outcome).inc()
         log.error("spawn_failed", extra={"worker_id": worker_id, "outcome": outcome,
                                          "error": str(exc)})

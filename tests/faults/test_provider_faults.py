@@ -15,8 +15,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from tests.fakes.runpod_v2 import FakeRunpod
 from tests.fakes.runpod_v2_faults import Faults
 from tests.faults.rig import GPU_A, GPU_B, FaultRig
@@ -110,11 +108,6 @@ async def test_provider_faults_at_a_high_rate(
     record_figures(await rig.verify())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG reactor/service.py Reactor.reconcile / wake_loop: a sweep whose list_pods() fails "
-    "fails the whole reconcile, and the retry is a sweep again, so while the provider's "
-    "list is down nothing DB-only happens: dead workers are not retired, their tasks not "
-    "requeued"))
 async def test_a_provider_list_outage_does_not_stop_recovery(
         rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, TASKS_PER_GPU_THRESHOLD=1, SWEEP_INTERVAL_SEC=1)
@@ -140,13 +133,6 @@ async def test_a_provider_list_outage_does_not_stop_recovery(
     record_figures(await rig.verify())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG reactor/executor.py Executor._spawn_refused: the provider's refusal text is written "
-    "to workers.error_reason as is; a NUL in it (any bytes a provider or proxy answers) makes "
-    "Postgres reject the retire, the error is only logged (action_failed), and the intent row "
-    "stays 'spawning' without a pod, holding a slot until the sweep's create_lost (60 s) or "
-    "SPAWNING_TIMEOUT_SEC (900 s by default). Strip control characters (and see "
-    "test_bad_input.py: provider errors should be one printable line)"))
 async def test_a_refused_create_frees_its_slot_whatever_the_refusal_says(rig: FaultRig) -> None:
     rig.configure(MAX_ACTIVE_GPUS=1, SWEEP_INTERVAL_SEC=60)
     async with rig.running(rig.settings()):
