@@ -28,7 +28,7 @@ MAX_RECONNECT_DELAY = 10.0
 
 
 class Listener:
-    def __init__(self, *, dsn: str, on_payload: Callable[[str], None],
+    def __init__(self, *, dsn: str, on_payload: Callable[[str, int], None],
                  on_connected: Callable[[], None], probe: Callable[[str], Awaitable[None]],
                  health: ListenerHealth, metrics: Metrics, check_interval: float) -> None:
         self.dsn = dsn
@@ -43,12 +43,12 @@ class Listener:
         self._probe_seen = asyncio.Event()
         self._lost = asyncio.Event()
 
-    def _notified(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+    def _notified(self, _conn: object, pid: int, channel: str, payload: str) -> None:
         if channel == self.probe_channel:
             self._probe_seen.set()
             return
         self.health.last_event_at = time.time()
-        self.on_payload(payload)
+        self.on_payload(payload, pid)
 
     def _terminated(self, _conn: object) -> None:
         self._lost.set()

@@ -44,6 +44,10 @@ class Metrics:
                               ["event"], registry=r)
         self.malformed_events = Counter("gpu_reactor_malformed_events_total",
                                         "NOTIFY payloads that were not valid events.", registry=r)
+        self.refused_drains = Counter(
+            "gpu_reactor_refused_drains_total",
+            "NOTIFY drain requests not honoured: from a gpu_worker login, or from a session "
+            "that ended before it could be checked.", ["reason"], registry=r)
         self.leader = Gauge("gpu_reactor_leader", "1 while this process is the acting leader.",
                             registry=r)
         self.hourly_burn = Gauge("gpu_reactor_hourly_burn_usd",

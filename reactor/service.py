@@ -85,6 +85,7 @@ class Reactor:
         self._full_requested = True
         self._first_event_at: float | None = None
         self._manual_drains: list[str] = []
+        self._checks: set[asyncio.Task[None]] = set()
         self._queued_event = False
         self._next_sweep = 0.0
         self._expire_pool = False
@@ -115,7 +116,7 @@ class Reactor:
             await self.pool.close()
 
     # --- events --------------------------------------------------------------------------
-    def on_payload(self, payload: str) -> None:
+    def on_payload(self, payload: str, sender_pid: int | None = None) -> None:
         try:
             event = parse_event(payload)
         except MalformedEvent as exc:
@@ -128,7 +129,39 @@ class Reactor:
         elif isinstance(event, SweepRequest):
             self._full_requested = True
         elif isinstance(event, DrainRequest):
-            self._manual_drains.append(event.worker_id)
+            # Any login may NOTIFY; a drain is honoured once its sender is known not to
+            # be a pod. Checked at once: the sending session may end any moment.
+            check = asyncio.get_running_loop().create_task(
+                self._check_drain(event.worker_id, sender_pid))
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)
+            return
+        self.wake()
+
+    async def _check_drain(self, worker_id: str, sender_pid: int | None) -> None:
+        refused = None
+        if self.pool is None or sender_pid is None:
+            refused = "sender unknown"
+        else:
+            try:
+                row = await self.pool.fetchrow(query("drain_sender"), sender_pid)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                row, refused = None, f"sender not checked: {exc}"[:200]
+            if refused is None:
+                if row is None:
+                    refused = "sending session ended before it could be checked"
+                elif row["is_worker"]:
+                    refused = "sent by a gpu_worker login"
+        if refused is not None:
+            self.metrics.refused_drains.labels(
+                reason="worker login" if refused.startswith("sent by") else "unverified").inc()
+            log.warning("manual_drain_refused", extra={
+                "worker_id": worker_id, "sender_pid": sender_pid, "reason": refused,
+                "hint": f"SELECT gpu_reactor_drain('{worker_id}') or gpu-reactor workers drain"})
+            self.state.record(ActionRecord(time.time(), "drain", "refused",
+                                           "requested by NOTIFY", worker_id, detail=refused))
+            return
+        self._manual_drains.append(worker_id)
         self.wake()
 
     def wake(self, full: bool = False) -> None:

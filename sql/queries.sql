@@ -169,3 +169,17 @@ LIMIT $2;
 
 -- name: ops_notify
 SELECT pg_notify($1, $2);
+
+-- name: drain_sender
+-- Whether the session that sent a NOTIFY drain is a pod's (gpu_worker) login; no row
+-- when that session has already ended.
+-- Membership is followed through pg_auth_members, not pg_has_role: that one says a
+-- superuser is a member of every role.
+SELECT EXISTS (
+    WITH RECURSIVE member_of(oid) AS (
+        SELECT a.usesysid
+        UNION
+        SELECT m.roleid FROM pg_auth_members m JOIN member_of r ON m.member = r.oid)
+    SELECT 1 FROM member_of WHERE oid = 'gpu_worker'::regrole) AS is_worker
+FROM pg_stat_activity a
+WHERE a.pid = $1;

@@ -115,12 +115,6 @@ async def test_a_pod_cannot_heartbeat_in_another_workers_name(
     assert await conn.fetchval("SELECT last_heartbeat FROM workers WHERE id = 'victim'") == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SECURITY GAP reactor/service.py Reactor.on_payload: the operator's drain request is "
-    "a NOTIFY, and PostgreSQL lets every login NOTIFY any channel: a GPU pod's gpu_worker "
-    "credentials can drain any worker of the fleet (e.g. all of them). Take operator "
-    "drains through the database (a row or a function only the reactor's role may call), "
-    "or check the sender's role (pg_stat_activity by the notifying pid)"))
 async def test_a_pod_cannot_drain_another_worker_through_notify(
         db_dsn: str, conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
     async with run_fake_runpod() as runpod, \
@@ -138,6 +132,28 @@ async def test_a_pod_cannot_drain_another_worker_through_notify(
         reconciles = reactor.state.reconciles
         await wait_until(lambda: reactor.state.reconciles > reconciles, what="a reconcile")
         assert await conn.fetchval("SELECT status FROM workers WHERE id = $1", victim) == "active"
+        refused = reactor.metrics.refused_drains.labels(reason="worker login")
+        assert refused._value.get() == 1
+        # The same request from the operator's session is honoured.
+        await conn.execute("SELECT pg_notify('gpu_reactor', json_build_object("
+                           "'event', 'drain', 'worker_id', $1::text)::text)", victim)
+        await wait_until(lambda: conn.fetchval(
+            "SELECT status = 'terminating' FROM workers WHERE id = $1", victim),
+            what="the operator's drain")
+        assert refused._value.get() == 1
+
+
+async def test_the_sql_drain_is_the_operators_not_a_pods(
+        conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
+    await add_worker(conn, "w1")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await pod.fetchval("SELECT gpu_reactor_drain('w1')")
+    assert await conn.fetchval("SELECT status FROM workers WHERE id = 'w1'") == "active"
+    assert await conn.fetchval("SELECT gpu_reactor_drain('w1')") == "terminating"
+    row = await conn.fetchrow("SELECT draining_since, drain_reason FROM workers WHERE id = 'w1'")
+    assert row["draining_since"] is not None and "operator" in row["drain_reason"]
+    assert await conn.fetchval("SELECT gpu_reactor_drain('w1')") == "terminating"  # no-op
+    assert await conn.fetchval("SELECT gpu_reactor_drain('nobody')") is None
 
 
 # --- /status and the HTTP server ---------------------------------------------------------------
