@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+# A ProviderError's message is cut to this many characters (runpod_http cuts what a
+# provider answered much shorter; this is the last guard for any provider).
+MESSAGE_LIMIT = 1000
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` as one printable line: control and other unprintable characters (NUL,
+    CR, LF, escape sequences, bidi overrides) become spaces, runs of whitespace one
+    space, and the result is cut to ``limit`` characters ('...' marks a cut)."""
+    text = text[:limit * 4]  # bounds the work; collapsing whitespace only shortens it
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return cleaned if len(cleaned) <= limit else cleaned[:max(limit - 3, 0)].rstrip() + "..."
+
 
 class ReactorError(Exception):
     """Base of all gpu-reactor errors. ``str(err)`` is one line fit for a person."""
@@ -20,11 +33,15 @@ class SchemaError(DatabaseError):
 
 
 class ProviderError(ReactorError):
-    """A provider call failed. ``status`` is the HTTP status when there was one."""
+    """A provider call failed. ``status`` is the HTTP status when there was one.
+
+    The message is made one printable line (``one_line``) whatever a provider answered:
+    it reaches terminals, logs and ``workers.error_reason`` (text, where NUL is refused).
+    """
 
     def __init__(self, message: str, *, status: int | None = None,
                  request_id: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(one_line(message))
         self.status = status
         self.request_id = request_id
 

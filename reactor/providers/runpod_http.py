@@ -23,14 +23,18 @@ import aiohttp
 import orjson
 
 from reactor.aio import wait_event
-from reactor.errors import ProviderError, RateLimited, TransientProviderError
+from reactor.errors import ProviderError, RateLimited, TransientProviderError, one_line
 
 log = logging.getLogger("reactor.providers.runpod")
 
 OnRequest = Callable[[str, str], None]
 
-# An unreadable answer is kept to this many characters in logs and messages.
-_SNIPPET = 300
+# What a provider wrote (a problem's detail, an unreadable body) is kept to this many
+# characters of one printable line; a whole message to _MESSAGE.
+_SNIPPET = 200
+_MESSAGE = 300
+# Bytes of an unreadable body decoded at all (the API key is scrubbed before the cut).
+_RAW_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -46,20 +50,22 @@ class Reply:
         return 200 <= self.status < 300
 
     def detail(self) -> str:
-        """The problem's ``detail`` (or ``title``), '' when the body has neither."""
+        """The problem's ``detail`` (or ``title``) as one printable line, '' when the
+        body has neither."""
         if isinstance(self.body, dict):
             for key in ("detail", "title", "message", "error"):
                 value = self.body.get(key)
-                if isinstance(value, str) and value:
-                    return value
+                if isinstance(value, str) and (line := one_line(value, _SNIPPET)):
+                    return line
         return ""
 
     def errors(self) -> list[str]:
-        """The problem's ``errors`` list (422), as strings."""
+        """The problem's ``errors`` list (422), each as one printable line."""
         raw = self.body.get("errors") if isinstance(self.body, dict) else None
         if not isinstance(raw, list):
             return []
-        return [item if isinstance(item, str) else orjson.dumps(item).decode() for item in raw]
+        return [one_line(item if isinstance(item, str) else orjson.dumps(item).decode(),
+                         _SNIPPET) for item in raw]
 
 
 @dataclass
@@ -252,15 +258,16 @@ class RunpodHttp:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            text = self.scrub(raw[:_RAW_LIMIT].decode("utf-8", "replace"), limit=_SNIPPET)
             if 200 <= status < 300:
                 self._report(operation, "bad_response")
                 log.warning("runpod_unreadable_answer", extra={
                     "operation": operation, "status": status, "request_id": request_id,
-                    "body": self.scrub(raw[:_SNIPPET].decode("utf-8", "replace"))})
+                    "body": text})
                 raise TransientProviderError(
                     f"Runpod {operation} answered {status} with an unreadable body",
                     status=status, request_id=request_id) from exc
-            return {"detail": raw[:_SNIPPET].decode("utf-8", "replace")}
+            return {"detail": text}
 
     # --- waiting -------------------------------------------------------------------------
     async def _respect_pause(self, operation: str, budget: _Budget) -> None:
@@ -324,11 +331,12 @@ class RunpodHttp:
             "operation": operation, "method": method, "path": path, "status": reply.status,
             "request_id": reply.request_id, "detail": self.scrub(reply.detail())})
 
-    def scrub(self, text: str) -> str:
-        """``text`` without the API key, cut to a readable length."""
+    def scrub(self, text: str, *, limit: int = _MESSAGE) -> str:
+        """``text`` without the API key, as one printable line of at most ``limit``
+        characters."""
         if self._key and self._key in text:
             text = text.replace(self._key, "**********")
-        return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
+        return one_line(text, limit)
 
     def error(self, cls: type[ProviderError], message: str, reply: Reply) -> ProviderError:
         """An error of ``cls`` carrying the reply's status and request id, scrubbed."""

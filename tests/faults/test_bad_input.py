@@ -155,11 +155,6 @@ def test_any_provider_answer_is_a_clean_provider_error_never_a_crash_or_a_second
     asyncio.run(_one_bad_answer(operation, status, body))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG reactor/providers/runpod_http.py RunpodHttp._decode / Reply.detail: a non-JSON "
-    "error body goes into the ProviderError message verbatim (newlines, NUL, HTML), but "
-    "str(err) is meant to be one line fit for a person (reactor/errors.py); the NUL case "
-    "also breaks the executor, see test_provider_faults.py"))
 @pytest.mark.parametrize("body", [
     b"<html>\n<head><title>403 Forbidden</title></head>\n<body>cloudflare</body>\n</html>\n",
     b"no capacity\x00\r\n"], ids=["html page", "nul and crlf"])
