@@ -7,13 +7,13 @@ reactor decides. A running reactor sees the change through the workers trigger's
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import orjson
 
 from reactor import observe
 from reactor.db.queries import query
@@ -158,15 +158,24 @@ async def terminate(settings: Settings, worker_id: str,
     return record
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def parse_params(text: str) -> str:
-    """Validate --params; return it as compact JSON text for the jsonb column."""
+    """Validate --params (one JSON object, as RFC 8259 has it: no NaN or Infinity) and
+    return the text as given, for the jsonb column to read: re-encoding it could change
+    it (an integer beyond 64 bits would come back as a float)."""
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        # Numbers are only checked for syntax, never converted (no size limit, no rounding).
+        value = json.loads(text, parse_int=str, parse_float=str, parse_constant=_not_json)
+    except ValueError as exc:
         raise BadInput(f"--params is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInput("--params is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadInput(f"--params must be a JSON object, got {type(value).__name__}: {text[:60]}")
-    return orjson.dumps(value).decode()
+    return text
 
 
 async def create_tasks(settings: Settings, task_type: str, params: str, *, count: int,

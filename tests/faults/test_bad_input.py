@@ -220,10 +220,6 @@ async def test_tasks_create_stores_types_and_params_verbatim(
     assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE tablename = 'tasks'") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG reactor/manual.py parse_params: --params is re-encoded through orjson, which reads "
-    "an integer beyond 64 bits as a float: 123456789012345678901234567890 is stored as "
-    "1.2345678901234568e+29 (jsonb would keep it exactly); send the validated text as given"))
 async def test_tasks_create_keeps_a_big_integer_exactly(
         db_dsn: str, conn: asyncpg.Connection, tmp_path: Any) -> None:
     text = '{"seed": 123456789012345678901234567890}'
