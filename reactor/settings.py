@@ -8,13 +8,27 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from reactor.errors import ConfigError
 
 _FLEET = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+INVALID_DSN = "invalid_dsn"  # error type of a DSN setting that asyncpg could not use
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IPV6_HOST = re.compile(r"^\[[^\]]+\](?::(.*))?$")
+
+# Upper bounds: no sane timeout, price or budget is infinite, and every value here must
+# also fit a timedelta, an int32 column (gpu_reactor_settings) and math.floor.
+DAY = 86_400.0
+WEEK = 7 * DAY
+MAX_SPAWN_BACKOFF_SEC = 600.0  # the executor's and the provider's backoff cap
+MAX_USD_PER_HOUR = 1_000_000.0
+MAX_GPU_PRICE_USD = 10_000.0
+MIN_GPU_PRICE_USD = 0.001  # a lower non-zero price would make any budget "afford" ~infinity
 
 
 def _split_list(value: Any) -> Any:
@@ -50,41 +64,42 @@ class Settings(BaseSettings):
         3, ge=1, le=100000, alias="TASKS_PER_GPU_THRESHOLD",
         description="Queued + In Progress tasks one worker is expected to handle.")
     max_hourly_spend_usd: float | None = Field(
-        None, gt=0, alias="MAX_HOURLY_SPEND_USD",
+        None, gt=0, le=MAX_USD_PER_HOUR, allow_inf_nan=False, alias="MAX_HOURLY_SPEND_USD",
         description="USD/hour cap on the summed cost of live workers; unset means no cap.")
     gpu_hourly_price_usd: float = Field(
-        0.0, ge=0, alias="GPU_HOURLY_PRICE_USD",
+        0.0, ge=0, le=MAX_GPU_PRICE_USD, allow_inf_nan=False, alias="GPU_HOURLY_PRICE_USD",
         description="Expected USD/hour of one worker, used for the budget before a pod "
                     "reports its real cost. 0 = ask the provider's catalog.")
 
     # --- timing (seconds) ------------------------------------------------------------
     gpu_idle_timeout_sec: float = Field(
-        120, gt=0, alias="GPU_IDLE_TIMEOUT_SEC",
+        120, gt=0, le=DAY, allow_inf_nan=False, alias="GPU_IDLE_TIMEOUT_SEC",
         description="Heartbeat timeout: an active worker silent this long is dead.")
     task_stuck_timeout_sec: float = Field(
-        4200, gt=0, alias="TASK_STUCK_TIMEOUT_SEC",
+        4200, gt=0, le=WEEK, allow_inf_nan=False, alias="TASK_STUCK_TIMEOUT_SEC",
         description="A task In Progress this long is requeued and its worker drained. Keep it "
                     "above the workers' TASK_TIMEOUT_SEC (3600 by default).")
     spawning_timeout_sec: float = Field(
-        900, gt=0, alias="SPAWNING_TIMEOUT_SEC",
+        900, gt=0, le=DAY, allow_inf_nan=False, alias="SPAWNING_TIMEOUT_SEC",
         description="A pod that has not sent its first heartbeat by then is terminated.")
     graceful_shutdown_timeout_sec: float = Field(
-        600, gt=0, alias="GRACEFUL_SHUTDOWN_TIMEOUT_SEC",
+        600, gt=0, le=WEEK, allow_inf_nan=False, alias="GRACEFUL_SHUTDOWN_TIMEOUT_SEC",
         description="Drain limit: a draining worker's pod is terminated after this long.")
     scale_down_idle_sec: float = Field(
-        300, ge=0, alias="SCALE_DOWN_IDLE_SEC",
+        300, ge=0, le=WEEK, allow_inf_nan=False, alias="SCALE_DOWN_IDLE_SEC",
         description="An active worker idle this long (no task) may be drained if above MIN.")
     sweep_interval_sec: float = Field(
-        30, gt=0, le=3600, alias="SWEEP_INTERVAL_SEC",
+        30, gt=0, le=3600, allow_inf_nan=False, alias="SWEEP_INTERVAL_SEC",
         description="Full reconcile including the provider's pod list, at least this often.")
     coalesce_window_sec: float = Field(
-        0.05, ge=0, le=10, alias="COALESCE_WINDOW_SEC",
+        0.05, ge=0, le=10, allow_inf_nan=False, alias="COALESCE_WINDOW_SEC",
         description="After a reconcile, events within this window are folded into the next one.")
     listener_check_interval_sec: float = Field(
-        5, gt=0, le=60, alias="LISTENER_CHECK_INTERVAL_SEC",
+        5, gt=0, le=60, allow_inf_nan=False, alias="LISTENER_CHECK_INTERVAL_SEC",
         description="How often the listener connection is probed with a NOTIFY round-trip.")
     spawn_failure_backoff_sec: float = Field(
-        30, gt=0, alias="SPAWN_FAILURE_BACKOFF_SEC",
+        30, gt=0, le=MAX_SPAWN_BACKOFF_SEC, allow_inf_nan=False,
+        alias="SPAWN_FAILURE_BACKOFF_SEC",
         description="After a create fails for lack of capacity, wait this long (doubling, "
                     "capped at 10 minutes) before trying that GPU type again.")
 
@@ -126,7 +141,7 @@ class Settings(BaseSettings):
     runpod_volume_mount_path: str = Field("/workspace", alias="RUNPOD_VOLUME_MOUNT_PATH",
                                           description="Where the network volume is mounted.")
     runpod_request_timeout_sec: float = Field(
-        20, gt=0, le=300, alias="RUNPOD_REQUEST_TIMEOUT_SEC",
+        20, gt=0, le=300, allow_inf_nan=False, alias="RUNPOD_REQUEST_TIMEOUT_SEC",
         description="Timeout of one Runpod API request.")
 
     local_worker_command: str = Field(
@@ -164,6 +179,36 @@ class Settings(BaseSettings):
             raise ValueError("must be 2-40 characters of a-z, 0-9 and '-', starting with a letter")
         return value
 
+    @field_validator("database_url", "worker_database_url")
+    @classmethod
+    def _dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the value: it holds a password.
+        if value is not None and value.get_secret_value():
+            problem = dsn_problem(value.get_secret_value())
+            if problem:
+                raise PydanticCustomError(INVALID_DSN, "{problem} (expected postgresql://"
+                                          "user:password@host:port/database)",
+                                          {"problem": problem})
+        return value
+
+    @field_validator("gpu_hourly_price_usd")
+    @classmethod
+    def _price(cls, value: float) -> float:
+        if 0 < value < MIN_GPU_PRICE_USD:
+            raise ValueError(f"must be 0 (ask the provider) or at least {MIN_GPU_PRICE_USD}")
+        return value
+
+    @field_validator("worker_extra_env")
+    @classmethod
+    def _extra_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name[:40]!r} is not an environment variable name "
+                                 "(letters, digits and '_', not starting with a digit)")
+            if "\x00" in text:
+                raise ValueError(f"the value of {name} contains a NUL character")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.min_active_gpus > self.max_active_gpus:
@@ -195,7 +240,9 @@ class Settings(BaseSettings):
             "WORKER_DATABASE_URL is not set: GPU pods need a DSN (use the gpu_worker role)")
 
     def secrets(self) -> list[str]:
-        """Every secret value in force, for log and output scrubbing."""
+        """Every secret value in force, for log and output scrubbing: the DSNs and their
+        passwords, the API key, the HTTP token and the WORKER_EXTRA_ENV values (tokens
+        for the pods, echoed back by a provider that quotes a pod's env)."""
         values = [self.database_url, self.worker_database_url, self.runpod_api_key,
                   self.reactor_http_token]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
@@ -203,6 +250,7 @@ class Settings(BaseSettings):
             password = _dsn_password(dsn)
             if password:
                 found.append(password)
+        found += [v for v in self.worker_extra_env.values() if _may_be_secret(v)]
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -217,6 +265,70 @@ class Settings(BaseSettings):
                 value = {k: "**********" for k in value}
             out[key] = value
         return out
+
+
+def _may_be_secret(value: str) -> bool:
+    """Whether a WORKER_EXTRA_ENV value is worth scrubbing. Scrubbing replaces every
+    occurrence of the text in logs and in /status JSON, so a short value ("1", "cuda")
+    or a JSON literal ("true", "3600") would mangle unrelated output, JSON included."""
+    if len(value) < 8 or value in ("true", "false", "null"):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """What makes ``dsn`` unusable as a Postgres URL (as asyncpg reads it), or None.
+    The answer never quotes the DSN, which holds a password."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return ("not a readable URL (in the user name or password, percent-encode "
+                "'@', ':', '/', '?', '#', '[' and ']')")
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "not a URL starting with postgresql:// or postgres://"
+    try:
+        query = parse_qsl(parts.query, strict_parsing=bool(parts.query))
+    except ValueError:
+        return "its query string is not name=value pairs joined by '&'"
+    ports = [value for key, value in query if key == "port"]
+    # asyncpg reads the host list after the first '@' of the network location.
+    hostlist = parts.netloc.partition("@")[2] if "@" in parts.netloc else parts.netloc
+    if "@" in hostlist:
+        return "an '@' in the user name or password must be percent-encoded (%40)"
+    if hostlist:
+        for host in hostlist.split(","):
+            problem = _host_problem(host)
+            if problem:
+                return problem
+    for value in ports:
+        if not all(_port_ok(p) for p in value.split(",")):
+            return "the port query parameter is not a number from 1 to 65535"
+    return None
+
+
+def _host_problem(host: str) -> str | None:
+    if not host:
+        return "an empty host in the host list"
+    if host.startswith("/"):  # a Unix socket directory
+        return None
+    if host.startswith("["):
+        match = _IPV6_HOST.match(host)
+        if match is None:
+            return "an unreadable IPv6 host (expected [address] or [address]:port)"
+        port = match.group(1)
+    else:
+        port = host.partition(":")[2]
+    if port and not _port_ok(unquote(port)):
+        return "the port is not a number from 1 to 65535"
+    return None
+
+
+def _port_ok(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
 
 
 def _dsn_password(dsn: str) -> str | None:
@@ -235,9 +347,22 @@ def describe_validation_error(exc: ValidationError) -> str:
     loc = err.get("loc") or ()
     name = aliases.get(str(loc[0]), str(loc[0])) if loc else ""
     message = err.get("msg", "invalid").removeprefix("Value error, ")
+    if name and err.get("type") == INVALID_DSN:  # worded as reactor/db/connect.py does
+        return f"{name} is not a valid DSN: {message}"
     if name:
         return f"invalid setting {name}: {message}"
     return f"invalid settings: {message}"
+
+
+def describe_settings_error(exc: SettingsError) -> str:
+    """One line for a value pydantic-settings could not even decode (a JSON setting
+    that is not JSON), naming the setting; the value is never quoted."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    field = Settings.model_fields.get(match.group(1)) if match else None
+    if match is None or field is None:
+        return "invalid settings: a value could not be decoded (a JSON setting is not JSON?)"
+    name = field.alias or match.group(1).upper()
+    return f"invalid setting {name}: not valid JSON"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -245,3 +370,5 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(describe_settings_error(exc)) from None

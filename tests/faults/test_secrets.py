@@ -117,12 +117,6 @@ async def test_no_secret_in_logs_status_or_metrics(rig: FaultRig, db_dsn: str,
     await rig.verify()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG reactor/settings.py Settings.secrets: WORKER_EXTRA_ENV values are redacted in "
-    "/status settings but never registered as secrets (register_secrets/scrub), so a provider "
-    "answer quoting a pod's env is logged with them in clear: runpod_unreadable_answer "
-    "(body), runpod_request_failed and runpod_candidate_refused (detail); add the values "
-    "to Settings.secrets()"))
 async def test_no_worker_extra_env_value_in_logs_or_status(
         rig: FaultRig, db_dsn: str, worker_dsn: str) -> None:
     if not _found:  # run alone: produce the outputs here
