@@ -8,6 +8,7 @@ backoff, the expected price of a new worker and pods whose terminate has not suc
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -24,6 +25,7 @@ from reactor.errors import (
     ProviderError,
     RateLimited,
 )
+from reactor.logs import WORKER_TOKEN_PREFIX
 from reactor.metrics import Metrics
 from reactor.model import (
     Action,
@@ -36,7 +38,7 @@ from reactor.model import (
     Spawn,
     TerminatePod,
 )
-from reactor.providers.base import FLEET_ENV, PodSpec, Provider
+from reactor.providers.base import FLEET_ENV, WORKER_TOKEN_ENV, PodSpec, Provider
 from reactor.settings import Settings
 from reactor.state import ActionRecord, ReactorState
 
@@ -169,10 +171,13 @@ class Executor:
     async def _spawn(self, action: Spawn, now: datetime) -> ActionRecord:
         fleet = self.settings.reactor_fleet
         worker_id = new_worker_id(fleet)
+        # The pod's own credential: only a session holding it may act as this worker
+        # (sql/migrations/0012_worker_tokens.sql). The database keeps its hash only.
+        token = WORKER_TOKEN_PREFIX + secrets.token_urlsafe(32)
         # Intent first: a crash between this row and the create is reconciled by name.
         await self.pool.execute(query("insert_spawn_intent"), worker_id, self.expected_price,
-                                action.reason)
-        env = {**self.settings.worker_extra_env, "WORKER_ID": worker_id,
+                                action.reason, hashlib.sha256(token.encode()).digest())
+        env = {**self.settings.worker_extra_env, "WORKER_ID": worker_id, WORKER_TOKEN_ENV: token,
                "DATABASE_URL": self.settings.worker_dsn(), FLEET_ENV: fleet}
         try:
             pod = await self.provider.create(PodSpec(name=worker_id, env=env))

@@ -7,6 +7,7 @@ registered secret is scrubbed from the rendered line, whatever field it hides in
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -21,10 +22,18 @@ def register_secrets(values: list[str]) -> None:
     _SECRETS.update(v for v in values if v and len(v) >= 4)
 
 
+# Per-pod worker tokens (reactor/executor.py) are made afresh for every spawn; rather than
+# registering each, they carry a prefix that makes them recognisable wherever they appear.
+WORKER_TOKEN_PREFIX = "gpw_"
+_WORKER_TOKEN = re.compile(WORKER_TOKEN_PREFIX + r"[A-Za-z0-9_-]{20,}")
+
+
 def scrub(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, "**********")
+    if WORKER_TOKEN_PREFIX in text:
+        text = _WORKER_TOKEN.sub("**********", text)
     return text
 
 

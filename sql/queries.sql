@@ -37,8 +37,8 @@ WHERE (s.heartbeat_timeout_sec, s.task_stuck_timeout_sec, s.spawning_timeout_sec
                         excluded.spawning_timeout_sec);
 
 -- name: insert_spawn_intent
-INSERT INTO workers (id, status, managed, cost_per_hr, gpu_type, metadata)
-VALUES ($1, 'spawning', true, $2, NULL, jsonb_build_object('spawn_reason', $3::text));
+INSERT INTO workers (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash)
+VALUES ($1, 'spawning', true, $2, NULL, jsonb_build_object('spawn_reason', $3::text), $4);
 
 -- name: record_pod
 UPDATE workers

@@ -31,7 +31,7 @@ KILL_AFTER_SEC = 5.0  # between SIGTERM and SIGKILL of the process group
 DRAIN_SEC = 5.0  # reading what is left in the pipes once the program has exited
 MAX_STDOUT = 64 * 1024 * 1024
 STDERR_TAIL = 2000
-HIDDEN_ENV = ("DATABASE_URL",)
+HIDDEN_ENV = ("DATABASE_URL", "WORKER_TOKEN")
 
 
 def _pdeathsig() -> Callable[[], None] | None:

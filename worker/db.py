@@ -24,6 +24,7 @@ from worker.logs import redact_dsn
 
 log = logging.getLogger(__name__)
 
+REFUSED = "refused"  # what heartbeat() answers when the database refuses this identity
 TRANSIENT = (
     OSError,  # refused, reset, unreachable, DNS
     TimeoutError,  # connect or command timeout: treat the connection as half-open
@@ -64,8 +65,10 @@ class ClaimedTask:
 class Link:
     """One named connection, opened on demand, re-opened after a loss."""
 
-    def __init__(self, dsn: str, *, name: str, worker_id: str, timeout: float) -> None:
+    def __init__(self, dsn: str, *, name: str, worker_id: str, timeout: float,
+                 token: str | None = None) -> None:
         self.dsn = dsn
+        self.token = token
         self.name = name
         self.worker_id = worker_id
         self.timeout = timeout
@@ -81,11 +84,20 @@ class Link:
         self._conn = None
         app = f"gpu-worker {self.name} {self.worker_id}"[:63]
         try:
-            self._conn = await asyncpg.connect(
+            conn = await asyncpg.connect(
                 self.dsn, timeout=self.timeout, command_timeout=self.timeout,
                 server_settings={"application_name": app})
         except TRANSIENT as exc:
             raise DatabaseUnavailable(f"cannot connect: {describe(exc)}") from exc
+        if self.token:
+            try:  # the session proves which worker it is (sql/migrations/0012)
+                await conn.execute(queries.SET_TOKEN, self.token)
+            except BaseException as exc:
+                conn.terminate()
+                if isinstance(exc, TRANSIENT):
+                    raise DatabaseUnavailable(f"cannot connect: {describe(exc)}") from exc
+                raise
+        self._conn = conn
         return self._conn
 
     def reset(self) -> None:
@@ -115,8 +127,10 @@ class Link:
 
     # --- the SQL contract ------------------------------------------------------------
     async def heartbeat(self, metadata: dict[str, Any]) -> str:
-        return str(await self._call("fetchval", queries.HEARTBEAT, self.worker_id,
-                                    orjson.dumps(metadata).decode()))
+        status = await self._call("fetchval", queries.HEARTBEAT, self.worker_id,
+                                  orjson.dumps(metadata).decode())
+        # NULL: the row belongs to a worker whose token this session does not hold.
+        return REFUSED if status is None else str(status)
 
     async def arm(self) -> None:
         await self._call("execute", queries.ARM)

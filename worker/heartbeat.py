@@ -17,7 +17,7 @@ import socket
 from typing import Any
 
 from worker import __version__
-from worker.db import Link
+from worker.db import REFUSED, Link
 from worker.errors import DatabaseUnavailable
 from worker.gpu import GpuProbe
 from worker.state import WorkerState
@@ -59,7 +59,13 @@ class Heartbeat:
         return status
 
     def obey(self, status: str) -> None:
-        if status in STOP_STATUSES:
+        if status == REFUSED:
+            log.error("heartbeat_refused", extra={
+                "worker_id": self.state.worker_id,
+                "error": "the database refuses this worker id: WORKER_TOKEN is missing or "
+                         "is not the one the reactor gave this pod"})
+            self.state.drain("heartbeat refused (WORKER_TOKEN)")
+        elif status in STOP_STATUSES:
             self.state.drain(f"status {status}")
         elif status not in LIVE_STATUSES:
             log.warning("heartbeat_unknown_status", extra={"worker_id": self.state.worker_id,

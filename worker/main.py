@@ -42,7 +42,7 @@ class Worker:
         self.registry = registry
         self.state = WorkerState(settings.worker_id)
         self.links = {name: Link(settings.dsn, name=name, worker_id=settings.worker_id,
-                                 timeout=settings.worker_db_timeout_sec)
+                                 timeout=settings.worker_db_timeout_sec, token=settings.token)
                       for name in ("claim", "heartbeat", "listen")}
         self.heartbeat = Heartbeat(
             link=self.links["heartbeat"], state=self.state, gpu=GpuProbe(),
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu-worker: {exc}", file=sys.stderr)
         return 2
     register_secret(_password(settings.dsn))
+    register_secret(settings.token)
     setup_logging(settings.log_level, settings.log_format)
     try:
         return asyncio.run(Worker(settings, registry).run())

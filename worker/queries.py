@@ -18,3 +18,5 @@ REPORT_DRAINED = "SELECT func_report_worker_drained($1::text)"
 ARM = "SELECT gpu_reactor_arm()"
 RELEASE_HELD = "SELECT func_release_worker_tasks($1::text)"
 PING = "SELECT 1"
+# Session-wide: every call on this connection then proves which worker it comes from.
+SET_TOKEN = "SELECT set_config('gpu_reactor.worker_token', $1::text, false)"

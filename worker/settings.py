@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         alias="DATABASE_URL",
         description="postgresql:// DSN, normally a login in the least-privilege gpu_worker "
                     "role; a session (not transaction-pooled) connection, LISTEN needs one")
+    worker_token: SecretStr | None = Field(
+        None, alias="WORKER_TOKEN", min_length=16, max_length=200,
+        description="this pod's own credential, set by the reactor at spawn: a worker row "
+                    "created with one accepts heartbeats, claims and results only from "
+                    "sessions holding it")
     worker_connect_retries: int = Field(
         10, ge=1, le=1000, alias="WORKER_CONNECT_RETRIES",
         description="Attempts to reach the database at start-up (backoff 0.5 s doubling, "
@@ -160,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def dsn(self) -> str:
         return self.database_url.get_secret_value()
+
+    @property
+    def token(self) -> str | None:
+        return self.worker_token.get_secret_value() if self.worker_token else None
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 FLEET_ENV = "GPU_REACTOR_FLEET"
+WORKER_TOKEN_ENV = "WORKER_TOKEN"  # the pod's own credential, see sql/migrations/0012
 
 # Normalised pod states (Runpod's own names).
 LIVE_POD_STATES = frozenset({"PROVISIONING", "STARTING", "RUNNING"})

@@ -10,7 +10,8 @@ variants and the loopback default of the HTTP server. Secrets in outputs: test_s
 from __future__ import annotations
 
 import base64
-import contextlib
+import hashlib
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 
@@ -100,19 +101,50 @@ async def test_a_task_nobody_holds_cannot_be_completed_or_failed(
                               uuid.uuid4()) is False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SECURITY GAP sql/migrations/0004_functions.sql: a worker's identity is only a "
-    "parameter, so any gpu_worker login can heartbeat (and claim, report drained) as any "
-    "worker id it learns - ids are broadcast on the gpu_reactor channel every login may "
-    "LISTEN to - and keep a dead worker looking alive so its task is never requeued; "
-    "needs a per-pod secret checked by the functions"))
-async def test_a_pod_cannot_heartbeat_in_another_workers_name(
+async def _holding(pod: asyncpg.Connection, token: str) -> None:
+    await pod.execute("SELECT set_config('gpu_reactor.worker_token', $1, false)", token)
+
+
+@pytest.mark.parametrize("token", [None, "", "a-token-of-another-pod", "t0ken"],
+                         ids=["no token", "empty token", "another pod's token", "a prefix"])
+async def test_a_pod_cannot_act_in_another_workers_name(
+        conn: asyncpg.Connection, pod: asyncpg.Connection, token: str | None) -> None:
+    """Worker ids are no secret (pod names, broadcast on the channel): the reactor gives each
+    pod a token and keeps its hash; a session without it changes nothing of that worker."""
+    victim_token = "t0ken-of-the-victim-" + secrets.token_hex(8)
+    await add_worker(conn, "victim", last_heartbeat=None,
+                     token_hash=hashlib.sha256(victim_token.encode()).digest())
+    held = await add_task(conn)
+    await conn.execute("UPDATE tasks SET status = 'In Progress', worker_id = 'victim', "
+                       "attempts = 1 WHERE id = $1", held)
+    queued = await add_task(conn)
+    if token is not None:
+        await _holding(pod, token)
+    assert await pod.fetchval("SELECT func_update_worker_heartbeat('victim', '{}')") is None
+    assert await pod.fetch("SELECT * FROM func_claim_available_task('victim')") == []
+    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'victim')", held) is False
+    assert await pod.fetchval("SELECT func_mark_task_failed($1, 'x', 'victim')", held) is False
+    assert await pod.fetchval("SELECT func_report_worker_drained('victim')") is False
+    assert await pod.fetchval("SELECT func_release_worker_tasks('victim')") == 0
+    row = await conn.fetchrow("SELECT last_heartbeat, metadata FROM workers WHERE id = 'victim'")
+    assert row["last_heartbeat"] is None and "drained_at" not in row["metadata"]
+    assert (await task_row(conn, held))["status"] == "In Progress"
+    assert (await task_row(conn, queued))["status"] == "Queued"
+
+    # The pod that holds the token is the worker.
+    await _holding(pod, victim_token)
+    assert await pod.fetchval("SELECT func_update_worker_heartbeat('victim', '{}')") == "active"
+    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'victim')", held) is True
+    assert [r["id"] for r in await pod.fetch(
+        "SELECT * FROM func_claim_available_task('victim')")] == [queued]
+
+
+async def test_a_worker_that_registers_itself_binds_its_row_to_its_token(
         conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
-    await add_worker(conn, "victim", last_heartbeat=None)
-    before = await conn.fetchval("SELECT last_heartbeat FROM workers WHERE id = 'victim'")
-    with contextlib.suppress(asyncpg.PostgresError):  # refused, or accepted without effect
-        await pod.fetchval("SELECT func_update_worker_heartbeat('victim', '{}')")
-    assert await conn.fetchval("SELECT last_heartbeat FROM workers WHERE id = 'victim'") == before
+    await _holding(pod, "self-registered-" + secrets.token_hex(8))
+    assert await pod.fetchval("SELECT func_update_worker_heartbeat('own', '{}')") == "active"
+    await _holding(pod, "someone-else-" + secrets.token_hex(8))
+    assert await pod.fetchval("SELECT func_update_worker_heartbeat('own', '{}')") is None
 
 
 async def test_a_pod_cannot_drain_another_worker_through_notify(
@@ -123,7 +155,8 @@ async def test_a_pod_cannot_drain_another_worker_through_notify(
         await runpod.wait_for_create(timeout=5)
         victim = await wait_until(lambda: conn.fetchval(
             "SELECT id FROM workers WHERE pod_id IS NOT NULL"), what="a spawned worker")
-        assert await pod.fetchval("SELECT func_update_worker_heartbeat($1)", victim) == "active"
+        await conn.execute("UPDATE workers SET status = 'active', last_heartbeat = now() "
+                           "WHERE id = $1", victim)  # as its own heartbeat would
         await pod.execute("SELECT pg_notify('gpu_reactor', json_build_object("
                           "'event', 'drain', 'worker_id', $1::text)::text)", victim)
         await wait_until(lambda: reactor.metrics.events.labels(event="drain")._value.get() == 1,

@@ -80,7 +80,9 @@ async def test_killed_worker_is_requeued_at_its_deadline_and_replaced(
             "SELECT pod_id FROM workers WHERE id = $1", worker_id), what="pod id"))
         # The pod's worker starts, claims the task, then dies (no more heartbeats).
         pod_conn = await asyncpg.connect(worker_dsn)
-        try:
+        try:  # with the token the reactor put in the pod's env, as gpu-worker does
+            await pod_conn.execute("SELECT set_config('gpu_reactor.worker_token', $1, false)",
+                                   first.body["env"]["WORKER_TOKEN"])
             assert await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')",
                                            worker_id) == "active"
             claimed = await pod_conn.fetchrow("SELECT * FROM func_claim_available_task($1)",
