@@ -65,6 +65,8 @@ class Executor:
         self._blocked_until: datetime | None = None
         self._blocked_reason: str | None = None
         self._unconfirmed: dict[str, str] = {}  # pod id -> why it must go
+        self._retry_at: datetime | None = None  # when to try those terminates again
+        self._retry_backoff = 0.0
         self.first_action_at: float | None = None
 
     # --- limits the policy needs -------------------------------------------------------
@@ -72,7 +74,11 @@ class Executor:
         return Limits(expected_price=self.expected_price,
                       spawn_blocked_until=self._blocked_until,
                       spawn_blocked_reason=self._blocked_reason,
-                      unconfirmed_pods=len(self._unconfirmed))
+                      unconfirmed_pods=len(self._unconfirmed),
+                      terminate_retry_at=self._retry_at if self._unconfirmed else None)
+
+    def terminations_due(self, now: datetime) -> bool:
+        return bool(self._unconfirmed) and (self._retry_at is None or now >= self._retry_at)
 
     async def refresh_price(self, seen_max: float) -> None:
         if self.settings.gpu_hourly_price_usd > 0:
@@ -109,7 +115,8 @@ class Executor:
             self._blocked_until = self._blocked_reason = None
             self.metrics.spawn_blocked.set(0)
         records: list[ActionRecord] = []
-        retry = [self._terminate_pod(pod_id, why, "retry") for pod_id, why in list(self._unconfirmed.items())]
+        retry = [self._terminate_pod(pod_id, why, "retry")
+                 for pod_id, why in list(self._unconfirmed.items())] if self.terminations_due(now) else []
         if retry:
             records += [r for r in await asyncio.gather(*retry) if r is not None]
         # Database-only bookkeeping first, then the pods that must go, then new pods: a
@@ -263,10 +270,15 @@ class Executor:
             await self.provider.terminate(pod_id)
         except ProviderError as exc:
             self._unconfirmed[pod_id] = reason
-            log.error("terminate_failed", extra={"pod_id": pod_id, "error": str(exc)})
+            self._retry_backoff = min(max(self._retry_backoff * 2, 1.0), 60.0)
+            self._retry_at = utcnow() + timedelta(seconds=self._retry_backoff)
+            log.error("terminate_failed", extra={"pod_id": pod_id, "error": str(exc),
+                                                 "retry_in": self._retry_backoff})
             return ActionRecord(time.time(), "terminate_pod", "error", reason, pod_id=pod_id,
                                 detail=str(exc)[:300])
         self._unconfirmed.pop(pod_id, None)
+        if not self._unconfirmed:
+            self._retry_at, self._retry_backoff = None, 0.0
         if cause is not None:
             self.metrics.terminations.labels(reason=cause).inc()
         log.info("pod_terminated", extra={"pod_id": pod_id, "reason": reason})

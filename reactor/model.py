@@ -73,6 +73,7 @@ class Limits:
     spawn_blocked_until: datetime | None = None
     spawn_blocked_reason: str | None = None
     unconfirmed_pods: int = 0  # pods whose terminate has not succeeded yet
+    terminate_retry_at: datetime | None = None  # when those terminates are tried again
 
 
 # --- actions -----------------------------------------------------------------------

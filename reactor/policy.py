@@ -221,5 +221,7 @@ def next_deadline(snap: Snapshot, settings: Settings, limits: Limits | None = No
             moments.append(task.started_at + _sec(settings.task_stuck_timeout_sec))
     if limits.spawn_blocked_until is not None:
         moments.append(limits.spawn_blocked_until)
+    if limits.terminate_retry_at is not None:
+        moments.append(limits.terminate_retry_at)
     future = [m for m in moments if m > snap.now]
     return min(future) if future else None

@@ -210,7 +210,10 @@ class Reactor:
         actions = decide(snap, self.settings, limits)
         actions = self._manual(snap) + actions
         self.executor.first_action_at = None
-        records = await self.executor.apply(actions, snap.now) if actions else []
+        records = (await self.executor.apply(actions, snap.now)
+                   if actions or self.executor.terminations_due(snap.now) else [])
+        if self.executor.limits().unconfirmed_pods < limits.unconfirmed_pods:
+            self._dirty.set()  # a slot held by a pod that would not go is free: decide again
         result = ReconcileResult("sweep" if full else "event", snap,
                                  desired_workers(snap, self.settings), records)
         result.duration_ms = (time.monotonic() - started) * 1000

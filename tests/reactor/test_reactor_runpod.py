@@ -169,3 +169,43 @@ async def test_malformed_notify_payloads_are_ignored_and_counted(
         await insert_tasks(conn, 1)
         await runpod.wait_for_create(timeout=5)
         assert not reactor.task.done()  # type: ignore[attr-defined]
+
+
+async def test_no_replacement_while_the_dead_workers_pod_cannot_be_terminated(
+        db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    """With one GPU allowed, the replacement waits until the dead pod is really gone:
+    a pod whose DELETE fails still runs and bills."""
+    settings = runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=1, GPU_IDLE_TIMEOUT_SEC=1.0,
+                               SWEEP_INTERVAL_SEC=120)
+    async with running(settings) as reactor:
+        await insert_tasks(conn, 1)
+        first = await runpod.wait_for_create(timeout=5)
+        worker_id = first.body["name"]
+        pod_id = await wait_until(lambda: conn.fetchval(
+            "SELECT pod_id FROM workers WHERE id = $1", worker_id), what="pod id")
+        pod_conn = await asyncpg.connect(worker_dsn)
+        try:
+            await pod_conn.execute("SELECT set_config('gpu_reactor.worker_token', $1, false)",
+                                   first.body["env"]["WORKER_TOKEN"])
+            await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')", worker_id)
+            assert await pod_conn.fetchrow("SELECT * FROM func_claim_available_task($1)",
+                                           worker_id) is not None
+        finally:
+            await pod_conn.close()  # the worker dies: its heartbeat stops
+        runpod.faults.fail_next(None, status=500, method="DELETE")
+        # Its deadline passes: retired, task requeued, DELETE refused - and retried on a
+        # timer of its own (nothing else happens to wake the reactor), still refused.
+        await wait_until(lambda: conn.fetchval("SELECT status = 'Queued' FROM tasks"),
+                         what="the task requeued")
+        executor = reactor.executor
+        assert executor is not None
+        await wait_until(lambda: executor.limits().unconfirmed_pods == 1,
+                         what="the terminate to fail")
+        tried = len(runpod.calls("DELETE", f"/pods/{pod_id}"))
+        await runpod.wait_for_request("DELETE", f"/pods/{pod_id}", timeout=10, count=tried + 1)
+        assert len(runpod.create_calls) == 1, "a replacement while the dead pod still runs"
+        runpod.faults.clear()
+        second = await runpod.wait_for_create(timeout=10, count=2)
+        deleted = [c for c in runpod.calls("DELETE", f"/pods/{pod_id}")
+                   if c.status is not None and c.status < 300]
+        assert deleted and deleted[0].time < second.time, "created before the old pod was gone"
