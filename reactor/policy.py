@@ -146,10 +146,11 @@ def _spawn_room(snap: Snapshot, settings: Settings, limits: Limits, live_count: 
     room = settings.max_active_gpus - live_count - limits.unconfirmed_pods
     why = "MAX_ACTIVE_GPUS"
     if settings.max_hourly_spend_usd is not None and limits.expected_price > 0:
-        affordable = math.floor((settings.max_hourly_spend_usd - live_burn) / limits.expected_price
-                                + 1e-9)
+        # Compared as a float first: a tiny catalog price makes the quotient inf, which
+        # math.floor refuses.
+        affordable = (settings.max_hourly_spend_usd - live_burn) / limits.expected_price + 1e-9
         if affordable < room:
-            room, why = affordable, "MAX_HOURLY_SPEND_USD"
+            room, why = math.floor(affordable), "MAX_HOURLY_SPEND_USD"
     if limits.spawn_blocked_until is not None and snap.now < limits.spawn_blocked_until:
         room, why = 0, limits.spawn_blocked_reason or "spawn backoff"
     return max(room, 0), why

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -98,9 +99,11 @@ class Reactor:
         self.pool = await create_pool(self.settings.dsn())
         async with self.pool.acquire() as conn:
             await check_schema(conn)
-            await conn.execute(query("sync_settings"), int(self.settings.gpu_idle_timeout_sec),
-                               int(self.settings.task_stuck_timeout_sec),
-                               int(self.settings.spawning_timeout_sec))
+            # Whole seconds in the views' table: rounded up, so 0.5 s is not stored as 0.
+            await conn.execute(query("sync_settings"),
+                               math.ceil(self.settings.gpu_idle_timeout_sec),
+                               math.ceil(self.settings.task_stuck_timeout_sec),
+                               math.ceil(self.settings.spawning_timeout_sec))
         self.state.db_ok = True
         self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.provider is None:

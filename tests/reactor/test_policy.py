@@ -310,3 +310,9 @@ def test_policy_invariants(case: tuple[Snapshot, Settings, Limits]) -> None:
     assert len(retired) == sum(isinstance(a, Retire) for a in actions)
     # deciding is deterministic
     assert decide(sn, s, limits) == actions
+
+
+def test_a_tiny_expected_price_does_not_break_the_budget_math() -> None:
+    s = make_settings(MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=1e6, TASKS_PER_GPU_THRESHOLD=1)
+    actions = decide(snap(queued=10), s, Limits(expected_price=1e-310))
+    assert sum(isinstance(a, Spawn) for a in actions) == 3
