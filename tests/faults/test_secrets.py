@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from reactor.db.embedded import free_port
+from reactor.logs import WORKER_TOKEN_PREFIX
 from tests.faults.reactors import clean_environ
 from tests.faults.rig import FaultRig
 from tests.pg import WORKER_PASSWORD
@@ -110,7 +111,11 @@ async def test_no_secret_in_logs_status_or_metrics(rig: FaultRig, db_dsn: str,
     outputs = await _run_fleet(rig, reactor_dsn)
     assert "runpod_unreadable_answer" in outputs["reactor log"]  # the echo was read
     assert '"outcome":"no_capacity"' in outputs["reactor log"] or "no_capacity" in outputs["/status"]
-    leaks = _leaks(_secrets(reactor_dsn, worker_dsn, rig.runpod.api_key), outputs)
+    tokens = {f"WORKER_TOKEN of {c.body['name']}": c.body["env"]["WORKER_TOKEN"]
+              for c in rig.runpod.create_calls if isinstance(c.body, dict) and "env" in c.body}
+    assert tokens, "no create call carried a WORKER_TOKEN"
+    assert all(t.startswith(WORKER_TOKEN_PREFIX) for t in tokens.values())  # scrubbed by shape
+    leaks = _leaks({**_secrets(reactor_dsn, worker_dsn, rig.runpod.api_key), **tokens}, outputs)
     _found.update(leaks)
     core = {k: v for k, v in leaks.items() if v and k != "WORKER_EXTRA_ENV value"}
     assert not core, f"secrets found: {core}"
