@@ -34,8 +34,8 @@ from bench.common import (
 from reactor.db.embedded import EmbeddedPostgres
 
 # In the order.
-BENCHMARKS = ["reaction_latency", "insert_overhead", "storm", "claim_throughput",
-              "reconcile_cost", "recovery"]
+BENCHMARKS = ["reaction_latency", "insert_overhead", "trigger_cost", "storm",
+              "claim_throughput", "reconcile_cost", "recovery"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

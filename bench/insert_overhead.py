@@ -142,7 +142,7 @@ def _reactor_env(dsn: str) -> dict[str, str]:
 async def run(ctx: Context) -> dict[str, Any]:
     pgbench = find_pgbench(ctx.pg)
     clients_list = [8] if ctx.tiny else [1, 8] if ctx.quick else [1, 8, 32]
-    rounds = ctx.size(3, 2, 1)
+    rounds = ctx.size(5, 2, 1)
     seconds = ctx.size(2, 1)
     tps: dict[str, dict[int, list[float]]] = {v: {c: [] for c in clients_list} for v in VARIANTS}
     rings: dict[int, list[int]] = {c: [] for c in clients_list}
