@@ -56,9 +56,7 @@ def test_supabase_notes_and_cron_job() -> None:
 
 
 def test_operations_section_names_every_command_and_endpoint() -> None:
-    # The lead merges ops/README-section.md into README.md; either place counts.
-    section = ROOT / "ops" / "README-section.md"
-    text = section.read_text() if section.exists() else (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text()
     for needle in ("/metrics", "/status", "/healthz", "/readyz", "gpu-reactor check",
                    "gpu-reactor status", "workers terminate", "tasks create", "dashboard",
                    "NOTIFY gpu_reactor", "alerts.yml"):
