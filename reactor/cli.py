@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -78,13 +79,20 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if task not in done:
         log.info("stopping", extra={"grace_sec": SHUTDOWN_GRACE})
         try:
-            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE)
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await asyncio.shield(task)
         except TimeoutError:
+            # Past the grace: cancel, and wait for the cancellation to unwind (it closes
+            # the lock connection, which releases leadership) before reading the result.
+            log.warning("stop_grace_passed", extra={"grace_sec": SHUTDOWN_GRACE})
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     stopped.cancel()
     if http is not None:
         await http.cleanup()
-    task.result()
+    if not task.cancelled():
+        task.result()
     return 0
 
 
