@@ -103,7 +103,8 @@ class Reactor:
             await conn.execute(query("sync_settings"),
                                math.ceil(self.settings.gpu_idle_timeout_sec),
                                math.ceil(self.settings.task_stuck_timeout_sec),
-                               math.ceil(self.settings.spawning_timeout_sec))
+                               math.ceil(self.settings.spawning_timeout_sec),
+                               math.ceil(self.settings.task_retry_delay_sec))
         self.state.db_ok = True
         self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.provider is None:

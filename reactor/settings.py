@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     spawning_timeout_sec: float = Field(
         900, gt=0, le=DAY, allow_inf_nan=False, alias="SPAWNING_TIMEOUT_SEC",
         description="A pod that has not sent its first heartbeat by then is terminated.")
+    task_retry_delay_sec: float = Field(
+        10, ge=0, le=3600, allow_inf_nan=False, alias="TASK_RETRY_DELAY_SEC",
+        description="A task its processor failed waits this long before its next attempt, "
+                    "doubling with each attempt (at most an hour); 0 = requeue at once.")
     graceful_shutdown_timeout_sec: float = Field(
         600, gt=0, le=WEEK, allow_inf_nan=False, alias="GRACEFUL_SHUTDOWN_TIMEOUT_SEC",
         description="Drain limit: a draining worker's pod is terminated after this long.")

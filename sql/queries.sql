@@ -25,16 +25,19 @@ SELECT gpu_reactor_arm();
 
 -- name: sync_settings
 INSERT INTO gpu_reactor_settings AS s
-    (id, heartbeat_timeout_sec, task_stuck_timeout_sec, spawning_timeout_sec, updated_at)
-VALUES (true, $1, $2, $3, now())
+    (id, heartbeat_timeout_sec, task_stuck_timeout_sec, spawning_timeout_sec,
+     task_retry_delay_sec, updated_at)
+VALUES (true, $1, $2, $3, $4, now())
 ON CONFLICT (id) DO UPDATE
 SET heartbeat_timeout_sec = excluded.heartbeat_timeout_sec,
     task_stuck_timeout_sec = excluded.task_stuck_timeout_sec,
     spawning_timeout_sec = excluded.spawning_timeout_sec,
+    task_retry_delay_sec = excluded.task_retry_delay_sec,
     updated_at = now()
-WHERE (s.heartbeat_timeout_sec, s.task_stuck_timeout_sec, s.spawning_timeout_sec)
+WHERE (s.heartbeat_timeout_sec, s.task_stuck_timeout_sec, s.spawning_timeout_sec,
+       s.task_retry_delay_sec)
       IS DISTINCT FROM (excluded.heartbeat_timeout_sec, excluded.task_stuck_timeout_sec,
-                        excluded.spawning_timeout_sec);
+                        excluded.spawning_timeout_sec, excluded.task_retry_delay_sec);
 
 -- name: insert_spawn_intent
 INSERT INTO workers (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash)
@@ -160,7 +163,7 @@ RETURNING id::text AS id;
 
 -- name: ops_list_tasks
 SELECT id::text AS id, task_type, status::text AS status, priority, attempts, max_attempts,
-       worker_id, created_at, updated_at, generation_started_at,
+       worker_id, created_at, updated_at, generation_started_at, retry_at,
        left(error_message, 200) AS error_message
 FROM tasks
 WHERE $1::text IS NULL OR status = $1::text::task_status

@@ -75,6 +75,24 @@ async def test_a_failed_task_is_requeued_while_attempts_remain(
     assert worker_procs.stop_all() == {worker.worker_id: 0}
 
 
+async def test_a_failed_task_waits_its_retry_delay_while_the_worker_takes_other_work(
+        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    await conn.execute("UPDATE gpu_reactor_settings SET task_retry_delay_sec = 600")
+    flaky = await queue(conn, "raises", {}, priority=10, max_attempts=2)
+    other = await queue(conn, "double", {"x": 1}, priority=0)
+    (worker,) = worker_procs.start(env={
+        "POLL_INTERVAL_SEC": "0.2",
+        "WORKER_PROCESSORS": f"raises={SAMPLES}:boom,double={SAMPLES}:double"})
+    await wait_status(conn, other, "Complete")
+    row = await task(conn, flaky)
+    assert (row["status"], row["attempts"], row["worker_id"]) == ("Queued", 1, None)
+    # Due now: no notification says so (only the retry_at changes); the worker's poll finds it.
+    await conn.execute("UPDATE tasks SET retry_at = now() WHERE id = $1", flaky)
+    assert (await wait_status(conn, flaky, "Failed"))["attempts"] == 2
+    assert [e["requeued"] for e in worker.events("task_failed")] == [True, False]
+    assert worker_procs.stop_all() == {worker.worker_id: 0}
+
+
 async def test_the_command_gets_task_context_but_not_the_database_url(
         conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
     task_id = await queue(conn, "video", {"mode": "env"})
