@@ -12,6 +12,7 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -28,6 +29,7 @@ from reactor.errors import (
 from reactor.logs import WORKER_TOKEN_PREFIX
 from reactor.metrics import Metrics
 from reactor.model import (
+    START_FAILURES_BEFORE_PROBING,
     Action,
     AttachPod,
     Drain,
@@ -37,6 +39,7 @@ from reactor.model import (
     Retire,
     Spawn,
     TerminatePod,
+    WorkerState,
 )
 from reactor.providers.base import FLEET_ENV, WORKER_TOKEN_ENV, PodSpec, Provider
 from reactor.settings import Settings
@@ -46,6 +49,8 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SEC = 600.0
 BALANCE_PAUSE_SEC = 600.0
+MAX_START_PAUSE_SEC = 3600.0
+START_FAILURE_REASON = "pods do not start"
 
 
 def new_worker_id(fleet: str) -> str:
@@ -67,6 +72,8 @@ class Executor:
         self._unconfirmed: dict[str, str] = {}  # pod id -> why it must go
         self._retry_at: datetime | None = None  # when to try those terminates again
         self._retry_backoff = 0.0
+        self._start_failures = 0  # workers in a row that never sent a first heartbeat
+        self._start_failed_at: datetime | None = None
         self.first_action_at: float | None = None
 
     # --- limits the policy needs -------------------------------------------------------
@@ -75,7 +82,8 @@ class Executor:
                       spawn_blocked_until=self._blocked_until,
                       spawn_blocked_reason=self._blocked_reason,
                       unconfirmed_pods=len(self._unconfirmed),
-                      terminate_retry_at=self._retry_at if self._unconfirmed else None)
+                      terminate_retry_at=self._retry_at if self._unconfirmed else None,
+                      start_failures=self._start_failures)
 
     def terminations_due(self, now: datetime) -> bool:
         return bool(self._unconfirmed) and (self._retry_at is None or now >= self._retry_at)
@@ -100,6 +108,43 @@ class Executor:
         self.state.spawn_blocked_reason = reason
         self.metrics.spawn_blocked.set(1)
         log.warning("spawns_paused", extra={"seconds": round(seconds, 1), "reason": reason})
+
+    def observe(self, workers: Iterable[WorkerState]) -> None:
+        """A worker that started after the last start failure: pods start again."""
+        if not self._start_failures or self._start_failed_at is None:
+            return
+        started = [w.id for w in workers
+                   if w.activated_at is not None and w.activated_at > self._start_failed_at]
+        if not started:
+            return
+        log.info("workers_start_again", extra={"worker_id": started[0],
+                                               "failures_before": self._start_failures})
+        self._start_failures, self._start_failed_at = 0, None
+        self.state.start_failures = 0
+        self.metrics.start_failures.set(0)
+        if (self._blocked_reason or "").startswith(START_FAILURE_REASON):
+            self._blocked_until = self._blocked_reason = None
+            self.state.spawn_blocked_until = self.state.spawn_blocked_reason = None
+            self.metrics.spawn_blocked.set(0)
+
+    def _start_failed(self, action: Retire, now: datetime) -> None:
+        self._start_failures += 1
+        self._start_failed_at = now
+        self.state.start_failures = self._start_failures
+        self.metrics.start_failures.set(self._start_failures)
+        log.error("worker_never_started", extra={
+            "worker_id": action.worker_id, "cause": action.cause,
+            "failures_in_a_row": self._start_failures})
+        if self._start_failures >= START_FAILURES_BEFORE_PROBING:
+            # Pause for about as long as a start may take, doubling; then the policy sends
+            # one probe pod at a time until a worker starts (observe resets this).
+            extra = self._start_failures - START_FAILURES_BEFORE_PROBING
+            pause = min(self.settings.spawning_timeout_sec * 2 ** min(extra, 16),
+                        MAX_START_PAUSE_SEC)
+            self._block_spawns(pause, f"{START_FAILURE_REASON} ({self._start_failures} in a "
+                                      f"row, last: {action.reason}); check "
+                                      f"RUNPOD_CONTAINER_IMAGE, WORKER_DATABASE_URL and the "
+                                      f"pods' logs", now)
 
     def _spawn_succeeded(self) -> None:
         self._backoff = 0.0
@@ -128,11 +173,17 @@ class Executor:
         for batch in (first, ending):
             if batch:
                 records += await asyncio.gather(*(self._one(a, now) for a in batch))
-        if spawns and self._unconfirmed:
+        deferred = None
+        if self._unconfirmed:
             # A pod whose terminate failed still runs and bills: the slot it holds is not
             # free yet. The next reconcile counts it (Limits.unconfirmed_pods) and retries.
+            deferred = f"{len(self._unconfirmed)} pod(s) not yet terminated"
+        elif self._blocked_until is not None and now < self._blocked_until:
+            # Paused by what this batch found (workers whose pods never started).
+            deferred = f"spawns paused: {self._blocked_reason}"
+        if spawns and deferred:
             records += [ActionRecord(time.time(), "spawn", "deferred", a.reason,
-                                     detail=f"{len(self._unconfirmed)} pod(s) not yet terminated")
+                                     detail=deferred[:300])
                         for a in spawns if isinstance(a, Spawn)]
             spawns = [a for a in spawns if not isinstance(a, Spawn)]
         if spawns:
@@ -154,7 +205,7 @@ class Executor:
                 case Drain():
                     return await self._drain(action)
                 case Retire():
-                    return await self._retire(action)
+                    return await self._retire(action, now)
                 case RequeueTask():
                     return await self._requeue_task(action)
                 case RequeueOrphans():
@@ -242,7 +293,7 @@ class Executor:
         return ActionRecord(time.time(), "drain", "ok" if changed else "skipped", action.reason,
                             action.worker_id)
 
-    async def _retire(self, action: Retire) -> ActionRecord:
+    async def _retire(self, action: Retire, now: datetime) -> ActionRecord:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(query("retire_worker"), action.worker_id, action.status,
                                action.reason)
@@ -253,6 +304,8 @@ class Executor:
                                              "task_id": str(row["task_id"]),
                                              "new_status": row["new_status"], "reason": action.cause})
         self.metrics.terminations.labels(reason=action.cause).inc()
+        if action.start_failed:
+            self._start_failed(action, now)
         level = logging.INFO if action.status == "terminated" else logging.WARNING
         log.log(level, "worker_retired", extra={
             "worker_id": action.worker_id, "pod_id": action.pod_id, "status": action.status,

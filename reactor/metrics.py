@@ -63,6 +63,10 @@ class Metrics:
         self.spawn_blocked = Gauge("gpu_reactor_spawn_blocked",
                                    "1 while spawning is paused (backoff, 402, rate limit).",
                                    registry=r)
+        self.start_failures = Gauge(
+            "gpu_reactor_worker_start_failures",
+            "Workers in a row whose pod never sent a first heartbeat; 0 once one starts. "
+            "From 3, spawning pauses and then sends one probe pod at a time.", registry=r)
         # Operator surface (issue 5). The two below are evaluated at scrape time from the
         # last snapshot (reactor/http/server.py binds them); they stay 0 without HTTP.
         self.stale_workers = Gauge(

@@ -13,6 +13,11 @@ from reactor.providers.base import Pod
 
 LIVE_STATUSES = ("spawning", "active", "terminating")
 
+# Workers in a row whose pod never sent a first heartbeat (a broken image, a wrong
+# WORKER_DATABASE_URL, a crash at start) before the reactor stops paying for a full fleet
+# of them: spawns pause, then one probe pod at a time until a worker starts again.
+START_FAILURES_BEFORE_PROBING = 3
+
 
 @dataclass(frozen=True)
 class WorkerState:
@@ -74,6 +79,7 @@ class Limits:
     spawn_blocked_reason: str | None = None
     unconfirmed_pods: int = 0  # pods whose terminate has not succeeded yet
     terminate_retry_at: datetime | None = None  # when those terminates are tried again
+    start_failures: int = 0  # workers in a row that never started (see above)
 
 
 # --- actions -----------------------------------------------------------------------
@@ -101,6 +107,7 @@ class Retire:
     reason: str
     status: str  # 'terminated' (clean end) or 'error'
     cause: str  # bounded metric label: drained, drain_timeout, heartbeat, spawn_timeout, ...
+    start_failed: bool = False  # its pod never got as far as a first heartbeat
     kind: str = field(default="retire", init=False)
 
 

@@ -11,6 +11,7 @@ import math
 from datetime import datetime, timedelta
 
 from reactor.model import (
+    START_FAILURES_BEFORE_PROBING,
     Action,
     AttachPod,
     Drain,
@@ -50,7 +51,7 @@ def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Action 
         if now - worker.created_at >= _sec(settings.spawning_timeout_sec):
             return Retire(worker.id, worker.pod_id, status="error", cause="spawn_timeout",
                           reason=f"no heartbeat {settings.spawning_timeout_sec:g}s after spawn "
-                                 f"(SPAWNING_TIMEOUT_SEC)")
+                                 f"(SPAWNING_TIMEOUT_SEC)", start_failed=True)
         return None
     silent = now - _last_sign_of_life(worker)
     if silent >= _sec(settings.gpu_idle_timeout_sec):
@@ -125,14 +126,16 @@ def _reconcile_pods(snap: Snapshot, settings: Settings, ending: set[str],
             else:
                 ending.add(worker.id)
                 actions.append(Retire(worker.id, None, status="error", cause="pod_missing",
-                                      reason=f"pod {worker.pod_id} no longer exists at the provider"))
+                                      reason=f"pod {worker.pod_id} no longer exists at the provider",
+                                      start_failed=worker.status == "spawning"))
             continue
         if worker.pod_id is None:
             actions.append(AttachPod(worker.id, pod.id))
         if not pod.live:
             ending.add(worker.id)
             actions.append(Retire(worker.id, pod.id, status="error", cause="pod_dead",
-                                  reason=f"pod is {pod.status} at the provider"))
+                                  reason=f"pod is {pod.status} at the provider",
+                                  start_failed=worker.status == "spawning"))
     for pod in fleet:
         if pod.id in explained or pod.status == "TERMINATED":
             continue
@@ -142,9 +145,12 @@ def _reconcile_pods(snap: Snapshot, settings: Settings, ending: set[str],
 
 
 def _spawn_room(snap: Snapshot, settings: Settings, limits: Limits, live_count: int,
-                live_burn: float) -> tuple[int, str]:
+                live_burn: float, starting: int = 0) -> tuple[int, str]:
     room = settings.max_active_gpus - live_count - limits.unconfirmed_pods
     why = "MAX_ACTIVE_GPUS"
+    if limits.start_failures >= START_FAILURES_BEFORE_PROBING and 1 - starting < room:
+        # Pods keep failing to start: one probe at a time until a worker starts again.
+        room, why = 1 - starting, f"{limits.start_failures} workers in a row never started"
     if settings.max_hourly_spend_usd is not None and limits.expected_price > 0:
         # Compared as a float first: a tiny catalog price makes the quotient inf, which
         # math.floor refuses.
@@ -164,7 +170,8 @@ def _scale(snap: Snapshot, settings: Settings, limits: Limits, ending: set[str],
     demand = snap.queued + snap.in_progress
     if len(capacity) < desired:
         burn = sum(w.cost_per_hr for w in live)
-        room, _ = _spawn_room(snap, settings, limits, len(live), burn)
+        starting = sum(1 for w in live if w.status == "spawning")
+        room, _ = _spawn_room(snap, settings, limits, len(live), burn, starting)
         count = min(desired - len(capacity), room)
         reason = f"{demand} tasks need {desired} workers, {len(capacity)} live"
         return [Spawn(reason=reason) for _ in range(count)]

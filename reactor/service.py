@@ -208,6 +208,7 @@ class Reactor:
                 full = False
         async with self.pool.acquire() as conn:
             snap = await read_snapshot(conn, pods)
+        self.executor.observe(snap.workers)
         if full:
             await self.executor.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0))
         limits = self.executor.limits()

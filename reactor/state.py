@@ -51,6 +51,7 @@ class ReactorState:
     actions: deque[ActionRecord] = field(default_factory=lambda: deque(maxlen=200))
     spawn_blocked_until: float | None = None
     spawn_blocked_reason: str | None = None
+    start_failures: int = 0  # workers in a row that never started
     expected_price: float = 0.0
     db_ok: bool = False
 

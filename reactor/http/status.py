@@ -87,6 +87,7 @@ class BudgetView(_View):
     expected_worker_price_usd: float
     spawn_blocked_until: datetime | None
     spawn_blocked_reason: str | None
+    worker_start_failures: int = 0  # in a row; from 3, one probe pod at a time
 
 
 class ReconcileView(_View):
@@ -231,7 +232,8 @@ def _budget_view(state: ReactorState, settings: Settings) -> BudgetView:
         used_ratio=round(burn / cap, 4) if cap else None,
         expected_worker_price_usd=round(state.expected_price or settings.gpu_hourly_price_usd, 4),
         spawn_blocked_until=_ts(state.spawn_blocked_until),
-        spawn_blocked_reason=state.spawn_blocked_reason)
+        spawn_blocked_reason=state.spawn_blocked_reason,
+        worker_start_failures=state.start_failures)
 
 
 def build_status(state: ReactorState, settings: Settings, *, provider: str | None = None,

@@ -10,6 +10,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from reactor.model import (
+    START_FAILURES_BEFORE_PROBING,
     AttachPod,
     Drain,
     Limits,
@@ -236,6 +237,32 @@ def test_sweep_leaves_young_intent_alone() -> None:
     assert decide(snap(queued=1, workers=(w,), pods=()), make_settings()) == []
 
 
+# --- pods that never start -----------------------------------------------------------------
+
+def test_retirements_before_a_first_heartbeat_are_start_failures() -> None:
+    s = make_settings(SPAWNING_TIMEOUT_SEC=300)
+    late = worker("gpu-reactor-late", "spawning", age=400, pod_id="p1")
+    exited = worker("gpu-reactor-exit", "spawning", age=100, pod_id="p2")
+    vanished = worker("gpu-reactor-gone", "spawning", age=100, pod_id="p3")
+    crashed = worker("gpu-reactor-busy", "active", pod_id="p4")
+    pods = (pod("p1", late.id), pod("p2", exited.id, status="EXITED"),
+            pod("p4", crashed.id, status="EXITED"))
+    actions = decide(snap(workers=(late, exited, vanished, crashed), pods=pods), s)
+    causes = {a.worker_id: (a.cause, a.start_failed) for a in actions if isinstance(a, Retire)}
+    assert causes == {late.id: ("spawn_timeout", True), exited.id: ("pod_dead", True),
+                      vanished.id: ("pod_missing", True), crashed.id: ("pod_dead", False)}
+
+
+@pytest.mark.parametrize(("failures", "starting", "spawns"), [
+    (0, 0, 4), (2, 0, 4), (3, 0, 1), (9, 0, 1), (3, 1, 0), (2, 1, 3)])
+def test_after_repeated_start_failures_one_probe_pod_at_a_time(
+        failures: int, starting: int, spawns: int) -> None:
+    s = make_settings(MAX_ACTIVE_GPUS=4, TASKS_PER_GPU_THRESHOLD=1)
+    workers = tuple(worker(f"gpu-reactor-s{i}", "spawning", age=10) for i in range(starting))
+    actions = decide(snap(queued=10, workers=workers), s, Limits(start_failures=failures))
+    assert sum(isinstance(a, Spawn) for a in actions) == spawns
+
+
 # --- deadlines -------------------------------------------------------------------------
 
 def test_next_deadline_is_earliest_heartbeat_expiry() -> None:
@@ -275,7 +302,8 @@ def snapshots(draw: st.DrawFn) -> tuple[Snapshot, Settings, Limits]:
         if w.status != "spawning" and draw(st.booleans()):
             running.append(task(f"t{i}", w.id, started=draw(st.floats(0, 1000))))
     limits = Limits(expected_price=draw(st.floats(0.1, 2.0)),
-                    unconfirmed_pods=draw(st.integers(0, 2)))
+                    unconfirmed_pods=draw(st.integers(0, 2)),
+                    start_failures=draw(st.sampled_from([0, 0, 2, 3, 7])))
     return snap(draw(st.integers(0, 50)), tuple(workers), tuple(running)), s, limits
 
 
@@ -290,6 +318,9 @@ def test_policy_invariants(case: tuple[Snapshot, Settings, Limits]) -> None:
     # never above MAX live pods, counting pods not yet confirmed gone
     if spawned:
         assert len(live_after) + spawned + limits.unconfirmed_pods <= s.max_active_gpus
+    # while pods keep failing to start, at most one starts at a time
+    if spawned and limits.start_failures >= START_FAILURES_BEFORE_PROBING:
+        assert spawned + sum(w.status == "spawning" for w in live_after) <= 1
     # never above the budget by spawning
     if spawned and s.max_hourly_spend_usd is not None:
         burn = sum(w.cost_per_hr for w in live_after)

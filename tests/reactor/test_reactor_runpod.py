@@ -209,3 +209,46 @@ async def test_no_replacement_while_the_dead_workers_pod_cannot_be_terminated(
         deleted = [c for c in runpod.calls("DELETE", f"/pods/{pod_id}")
                    if c.status is not None and c.status < 300]
         assert deleted and deleted[0].time < second.time, "created before the old pod was gone"
+
+
+async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worker_starts(
+        db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    # The fake's pods run nothing: no worker ever beats, as with a broken image.
+    settings = runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=3, SPAWNING_TIMEOUT_SEC=2,
+                               SWEEP_INTERVAL_SEC=120)
+    starting_seen: list[int] = []
+    reasons_seen: set[str] = set()
+
+    async def starting() -> int:
+        return await conn.fetchval("SELECT count(*) FROM workers WHERE status = 'spawning'")
+
+    async with running(settings) as reactor:
+        await insert_tasks(conn, 5)
+        await runpod.wait_for_create(timeout=5, count=3)
+
+        async def probe_sent() -> bool:
+            if reactor.executor.limits().start_failures >= 3:  # type: ignore[union-attr]
+                starting_seen.append(await starting())
+                reasons_seen.add(reactor.state.spawn_blocked_reason or "")
+            return len(runpod.create_calls) >= 4
+        await wait_until(probe_sent, timeout=15, what="a probe create after 3 start failures")
+        assert len(runpod.create_calls) == 4
+        assert max(starting_seen) <= 1, starting_seen
+        assert any(r.startswith("pods do not start (3 in a row") for r in reasons_seen)
+        assert reactor.metrics.start_failures._value.get() == 3
+        errors = await conn.fetch("SELECT error_reason FROM workers WHERE status = 'error'")
+        assert len(errors) == 3 and all("SPAWNING_TIMEOUT_SEC" in r[0] for r in errors)
+
+        # The probe's worker starts: the fleet is filled at once.
+        probe = runpod.create_calls[3].body
+        pod_conn = await asyncpg.connect(worker_dsn)
+        try:
+            await pod_conn.execute("SELECT set_config('gpu_reactor.worker_token', $1, false)",
+                                   probe["env"]["WORKER_TOKEN"])
+            assert await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')",
+                                           probe["name"]) == "active"
+        finally:
+            await pod_conn.close()
+        await runpod.wait_for_create(timeout=5, count=6)
+        assert reactor.metrics.start_failures._value.get() == 0
+        assert reactor.state.spawn_blocked_reason is None
