@@ -58,6 +58,13 @@ class Snapshot:
     running: tuple[TaskState, ...] = ()
     oldest_queued_at: datetime | None = None
     pods: tuple[Pod, ...] | None = None  # the fleet's pods; only on a sweep
+    waiting: int = 0  # of the queued, those waiting out a retry delay (not yet claimable)
+    next_retry_at: datetime | None = None  # when the first of those is due
+
+    @property
+    def demand(self) -> int:
+        """Tasks that need a worker now: claimable Queued ones and In Progress ones."""
+        return self.queued - self.waiting + self.in_progress
 
     def worker(self, worker_id: str) -> WorkerState | None:
         return next((w for w in self.workers if w.id == worker_id), None)

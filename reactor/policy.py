@@ -35,8 +35,7 @@ def _sec(value: float) -> timedelta:
 
 
 def desired_workers(snap: Snapshot, settings: Settings) -> int:
-    demand = snap.queued + snap.in_progress
-    wanted = math.ceil(demand / settings.tasks_per_gpu_threshold)
+    wanted = math.ceil(snap.demand / settings.tasks_per_gpu_threshold)
     return max(settings.min_active_gpus, min(settings.max_active_gpus, wanted))
 
 
@@ -167,7 +166,7 @@ def _scale(snap: Snapshot, settings: Settings, limits: Limits, ending: set[str],
     live = [w for w in snap.workers if w.id not in ending]
     capacity = [w for w in live if w.status in ("spawning", "active") and w.id not in draining]
     desired = desired_workers(snap, settings)
-    demand = snap.queued + snap.in_progress
+    demand = snap.demand
     if len(capacity) < desired:
         burn = sum(w.cost_per_hr for w in live)
         starting = sum(1 for w in live if w.status == "spawning")
@@ -227,6 +226,8 @@ def next_deadline(snap: Snapshot, settings: Settings, limits: Limits | None = No
     for task in snap.running:
         if task.started_at is not None:
             moments.append(task.started_at + _sec(settings.task_stuck_timeout_sec))
+    if snap.next_retry_at is not None:
+        moments.append(snap.next_retry_at)  # a waiting task becomes demand
     if limits.spawn_blocked_until is not None:
         moments.append(limits.spawn_blocked_until)
     if limits.terminate_retry_at is not None:

@@ -60,6 +60,7 @@ class ReconcileResult:
         return {
             "kind": self.kind,
             "queued": snap.queued,
+            "waiting_retry": snap.waiting,
             "in_progress": snap.in_progress,
             "desired_workers": self.desired,
             "workers": [{"id": w.id, "status": w.status, "pod_id": w.pod_id,

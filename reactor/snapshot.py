@@ -38,6 +38,7 @@ async def read_snapshot(conn: asyncpg.Connection, pods: Sequence[Pod] | None = N
         running = await conn.fetch(query("running_tasks"))
     return Snapshot(
         now=counts["db_now"], queued=counts["queued"], in_progress=counts["in_progress"],
-        oldest_queued_at=counts["oldest_queued_at"],
+        oldest_queued_at=counts["oldest_queued_at"], waiting=counts["waiting"],
+        next_retry_at=counts["next_retry_at"],
         workers=tuple(_worker(r) for r in workers), running=tuple(_task(r) for r in running),
         pods=tuple(pods) if pods is not None else None)

@@ -6,6 +6,10 @@ SELECT
     (SELECT count(*) FROM tasks WHERE status = 'Queued') AS queued,
     (SELECT count(*) FROM tasks WHERE status = 'In Progress') AS in_progress,
     (SELECT min(created_at) FROM tasks WHERE status = 'Queued') AS oldest_queued_at,
+    -- Queued tasks still waiting out a retry delay (0013), and when the next one is due.
+    (SELECT count(*) FROM tasks WHERE status = 'Queued' AND retry_at > now()) AS waiting,
+    (SELECT min(retry_at) FROM tasks WHERE status = 'Queued' AND retry_at > now())
+        AS next_retry_at,
     now() AS db_now;
 
 -- name: live_workers

@@ -54,6 +54,7 @@ class WorkerView(_View):
 
 class QueueView(_View):
     queued: int
+    waiting_retry: int = 0  # of the queued, those not claimable before their retry_at
     in_progress: int
     oldest_queued_age_sec: float | None
     stuck_tasks: int
@@ -218,7 +219,7 @@ def _queue_view(state: ReactorState, settings: Settings) -> QueueView | None:
     snap = state.snapshot
     if snap is None:
         return None
-    return QueueView(queued=snap.queued, in_progress=snap.in_progress,
+    return QueueView(queued=snap.queued, waiting_retry=snap.waiting, in_progress=snap.in_progress,
                      oldest_queued_age_sec=_age(snap.now, snap.oldest_queued_at),
                      stuck_tasks=stuck_task_count(snap, settings),
                      desired_workers=state.desired_workers)

@@ -9,13 +9,18 @@
 -- default here, until a reactor has written it) requeues at once as before.
 -- Requeues that are not the task's fault - a dead or restarted worker, a stuck task taken
 -- back - stay immediate; every claim clears retry_at.
--- A waiting task is still Queued: it counts as demand (a worker stays or is started for
--- it), and workers find it by their poll once it is due.
+-- A waiting task is still Queued, but the reactor counts it as demand only once it is
+-- due (it wakes at the earliest retry_at), so a long delay does not keep a GPU idling for
+-- it; workers find a due task by their poll.
 
 ALTER TABLE tasks ADD COLUMN IF NOT EXISTS retry_at timestamptz;
 ALTER TABLE gpu_reactor_settings
     ADD COLUMN IF NOT EXISTS task_retry_delay_sec integer NOT NULL DEFAULT 0
     CHECK (task_retry_delay_sec >= 0);
+
+-- The reactor's count of waiting tasks and its next wake-up read only this (few rows).
+CREATE INDEX IF NOT EXISTS tasks_retry_wait_idx ON tasks (retry_at)
+    WHERE status = 'Queued' AND retry_at IS NOT NULL;
 
 CREATE OR REPLACE FUNCTION func_claim_available_task(p_worker_id text, p_task_types text[] DEFAULT NULL)
 RETURNS TABLE (id uuid, task_type text, params jsonb, attempts integer, max_attempts integer)

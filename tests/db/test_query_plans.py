@@ -22,6 +22,7 @@ FINISHED, QUEUED, RUNNING, DEAD_WORKERS, LIVE_WORKERS = 50_000, 300, 200, 5_000,
 CLAIM_IDX = "tasks_queued_claim_idx"
 RUNNING_IDX = "tasks_in_progress_worker_idx"
 LIVE_IDX = "workers_live_idx"
+RETRY_IDX = "tasks_retry_wait_idx"
 
 
 async def _load(dsn: str) -> None:
@@ -189,6 +190,7 @@ async def test_queue_counts_and_running_by_worker_use_partial_indexes(
 @pytest.mark.parametrize(("name", "relation", "index"), [
     ("queue_counts", "tasks", CLAIM_IDX),
     ("queue_counts", "tasks", RUNNING_IDX),
+    ("queue_counts", "tasks", RETRY_IDX),
     ("running_tasks", "tasks", RUNNING_IDX),
     ("live_workers", "workers", LIVE_IDX),
 ])

@@ -7,6 +7,7 @@ import datetime as dt
 import asyncpg
 
 from reactor.service import Reactor
+from reactor.snapshot import read_snapshot
 from tests.db.support import add_task, add_worker, claim, task_row
 from tests.fakes import run_fake_runpod
 from tests.reactor.harness import runpod_settings
@@ -118,3 +119,19 @@ async def test_the_reactor_writes_its_retry_delay_at_start(
     assert await conn.fetchval(FAIL, task, "w1", 1)
     retry_at = (await task_row(conn, task))["retry_at"]
     assert retry_at - before >= dt.timedelta(seconds=2.9)
+
+
+async def test_the_snapshot_counts_waiting_tasks_and_when_the_next_is_due(
+        conn: asyncpg.Connection) -> None:
+    await _set_delay(conn, 30)
+    await add_worker(conn, "w1")
+    failing, other = await add_task(conn, priority=1), await add_task(conn)
+    await claim(conn, "w1")
+    assert await conn.fetchval(FAIL, failing, "w1", 1)
+    snap = await read_snapshot(conn, arm=False)
+    retry_at = (await task_row(conn, failing))["retry_at"]
+    assert (snap.queued, snap.waiting, snap.demand, snap.next_retry_at) == (2, 1, 1, retry_at)
+    await _make_due(conn, failing)
+    snap = await read_snapshot(conn, arm=False)
+    assert (snap.queued, snap.waiting, snap.demand, snap.next_retry_at) == (2, 0, 2, None)
+    assert other

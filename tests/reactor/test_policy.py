@@ -237,6 +237,22 @@ def test_sweep_leaves_young_intent_alone() -> None:
     assert decide(snap(queued=1, workers=(w,), pods=()), make_settings()) == []
 
 
+# --- tasks waiting out a retry delay -------------------------------------------------------
+
+def test_tasks_waiting_for_a_retry_are_demand_only_once_due() -> None:
+    s = make_settings(TASKS_PER_GPU_THRESHOLD=1, SCALE_DOWN_IDLE_SEC=30)
+    idle = worker("gpu-reactor-idle", idle=100)
+    due_at = NOW + timedelta(seconds=600)
+    waiting = Snapshot(now=NOW, queued=3, in_progress=0, workers=(idle,), waiting=3,
+                       next_retry_at=due_at)
+    assert desired_workers(waiting, s) == 0
+    assert kinds(decide(waiting, s)) == ["drain"]  # no GPU idles ten minutes for them
+    assert next_deadline(Snapshot(now=NOW, queued=3, in_progress=0, waiting=3,
+                                  next_retry_at=due_at), s) == due_at
+    one_due = Snapshot(now=NOW, queued=3, in_progress=0, waiting=2, next_retry_at=due_at)
+    assert kinds(decide(one_due, s)) == ["spawn"]
+
+
 # --- pods that never start -----------------------------------------------------------------
 
 def test_retirements_before_a_first_heartbeat_are_start_failures() -> None:

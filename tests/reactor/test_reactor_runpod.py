@@ -252,3 +252,18 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
         await runpod.wait_for_create(timeout=5, count=6)
         assert reactor.metrics.start_failures._value.get() == 0
         assert reactor.state.spawn_blocked_reason is None
+
+
+async def test_a_task_waiting_out_its_retry_delay_gets_a_worker_when_due(
+        db_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
+    async with running(runpod_settings(db_dsn, runpod, SWEEP_INTERVAL_SEC=120)) as reactor:
+        inserted = time.monotonic()
+        await conn.execute("INSERT INTO tasks (task_type, attempts, retry_at) "
+                           "VALUES ('echo', 1, now() + interval '2 seconds')")
+        # The insert is heard, and no GPU is started for a task that cannot be claimed yet ...
+        await wait_until(lambda: reactor.state.snapshot and reactor.state.snapshot.waiting == 1,
+                         what="a reconcile that sees the waiting task")
+        # ... until it is due: the reactor wakes for it, with no event and no sweep.
+        create = await runpod.wait_for_create(timeout=8)
+        waited = create.time - inserted
+        assert 1.9 <= waited < 5.0, f"create {waited:.2f}s after the insert (due after 2 s)"
