@@ -2,15 +2,16 @@
 -- Every one touches only Queued / In Progress tasks and live workers (partial indexes).
 
 -- name: queue_counts
-SELECT
-    (SELECT count(*) FROM tasks WHERE status = 'Queued') AS queued,
-    (SELECT count(*) FROM tasks WHERE status = 'In Progress') AS in_progress,
-    (SELECT min(created_at) FROM tasks WHERE status = 'Queued') AS oldest_queued_at,
-    -- Queued tasks still waiting out a retry delay (0013), and when the next one is due.
-    (SELECT count(*) FROM tasks WHERE status = 'Queued' AND retry_at > now()) AS waiting,
-    (SELECT min(retry_at) FROM tasks WHERE status = 'Queued' AND retry_at > now())
-        AS next_retry_at,
-    now() AS db_now;
+-- One pass over the Queued index gives the count and the oldest (it is ordered by
+-- priority first, so min(created_at) reads it all anyway); tasks still waiting out a
+-- retry delay (0013) and when the next of them is due come from their own small index.
+SELECT q.queued, q.oldest_queued_at, w.waiting, w.next_retry_at,
+       (SELECT count(*) FROM tasks WHERE status = 'In Progress') AS in_progress,
+       now() AS db_now
+FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
+      FROM tasks WHERE status = 'Queued') AS q,
+     (SELECT count(*) AS waiting, min(retry_at) AS next_retry_at
+      FROM tasks WHERE status = 'Queued' AND retry_at > now()) AS w;
 
 -- name: live_workers
 SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
