@@ -47,7 +47,7 @@ class Alert:
 class DashboardData:
     observed_at: datetime
     fleet: str
-    overview: dict[str, Any]  # orchestrator_status
+    overview: dict[str, Any]  # ops_orchestrator_status
     workers: list[dict[str, Any]]  # active_workers_health
     recent: list[dict[str, Any]]  # recent_task_activity
     cost: dict[str, Any]  # fleet_cost
@@ -120,10 +120,11 @@ def _queue_panel(data: DashboardData) -> Panel:
     grid = Table.grid(padding=(0, 3))
     for _ in range(6):
         grid.add_column(justify="right")
-    grid.add_row("queued", "in progress", "complete", "failed", "cancelled", "oldest queued")
+    grid.add_row("queued", "in progress", "complete 1h", "failed 1h", "cancelled 1h",
+                 "oldest queued")
     grid.add_row(*(Text(str(o.get(k, 0)), style="bold") for k in
-                   ("queued_tasks", "in_progress_tasks", "completed_tasks", "failed_tasks",
-                    "cancelled_tasks")),
+                   ("queued_tasks", "in_progress_tasks", "completed_last_hour",
+                    "failed_last_hour", "cancelled_last_hour")),
                  Text(observe.age_text(o.get("oldest_queued_age_sec")), style="bold"))
     return Panel(grid, title="queue", title_align="left")
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from reactor.db.queries import query
+
 MIN = timedelta(minutes=1)
 
 # id, status, cost_per_hr, created (ago), last heartbeat (ago), terminated (ago)
@@ -78,6 +80,18 @@ async def test_orchestrator_status_counts(conn: asyncpg.Connection, fleet: datet
         "cancelled_tasks": 1, "spawning_workers": 2, "active_workers": 4,
         "terminating_workers": 2, "error_workers": 1, "stale_workers": 2, "stuck_tasks": 1,
     }
+
+
+async def test_the_dashboard_overview_counts_finished_tasks_of_the_last_hour(
+        conn: asyncpg.Connection, fleet: datetime) -> None:
+    row = dict(await conn.fetchrow(query("ops_orchestrator_status")))  # type: ignore[arg-type]
+    status = await _status(conn)
+    # The cancelled task changed 200 minutes ago: all-time, not in the last hour.
+    assert (row["completed_last_hour"], row["failed_last_hour"], row["cancelled_last_hour"]) \
+        == (3, 1, 0) and status["cancelled_tasks"] == 1
+    for key in ("queued_tasks", "in_progress_tasks", "spawning_workers", "active_workers",
+                "terminating_workers", "error_workers", "stale_workers", "stuck_tasks"):
+        assert row[key] == status[key], key
 
 
 async def test_thresholds_come_from_the_settings_row(

@@ -17,8 +17,8 @@ NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 def overview(**values: Any) -> dict[str, Any]:
-    base = {"queued_tasks": 0, "in_progress_tasks": 0, "completed_tasks": 0, "failed_tasks": 0,
-            "cancelled_tasks": 0, "oldest_queued_age_sec": None, "spawning_workers": 0,
+    base = {"queued_tasks": 0, "in_progress_tasks": 0, "completed_last_hour": 0,
+            "failed_last_hour": 0, "cancelled_last_hour": 0, "oldest_queued_age_sec": None, "spawning_workers": 0,
             "active_workers": 0, "terminating_workers": 0, "error_workers": 0,
             "stale_workers": 0, "stuck_tasks": 0, "observed_at": NOW}
     return {**base, **values}
@@ -79,7 +79,7 @@ def test_a_frame_shows_the_queue_the_workers_and_the_alerts() -> None:
     recent = [{"id": "0f7e6d5c-aaaa-bbbb", "task_type": "render", "status": "Complete",
                "worker_id": "gpu-reactor-1a2b3c4d", "attempts": 1, "max_attempts": 3,
                "created_at": NOW, "updated_at": NOW, "processing_sec": 12.5, "error_message": None}]
-    frame = data(overview=overview(queued_tasks=17, in_progress_tasks=1, completed_tasks=230,
+    frame = data(overview=overview(queued_tasks=17, in_progress_tasks=1, completed_last_hour=230,
                                    oldest_queued_age_sec=95, active_workers=2, stale_workers=1),
                  workers=workers, recent=recent, max_hourly_spend_usd=1.0,
                  cost={"hourly_burn_usd": 0.95, "live_workers": 2, "spent_today_usd": 4.2})
@@ -87,6 +87,7 @@ def test_a_frame_shows_the_queue_the_workers_and_the_alerts() -> None:
     text = render(frame)
     assert "gpu-reactor-1a2b3c4d" in text and "gpu-reactor-5e6f7a8b" in text
     assert "17" in text and "230" in text and "1m35s" in text  # queued, complete, oldest
+    assert "complete 1h" in text
     assert "busy" in text and "stale" in text and "0f7e6d5c" in text and "6m40s" in text
     assert "$0.95/h" in text and "$4.20 spent today" in text and "95% used" in text
     assert "stale_workers" in text and "budget_near_cap" in text
