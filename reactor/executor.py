@@ -113,8 +113,8 @@ class Executor:
         """A worker that started after the last start failure: pods start again."""
         if not self._start_failures or self._start_failed_at is None:
             return
-        started = [w.id for w in workers
-                   if w.activated_at is not None and w.activated_at > self._start_failed_at]
+        started = [w.id for w in workers if w.managed  # a pod of ours, not a self-registered worker
+                   and w.activated_at is not None and w.activated_at > self._start_failed_at]
         if not started:
             return
         log.info("workers_start_again", extra={"worker_id": started[0],

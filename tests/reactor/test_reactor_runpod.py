@@ -214,7 +214,7 @@ async def test_no_replacement_while_the_dead_workers_pod_cannot_be_terminated(
 async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worker_starts(
         db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod) -> None:
     # The fake's pods run nothing: no worker ever beats, as with a broken image.
-    settings = runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=3, SPAWNING_TIMEOUT_SEC=2,
+    settings = runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=3, SPAWNING_TIMEOUT_SEC=3,
                                SWEEP_INTERVAL_SEC=120)
     starting_seen: list[int] = []
     reasons_seen: set[str] = set()
@@ -239,17 +239,24 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
         errors = await conn.fetch("SELECT error_reason FROM workers WHERE status = 'error'")
         assert len(errors) == 3 and all("SPAWNING_TIMEOUT_SEC" in r[0] for r in errors)
 
-        # The probe's worker starts: the fleet is filled at once.
+        # The probe's worker starts: the fleet is filled at once. A worker someone started
+        # by hand (no pod of the reactor's) says nothing about the pods, and changes nothing.
         probe = runpod.create_calls[3].body
         pod_conn = await asyncpg.connect(worker_dsn)
         try:
+            before = reactor.state.reconciles
+            assert await pod_conn.fetchval(
+                "SELECT func_update_worker_heartbeat('hand-started', '{}')") == "active"
+            await wait_until(lambda: reactor.state.reconciles > before, what="a reconcile")
+            assert reactor.metrics.start_failures._value.get() == 3
             await pod_conn.execute("SELECT set_config('gpu_reactor.worker_token', $1, false)",
                                    probe["env"]["WORKER_TOKEN"])
             assert await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')",
                                            probe["name"]) == "active"
         finally:
             await pod_conn.close()
-        await runpod.wait_for_create(timeout=5, count=6)
+        # Three workers wanted: the probe, the hand-started one and one more pod.
+        await runpod.wait_for_create(timeout=5, count=5)
         assert reactor.metrics.start_failures._value.get() == 0
         assert reactor.state.spawn_blocked_reason is None
 
