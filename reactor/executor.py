@@ -119,19 +119,17 @@ class Executor:
             return
         log.info("workers_start_again", extra={"worker_id": started[0],
                                                "failures_before": self._start_failures})
-        self._start_failures, self._start_failed_at = 0, None
-        self.state.start_failures = 0
-        self.metrics.start_failures.set(0)
+        self._count_start_failures(0, None)
         if (self._blocked_reason or "").startswith(START_FAILURE_REASON):
-            self._blocked_until = self._blocked_reason = None
-            self.state.spawn_blocked_until = self.state.spawn_blocked_reason = None
-            self.metrics.spawn_blocked.set(0)
+            self._unblock_spawns()
+
+    def _count_start_failures(self, count: int, at: datetime | None) -> None:
+        self._start_failures, self._start_failed_at = count, at
+        self.state.start_failures = count
+        self.metrics.start_failures.set(count)
 
     def _start_failed(self, action: Retire, now: datetime) -> None:
-        self._start_failures += 1
-        self._start_failed_at = now
-        self.state.start_failures = self._start_failures
-        self.metrics.start_failures.set(self._start_failures)
+        self._count_start_failures(self._start_failures + 1, now)
         log.error("worker_never_started", extra={
             "worker_id": action.worker_id, "cause": action.cause,
             "failures_in_a_row": self._start_failures})
@@ -146,11 +144,14 @@ class Executor:
                                       f"RUNPOD_CONTAINER_IMAGE, WORKER_DATABASE_URL and the "
                                       f"pods' logs", now)
 
-    def _spawn_succeeded(self) -> None:
-        self._backoff = 0.0
+    def _unblock_spawns(self) -> None:
         self._blocked_until = self._blocked_reason = None
         self.state.spawn_blocked_until = self.state.spawn_blocked_reason = None
         self.metrics.spawn_blocked.set(0)
+
+    def _spawn_succeeded(self) -> None:
+        self._backoff = 0.0
+        self._unblock_spawns()
 
     # --- running actions -----------------------------------------------------------------
     async def apply(self, actions: list[Action], now: datetime) -> list[ActionRecord]:

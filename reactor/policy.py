@@ -144,7 +144,7 @@ def _reconcile_pods(snap: Snapshot, settings: Settings, ending: set[str],
 
 
 def _spawn_room(snap: Snapshot, settings: Settings, limits: Limits, live_count: int,
-                live_burn: float, starting: int = 0) -> tuple[int, str]:
+                live_burn: float, starting: int) -> tuple[int, str]:
     room = settings.max_active_gpus - live_count - limits.unconfirmed_pods
     why = "MAX_ACTIVE_GPUS"
     if limits.start_failures >= START_FAILURES_BEFORE_PROBING and 1 - starting < room:
