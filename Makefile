@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-fast soak lint bench clean
+.PHONY: install demo test test-fast soak lint format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gpu-reactor needs Python >= 3.11")'
@@ -23,12 +23,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+test-fast: $(STAMP)  # everything but the fault suite (tests/faults)
+	$(BIN)/python -m pytest -q --ignore=tests/faults
+
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q --soak tests/faults
 
-lint: $(STAMP)
+lint: $(STAMP)  # style, formatting, types and the architecture's import contracts
 	$(BIN)/ruff check reactor worker tests bench
+	$(BIN)/ruff format --check reactor worker tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix --select I reactor worker tests bench
+	$(BIN)/ruff format reactor worker tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -34,21 +34,37 @@ from bench.common import (
 from reactor.db.embedded import EmbeddedPostgres
 
 # In the order.
-BENCHMARKS = ["reaction_latency", "insert_overhead", "trigger_cost", "storm",
-              "claim_throughput", "reconcile_cost", "recovery"]
+BENCHMARKS = [
+    "reaction_latency",
+    "insert_overhead",
+    "trigger_cost",
+    "storm",
+    "claim_throughput",
+    "reconcile_cost",
+    "recovery",
+]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="", help="comma-separated names: " + ", ".join(BENCHMARKS))
+    parser.add_argument(
+        "--only", default="", help="comma-separated names: " + ", ".join(BENCHMARKS)
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run (~2 min)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="smallest sizes, for the smoke test: proves the code runs, "
-                             "the figures mean little")
-    parser.add_argument("--fast", action="store_true",
-                        help="fsync and synchronous_commit off (figures then say so)")
-    parser.add_argument("--results", type=Path, default=None,
-                        help="folder for the JSON results (default bench/results)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smallest sizes, for the smoke test: proves the code runs, the figures mean little",
+    )
+    parser.add_argument(
+        "--fast", action="store_true", help="fsync and synchronous_commit off (figures then say so)"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="folder for the JSON results (default bench/results)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or BENCHMARKS
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -67,15 +83,29 @@ async def run_one(name: str, ctx: Context) -> tuple[str, dict[str, Any]]:
         result = await module.run(ctx)
         status = "ok"
     except NotRun as exc:
-        result, status = {"name": name, "not_run": str(exc),
-                          "table": f"### {name}\n\nnot run: {exc}\n"}, "not_run"
+        result, status = (
+            {"name": name, "not_run": str(exc), "table": f"### {name}\n\nnot run: {exc}\n"},
+            "not_run",
+        )
     except Misbehaviour as exc:
-        result, status = {"name": name, "misbehaviour": str(exc),
-                          "table": f"### {name}\n\nMISBEHAVIOUR: {exc}\n"}, "misbehaviour"
+        result, status = (
+            {
+                "name": name,
+                "misbehaviour": str(exc),
+                "table": f"### {name}\n\nMISBEHAVIOUR: {exc}\n",
+            },
+            "misbehaviour",
+        )
     except Exception as exc:  # a crash of the benchmark itself: report, go on, exit 1
-        result, status = {"name": name, "error": f"{type(exc).__name__}: {exc}",
-                          "traceback": traceback.format_exc(),
-                          "table": f"### {name}\n\nERROR: {type(exc).__name__}: {exc}\n"}, "error"
+        result, status = (
+            {
+                "name": name,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+                "table": f"### {name}\n\nERROR: {type(exc).__name__}: {exc}\n",
+            },
+            "error",
+        )
         traceback.print_exc()
     result["status"] = status
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -86,8 +116,12 @@ async def run_one(name: str, ctx: Context) -> tuple[str, dict[str, Any]]:
     return status, result
 
 
-def write_summary(machine: dict[str, Any], results: dict[str, dict[str, Any]],
-                  args: argparse.Namespace, seconds: float) -> None:
+def write_summary(
+    machine: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    args: argparse.Namespace,
+    seconds: float,
+) -> None:
     path = results_dir() / "summary.json"
     previous: dict[str, Any] = {}
     if path.exists():
@@ -96,13 +130,34 @@ def write_summary(machine: dict[str, Any], results: dict[str, dict[str, Any]],
         except (OSError, ValueError):
             previous = {}
     for name, result in results.items():
-        previous[name] = {k: v for k, v in result.items()
-                          if k in ("status", "target", "headline", "not_run", "misbehaviour",
-                                   "error", "seconds", "at", "durable_commits", "load_average")}
+        previous[name] = {
+            k: v
+            for k, v in result.items()
+            if k
+            in (
+                "status",
+                "target",
+                "headline",
+                "not_run",
+                "misbehaviour",
+                "error",
+                "seconds",
+                "at",
+                "durable_commits",
+                "load_average",
+            )
+        }
         previous[name]["quick"] = args.quick
-    data = {"machine": machine, "last_run": {"benchmarks": args.names, "quick": args.quick,
-                                             "tiny": args.tiny, "seconds": round(seconds, 1)},
-            "benchmarks": previous}
+    data = {
+        "machine": machine,
+        "last_run": {
+            "benchmarks": args.names,
+            "quick": args.quick,
+            "tiny": args.tiny,
+            "seconds": round(seconds, 1),
+        },
+        "benchmarks": previous,
+    }
     write_result("summary", data)
 
 
@@ -112,14 +167,18 @@ async def main(args: argparse.Namespace) -> int:
         pg = EmbeddedPostgres(Path(tmp) / "data", fast=args.fast)
         admin_dsn = await asyncio.to_thread(pg.start)
         try:
-            ctx = Context(pg=pg, admin_dsn=admin_dsn, quick=args.quick, tiny=args.tiny,
-                          durable=not args.fast)
+            ctx = Context(
+                pg=pg, admin_dsn=admin_dsn, quick=args.quick, tiny=args.tiny, durable=not args.fast
+            )
             machine = await describe_machine(ctx)
             print(f"# gpu-reactor benchmarks ({'quick' if args.quick else 'full'} run)\n")
-            print(f"Machine: {machine['cpu_model']}, {machine['cores']} cores, "
-                  f"{machine['ram_gib']} GiB RAM; PostgreSQL {machine['postgres_version']} "
-                  f"({'durable commits: fsync on' if ctx.durable else 'fast: fsync off'}); "
-                  f"Python {machine['python_version']}\n", flush=True)
+            print(
+                f"Machine: {machine['cpu_model']}, {machine['cores']} cores, "
+                f"{machine['ram_gib']} GiB RAM; PostgreSQL {machine['postgres_version']} "
+                f"({'durable commits: fsync on' if ctx.durable else 'fast: fsync off'}); "
+                f"Python {machine['python_version']}\n",
+                flush=True,
+            )
             results: dict[str, dict[str, Any]] = {}
             failed = False
             for name in args.names:
@@ -130,8 +189,11 @@ async def main(args: argparse.Namespace) -> int:
                 for note in result.get("notes", []):
                     print(f"- {note}")
                 load = result["load_average"]
-                print(f"({name}: {result['seconds']} s; 1-minute load average {load[0]} → "
-                      f"{load[1]} on {machine['cores']} cores)\n", flush=True)
+                print(
+                    f"({name}: {result['seconds']} s; 1-minute load average {load[0]} → "
+                    f"{load[1]} on {machine['cores']} cores)\n",
+                    flush=True,
+                )
             seconds = time.perf_counter() - started
             write_summary(machine, results, args, seconds)
             print(f"Total: {seconds:.0f} s. Results in {results_dir()}/")

@@ -36,9 +36,12 @@ SELECT 'noop', jsonb_build_object('n', g) FROM generate_series(1, $1::int) AS g
 
 # --- ours --------------------------------------------------------------------------------
 
-def _claim_path(dsn: str, worker_id: str) -> tuple[Callable[[], Awaitable[Any]],
-                                                      Callable[[Any], Awaitable[bool]],
-                                                      Callable[[], Awaitable[None]]]:
+
+def _claim_path(
+    dsn: str, worker_id: str
+) -> tuple[
+    Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[bool]], Callable[[], Awaitable[None]]
+]:
     """claim(), complete(task), close() through the worker's own code when present."""
     try:
         from worker.db import Link
@@ -56,12 +59,18 @@ def _claim_path(dsn: str, worker_id: str) -> tuple[Callable[[], Awaitable[Any]],
 
     async def claim() -> Any:
         return await (await conn()).fetchrow(
-            "SELECT id, attempts FROM func_claim_available_task($1::text, NULL)", worker_id)
+            "SELECT id, attempts FROM func_claim_available_task($1::text, NULL)", worker_id
+        )
 
     async def complete(task: Any) -> bool:
-        return bool(await (await conn()).fetchval(
-            "SELECT func_mark_task_complete($1, '{}'::jsonb, $2, $3)", task["id"], worker_id,
-            task["attempts"]))
+        return bool(
+            await (await conn()).fetchval(
+                "SELECT func_mark_task_complete($1, '{}'::jsonb, $2, $3)",
+                task["id"],
+                worker_id,
+                task["attempts"],
+            )
+        )
 
     async def close() -> None:
         if "c" in state:
@@ -78,15 +87,19 @@ async def _ours(ctx: Context, dsn: str, admin: asyncpg.Connection, n: int, conns
     await admin.execute("TRUNCATE tasks")
     await admin.execute("DELETE FROM workers")
     ids = [f"bench-claim-{i}" for i in range(conns)]
-    await admin.executemany("INSERT INTO workers (id, status, managed, last_heartbeat) "
-                            "VALUES ($1, 'active', false, now())", [(i,) for i in ids])
+    await admin.executemany(
+        "INSERT INTO workers (id, status, managed, last_heartbeat) "
+        "VALUES ($1, 'active', false, now())",
+        [(i,) for i in ids],
+    )
     await admin.execute(SEED, n)
     await admin.execute("VACUUM ANALYZE tasks")
     paths = [_claim_path(ctx.worker_dsn(dsn), i) for i in ids]
     claimed: list[Any] = []
 
-    async def drain(claim: Callable[[], Awaitable[Any]],
-                    complete: Callable[[Any], Awaitable[bool]]) -> None:
+    async def drain(
+        claim: Callable[[], Awaitable[Any]], complete: Callable[[Any], Awaitable[bool]]
+    ) -> None:
         for _ in range(n + 1):
             task = await claim()
             if task is None:
@@ -97,8 +110,7 @@ async def _ours(ctx: Context, dsn: str, admin: asyncpg.Connection, n: int, conns
 
     started = time.perf_counter()
     for _ in range(3):  # a claimer that finds every row locked stops; go again if rows remain
-        await asyncio.wait_for(asyncio.gather(*(drain(c, d) for c, d, _ in paths)),
-                               DRAIN_LIMIT_SEC)
+        await asyncio.wait_for(asyncio.gather(*(drain(c, d) for c, d, _ in paths)), DRAIN_LIMIT_SEC)
         if len(claimed) >= n:
             break
     elapsed = time.perf_counter() - started
@@ -114,15 +126,19 @@ async def _check_ours(admin: asyncpg.Connection, claimed: list[Any], n: int) -> 
     row = await admin.fetchrow(
         "SELECT count(*) FILTER (WHERE status = 'Complete') AS done, "
         "count(*) FILTER (WHERE status <> 'Complete') AS other, max(attempts) AS attempts "
-        "FROM tasks")
+        "FROM tasks"
+    )
     if row["done"] != n or row["other"] or len(claimed) != n:
-        raise Misbehaviour(f"claimed {len(claimed)} and completed {row['done']} of {n} tasks; "
-                           f"{row['other']} not Complete")
+        raise Misbehaviour(
+            f"claimed {len(claimed)} and completed {row['done']} of {n} tasks; "
+            f"{row['other']} not Complete"
+        )
     if row["attempts"] != 1:
         raise Misbehaviour(f"a task was attempted {row['attempts']} times")
 
 
 # --- pgqueuer ------------------------------------------------------------------------------
+
 
 async def _pgqueuer(dsn: str, n: int, conns: int, batch: int) -> float:
     from pgqueuer import PgQueuer
@@ -147,14 +163,26 @@ async def _pgqueuer(dsn: str, n: int, conns: int, batch: int) -> float:
     connections = [await asyncpg.connect(dsn) for _ in range(conns)]
     apps = [PgQueuer(AsyncpgDriver(c)) for c in connections]
     for app in apps:
+
         @app.entrypoint("noop")
         async def noop(job: Job) -> None:
             seen.append(job.id)
+
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(asyncio.gather(*(
-            app.run(batch_size=batch, mode=QueueExecutionMode.drain,
-                    log_aggregation_interval=timedelta(0)) for app in apps)), DRAIN_LIMIT_SEC)
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    app.run(
+                        batch_size=batch,
+                        mode=QueueExecutionMode.drain,
+                        log_aggregation_interval=timedelta(0),
+                    )
+                    for app in apps
+                )
+            ),
+            DRAIN_LIMIT_SEC,
+        )
         elapsed = time.perf_counter() - started
     finally:
         for c in connections:
@@ -201,30 +229,56 @@ async def run(ctx: Context) -> dict[str, Any]:
     return _report(rates, conn_counts, n, rounds)
 
 
-def _report(rates: dict[str, dict[int, list[float]]], conn_counts: list[int], n: int,
-            rounds: int) -> dict[str, Any]:
+def _report(
+    rates: dict[str, dict[int, list[float]]], conn_counts: list[int], n: int, rounds: int
+) -> dict[str, Any]:
     rows, figures = [], {}
     for conns in conn_counts:
         s = {k: summary(v[conns]) for k, v in rates.items()}
-        r1 = summary([a / b for a, b in zip(rates["ours"][conns], rates["pgqueuer_b1"][conns],
-                                            strict=True)])
-        r10 = summary([a / b for a, b in zip(rates["ours"][conns], rates["pgqueuer_b10"][conns],
-                                             strict=True)])
-        figures[str(conns)] = {"tasks_per_sec": s, "ours_over_pgqueuer_b1": r1,
-                               "ours_over_pgqueuer_b10": r10}
-        rows.append([conns, spread(s["ours"], 0), spread(s["pgqueuer_b1"], 0), spread(r1, 2),
-                     spread(s["pgqueuer_b10"], 0), spread(r10, 2)])
+        r1 = summary(
+            [a / b for a, b in zip(rates["ours"][conns], rates["pgqueuer_b1"][conns], strict=True)]
+        )
+        r10 = summary(
+            [a / b for a, b in zip(rates["ours"][conns], rates["pgqueuer_b10"][conns], strict=True)]
+        )
+        figures[str(conns)] = {
+            "tasks_per_sec": s,
+            "ours_over_pgqueuer_b1": r1,
+            "ours_over_pgqueuer_b10": r10,
+        }
+        rows.append(
+            [
+                conns,
+                spread(s["ours"], 0),
+                spread(s["pgqueuer_b1"], 0),
+                spread(r1, 2),
+                spread(s["pgqueuer_b10"], 0),
+                spread(r10, 2),
+            ]
+        )
     table = render_table(
         f"Claim throughput: {n:,} trivial tasks drained, tasks/s (median (min–max) over "
         f"{rounds} interleaved round(s))",
-        ["connections", "ours (claim+complete)", "pgqueuer batch 1", "ours/pgq1",
-         "pgqueuer batch 10", "ours/pgq10"], rows)
+        [
+            "connections",
+            "ours (claim+complete)",
+            "pgqueuer batch 1",
+            "ours/pgq1",
+            "pgqueuer batch 10",
+            "ours/pgq10",
+        ],
+        rows,
+    )
     eight = figures.get(str(conn_counts[-1]), {})
-    return {"name": NAME, "tasks_per_run": n, "rounds": rounds, "figures": figures,
-            "headline": {"connections": conn_counts[-1],
-                         "ours_tasks_per_sec": eight.get("tasks_per_sec", {}).get("ours", {})
-                         .get("median"),
-                         "ours_over_pgqueuer_b1": eight.get("ours_over_pgqueuer_b1", {})
-                         .get("median")},
-            "table": table}
-
+    return {
+        "name": NAME,
+        "tasks_per_run": n,
+        "rounds": rounds,
+        "figures": figures,
+        "headline": {
+            "connections": conn_counts[-1],
+            "ours_tasks_per_sec": eight.get("tasks_per_sec", {}).get("ours", {}).get("median"),
+            "ours_over_pgqueuer_b1": eight.get("ours_over_pgqueuer_b1", {}).get("median"),
+        },
+        "table": table,
+    }

@@ -77,8 +77,10 @@ class Context:
             await migrate(conn)
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", WORKER_LOGIN)
             if not exists:
-                await conn.execute(f"CREATE ROLE {WORKER_LOGIN} LOGIN PASSWORD "
-                                   f"'{WORKER_PASSWORD}' IN ROLE gpu_worker")
+                await conn.execute(
+                    f"CREATE ROLE {WORKER_LOGIN} LOGIN PASSWORD "
+                    f"'{WORKER_PASSWORD}' IN ROLE gpu_worker"
+                )
         finally:
             await conn.close()
         try:
@@ -103,8 +105,12 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
     """Median with min and max over runs."""
     if not values:
         return {"median": None, "min": None, "max": None, "runs": 0}
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": len(values)}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
@@ -117,9 +123,13 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
-    return {"p50": percentile(values, 50), "p90": percentile(values, 90),
-            "p99": percentile(values, 99), "max": max(values) if values else None,
-            "samples": len(values)}
+    return {
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+        "samples": len(values),
+    }
 
 
 def ratio(ours: float | None, peer: float | None) -> float | None:
@@ -144,15 +154,18 @@ def spread(stats: dict[str, Any], digits: int = 1) -> str:
     """'median (min–max)' of a summary()."""
     if stats.get("median") is None:
         return "-"
-    return (f"{fmt(stats['median'], digits)} ({fmt(stats['min'], digits)}"
-            f"–{fmt(stats['max'], digits)})")
+    return (
+        f"{fmt(stats['median'], digits)} ({fmt(stats['min'], digits)}–{fmt(stats['max'], digits)})"
+    )
 
 
 def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = [f"| {' | '.join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True))} |",
-             f"|{'|'.join('-' * (w + 2) for w in widths)}|"]
+    lines = [
+        f"| {' | '.join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True))} |",
+        f"|{'|'.join('-' * (w + 2) for w in widths)}|",
+    ]
     for row in cells[1:]:
         lines.append(f"| {' | '.join(c.ljust(w) for c, w in zip(row, widths, strict=True))} |")
     return f"### {title}\n\n" + "\n".join(lines) + "\n"
@@ -161,9 +174,16 @@ def render_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any
 # --- bounded waiting ---------------------------------------------------------------------
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float,
-                     interval: float = 0.005, what: str = "condition") -> float:
-    """Poll ``check`` until true; return when (perf_counter). Raise TimeoutError after ``timeout``."""
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float,
+    interval: float = 0.005,
+    what: str = "condition",
+) -> float:
+    """Poll ``check`` until true; return when (perf_counter).
+
+    Raise TimeoutError after ``timeout``."""
     deadline = time.perf_counter() + timeout
     while True:
         if await check():
@@ -207,9 +227,13 @@ async def describe_machine(ctx: Context) -> dict[str, Any]:
     conn = await asyncpg.connect(ctx.admin_dsn)
     try:
         pg_version = await conn.fetchval("SHOW server_version")
-        settings = {r["name"]: r["setting"] for r in await conn.fetch(
-            "SELECT name, setting FROM pg_settings WHERE name = ANY($1)",
-            ["fsync", "synchronous_commit", "shared_buffers", "max_connections"])}
+        settings = {
+            r["name"]: r["setting"]
+            for r in await conn.fetch(
+                "SELECT name, setting FROM pg_settings WHERE name = ANY($1)",
+                ["fsync", "synchronous_commit", "shared_buffers", "max_connections"],
+            )
+        }
     finally:
         await conn.close()
     pgbench = find_pgbench(ctx.pg)
@@ -261,10 +285,15 @@ def require(module: str, what: str) -> None:
 async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     """``python -m worker`` as a pod would run it (its own session, output discarded)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker",
+        sys.executable,
+        "-m",
+        "worker",
         env={**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json", **env},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
-        start_new_session=True)
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=REPO,
+        start_new_session=True,
+    )
 
 
 async def stop_process(proc: Any, *, grace: float = 10.0) -> None:

@@ -43,7 +43,8 @@ CREATE TABLE tasks_plain (LIKE tasks INCLUDING ALL);
 CREATE TABLE tasks_notify (LIKE tasks INCLUDING ALL);
 CREATE FUNCTION bench_notify_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('bench_row', json_build_object('id', NEW.id, 'task_type', NEW.task_type)::text);
+    PERFORM pg_notify('bench_row',
+                      json_build_object('id', NEW.id, 'task_type', NEW.task_type)::text);
     RETURN NULL;
 END $$;
 CREATE TRIGGER bench_notify_row AFTER INSERT ON tasks_notify
@@ -77,13 +78,32 @@ class RowListener:
             await self._conn.close()
 
 
-async def _pgbench(pgbench: str, ctx: Context, dbname: str, script: Path, clients: int,
-                   seconds: int) -> float:
+async def _pgbench(
+    pgbench: str, ctx: Context, dbname: str, script: Path, clients: int, seconds: int
+) -> float:
     proc = await asyncio.create_subprocess_exec(
-        pgbench, "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
-        "-T", str(seconds), "-f", str(script), "-h", "127.0.0.1", "-p", str(ctx.pg.port),
-        "-U", "postgres", dbname,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        pgbench,
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, 2)),
+        "-T",
+        str(seconds),
+        "-f",
+        str(script),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(ctx.pg.port),
+        "-U",
+        "postgres",
+        dbname,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
     except TimeoutError:
@@ -122,8 +142,16 @@ async def _reset(conn: asyncpg.Connection) -> None:
     await conn.execute("CHECKPOINT")
 
 
-async def _one_run(ctx: Context, dsn: str, conn: asyncpg.Connection, variant: str,
-                   clients: int, seconds: int, script: Path, pgbench: str | None) -> float:
+async def _one_run(
+    ctx: Context,
+    dsn: str,
+    conn: asyncpg.Connection,
+    variant: str,
+    clients: int,
+    seconds: int,
+    script: Path,
+    pgbench: str | None,
+) -> float:
     await _reset(conn)
     # The reactor keeps the bell armed while it waits; a busy reactor leaves it disarmed.
     await conn.execute("UPDATE gpu_reactor_doorbell SET armed = $1", variant != "a_idle")
@@ -134,9 +162,14 @@ async def _one_run(ctx: Context, dsn: str, conn: asyncpg.Connection, variant: st
 
 def _reactor_env(dsn: str) -> dict[str, str]:
     """A real reactor that listens and re-arms the bell, but never spawns (no provider)."""
-    return {"DATABASE_URL": dsn, "WORKER_DATABASE_URL": dsn, "BENCH_PROVIDER": "null",
-            "MAX_ACTIVE_GPUS": "0",
-            "SWEEP_INTERVAL_SEC": "3600", "LISTENER_CHECK_INTERVAL_SEC": "60"}
+    return {
+        "DATABASE_URL": dsn,
+        "WORKER_DATABASE_URL": dsn,
+        "BENCH_PROVIDER": "null",
+        "MAX_ACTIVE_GPUS": "0",
+        "SWEEP_INTERVAL_SEC": "3600",
+        "LISTENER_CHECK_INTERVAL_SEC": "60",
+    }
 
 
 async def run(ctx: Context) -> dict[str, Any]:
@@ -167,8 +200,9 @@ async def run(ctx: Context) -> dict[str, Any]:
                         shift = (round_no + clients_list.index(clients)) % len(order)
                         for variant in order[shift:] + order[:shift]:
                             before = len(reactor.reconciles())
-                            value = await _one_run(ctx, dsn, conn, variant, clients, seconds,
-                                                   scripts[variant], pgbench)
+                            value = await _one_run(
+                                ctx, dsn, conn, variant, clients, seconds, scripts[variant], pgbench
+                            )
                             tps[variant][clients].append(value)
                             if variant == "a":
                                 rings[clients].append(len(reactor.reconciles()) - before)
@@ -180,41 +214,88 @@ async def run(ctx: Context) -> dict[str, Any]:
     return _report(tps, rings, clients_list, rounds, seconds, pgbench)
 
 
-def _report(tps: dict[str, dict[int, list[float]]], rings: dict[int, list[int]],
-            clients_list: list[int], rounds: int, seconds: int,
-            pgbench: str | None) -> dict[str, Any]:
+def _report(
+    tps: dict[str, dict[int, list[float]]],
+    rings: dict[int, list[int]],
+    clients_list: list[int],
+    rounds: int,
+    seconds: int,
+    pgbench: str | None,
+) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     rows = []
     for clients in clients_list:
         s = {v: summary(tps[v][clients]) for v in VARIANTS}
         # Ratios per round (interleaved runs), then the median of those ratios.
         ab = summary([a / b for a, b in zip(tps["a"][clients], tps["b"][clients], strict=True)])
-        aib = summary([a / b for a, b in zip(tps["a_idle"][clients], tps["b"][clients],
-                                             strict=True)])
+        aib = summary(
+            [a / b for a, b in zip(tps["a_idle"][clients], tps["b"][clients], strict=True)]
+        )
         cb = summary([c / b for c, b in zip(tps["c"][clients], tps["b"][clients], strict=True)])
         target = ""
         if clients == 8:
             met = ab["median"] is not None and ab["median"] >= TARGET_RATIO
             target = f"a/b ≥ {TARGET_RATIO}: {'met' if met else 'MISSED'}"
-        figures[str(clients)] = {"tps": s, "a_over_b": ab, "a_idle_over_b": aib, "c_over_b": cb,
-                                 "doorbell_rings_per_run": summary(rings[clients])}
-        rows.append([clients, spread(s["a"], 0), spread(s["a_idle"], 0),
-                     spread(s["b"], 0), spread(s["c"], 0), spread(ab, 2), spread(aib, 2),
-                     spread(cb, 2), fmt(summary(rings[clients])["median"], 0), target])
+        figures[str(clients)] = {
+            "tps": s,
+            "a_over_b": ab,
+            "a_idle_over_b": aib,
+            "c_over_b": cb,
+            "doorbell_rings_per_run": summary(rings[clients]),
+        }
+        rows.append(
+            [
+                clients,
+                spread(s["a"], 0),
+                spread(s["a_idle"], 0),
+                spread(s["b"], 0),
+                spread(s["c"], 0),
+                spread(ab, 2),
+                spread(aib, 2),
+                spread(cb, 2),
+                fmt(summary(rings[clients])["median"], 0),
+                target,
+            ]
+        )
     table = render_table(
         "Insert overhead: single-row INSERT transactions/s (median (min–max))",
-        ["clients", "a: ours", "a_idle: ours, bell disarmed", "b: no trigger", "c: row NOTIFY",
-         "a/b", "a_idle/b", "c/b", "reconciles/run (a)", "target"], rows)
-    table += (f"\nDriver: {'pgbench ' + pgbench if pgbench else 'asyncpg (pgbench not found)'}; "
-              f"{rounds} interleaved round(s) of {seconds} s per cell; tables truncated and "
-              f"CHECKPOINT before each run, autovacuum off on them.\n")
+        [
+            "clients",
+            "a: ours",
+            "a_idle: ours, bell disarmed",
+            "b: no trigger",
+            "c: row NOTIFY",
+            "a/b",
+            "a_idle/b",
+            "c/b",
+            "reconciles/run (a)",
+            "target",
+        ],
+        rows,
+    )
+    table += (
+        f"\nDriver: {'pgbench ' + pgbench if pgbench else 'asyncpg (pgbench not found)'}; "
+        f"{rounds} interleaved round(s) of {seconds} s per cell; tables truncated and "
+        f"CHECKPOINT before each run, autovacuum off on them.\n"
+    )
     eight = figures.get("8", {})
     ab8 = eight.get("a_over_b", {}).get("median")
-    return {"name": NAME, "figures": figures, "variants": VARIANTS, "rounds": rounds,
-            "seconds_per_run": seconds, "driver": pgbench or "asyncpg",
-            "target": {"what": "a/b >= 0.9 at 8 clients", "value": ab8,
-                       "met": None if ab8 is None else ab8 >= TARGET_RATIO},
-            "headline": {"a_over_b_8": ab8,
-                         "a_idle_over_b_8": eight.get("a_idle_over_b", {}).get("median"),
-                         "c_over_b_8": eight.get("c_over_b", {}).get("median")},
-            "table": table}
+    return {
+        "name": NAME,
+        "figures": figures,
+        "variants": VARIANTS,
+        "rounds": rounds,
+        "seconds_per_run": seconds,
+        "driver": pgbench or "asyncpg",
+        "target": {
+            "what": "a/b >= 0.9 at 8 clients",
+            "value": ab8,
+            "met": None if ab8 is None else ab8 >= TARGET_RATIO,
+        },
+        "headline": {
+            "a_over_b_8": ab8,
+            "a_idle_over_b_8": eight.get("a_idle_over_b", {}).get("median"),
+            "c_over_b_8": eight.get("c_over_b", {}).get("median"),
+        },
+        "table": table,
+    }

@@ -22,18 +22,30 @@ from bench.common import REPO, stop_process, wait_until
 
 
 class PgqConsumer:
-    def __init__(self, dsn: str, entrypoint: str, *, sleep_sec: float = 0.0,
-                 heartbeat_sec: float = 30.0, dequeue_timeout_sec: float = 30.0) -> None:
-        self.args = [dsn, entrypoint, str(sleep_sec), str(heartbeat_sec),
-                     str(dequeue_timeout_sec)]
+    def __init__(
+        self,
+        dsn: str,
+        entrypoint: str,
+        *,
+        sleep_sec: float = 0.0,
+        heartbeat_sec: float = 30.0,
+        dequeue_timeout_sec: float = 30.0,
+    ) -> None:
+        self.args = [dsn, entrypoint, str(sleep_sec), str(heartbeat_sec), str(dequeue_timeout_sec)]
         self.started: dict[str, tuple[float, int]] = {}  # job id -> (unix time, pid)
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.pgq_consumer", *self.args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=REPO)
+            sys.executable,
+            "-m",
+            "bench.pgq_consumer",
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=REPO,
+        )
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -57,8 +69,9 @@ class PgqConsumer:
                 await asyncio.wait_for(self._reader, 5)
 
 
-async def _consume(dsn: str, entrypoint: str, sleep_sec: float, heartbeat_sec: float,
-                   dequeue_timeout_sec: float) -> None:
+async def _consume(
+    dsn: str, entrypoint: str, sleep_sec: float, heartbeat_sec: float, dequeue_timeout_sec: float
+) -> None:
     from pgqueuer import PgQueuer
     from pgqueuer.db import AsyncpgDriver
 
@@ -73,8 +86,10 @@ async def _consume(dsn: str, entrypoint: str, sleep_sec: float, heartbeat_sec: f
             await asyncio.sleep(sleep_sec)
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, pgq.shutdown.set)
-    await pgq.run(heartbeat_timeout=timedelta(seconds=heartbeat_sec),
-                  dequeue_timeout=timedelta(seconds=dequeue_timeout_sec))
+    await pgq.run(
+        heartbeat_timeout=timedelta(seconds=heartbeat_sec),
+        dequeue_timeout=timedelta(seconds=dequeue_timeout_sec),
+    )
 
 
 if __name__ == "__main__":

@@ -54,16 +54,23 @@ def _emit(data: dict[str, Any]) -> None:
 
 
 async def _main() -> None:
-    from reactor.service import Reactor
+    from reactor.engine.service import Reactor
     from reactor.settings import load_settings
 
     class BenchReactor(Reactor):
         def _record(self, result: Any) -> None:
             super()._record(result)
-            _emit({"event": "reconcile", "t": time.time(), "kind": result.kind,
-                   "queued": result.snapshot.queued, "desired": result.desired,
-                   "ms": round(result.duration_ms, 3),
-                   "actions": [[a.kind, a.outcome] for a in result.actions]})
+            _emit(
+                {
+                    "event": "reconcile",
+                    "t": time.time(),
+                    "kind": result.kind,
+                    "queued": result.snapshot.queued,
+                    "desired": result.desired,
+                    "ms": round(result.duration_ms, 3),
+                    "actions": [[a.kind, a.outcome] for a in result.actions],
+                }
+            )
 
     settings = load_settings()
     provider = NullProvider() if os.environ.get("BENCH_PROVIDER") == "null" else None
@@ -79,8 +86,13 @@ class ReactorProcess:
     """Start, watch and stop ``python -m bench.reactor_proc`` with the given settings."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**os.environ, "REACTOR_HTTP_PORT": "0", "LOG_LEVEL": "WARNING",
-                    "LOG_FORMAT": "json", **env}
+        self.env = {
+            **os.environ,
+            "REACTOR_HTTP_PORT": "0",
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+            **env,
+        }
         self.events: list[dict[str, Any]] = []
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -89,12 +101,21 @@ class ReactorProcess:
 
     async def start(self, *, ready_timeout: float = 30.0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.reactor_proc", env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=_REPO)
+            sys.executable,
+            "-m",
+            "bench.reactor_proc",
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=_REPO,
+        )
         self._reader = asyncio.create_task(self._read(), name="bench-reactor-stdout")
         self._errors = asyncio.create_task(self._read_errors(), name="bench-reactor-stderr")
-        await self.wait_for(lambda e: e["event"] == "reconcile", timeout=ready_timeout,
-                            what="the reactor's first reconcile")
+        await self.wait_for(
+            lambda e: e["event"] == "reconcile",
+            timeout=ready_timeout,
+            what="the reactor's first reconcile",
+        )
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -118,15 +139,23 @@ class ReactorProcess:
     def reconciles(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == "reconcile"]
 
-    async def wait_for(self, match: Callable[[dict[str, Any]], bool], *, timeout: float,
-                       after: int = 0, what: str = "a reactor event") -> dict[str, Any]:
+    async def wait_for(
+        self,
+        match: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float,
+        after: int = 0,
+        what: str = "a reactor event",
+    ) -> dict[str, Any]:
         found: list[dict[str, Any]] = []
 
         async def check() -> bool:
             if self.proc is not None and self.proc.returncode is not None:
                 await asyncio.sleep(0.2)  # let stderr drain
-                raise RuntimeError(f"the reactor exited ({self.proc.returncode}) while waiting "
-                                   f"for {what}: {''.join(self.stderr_tail)[-1500:]}")
+                raise RuntimeError(
+                    f"the reactor exited ({self.proc.returncode}) while waiting "
+                    f"for {what}: {''.join(self.stderr_tail)[-1500:]}"
+                )
             found.extend(e for e in self.events[after:] if match(e))
             return bool(found)
 

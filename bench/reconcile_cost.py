@@ -1,6 +1,6 @@
 """5. Reconcile cost at scale.
 
-One reconcile's database time (reactor.snapshot.read_snapshot: arm the doorbell, then
+One reconcile's database time (reactor.engine.snapshot.read_snapshot: arm the doorbell, then
 counts, live workers and running tasks in one repeatable-read transaction) with
 1,000,000 finished tasks, 10,000 queued and 500 live workers each holding one task. The
 pure decision that follows (policy.decide + next_deadline) is timed apart: it is the
@@ -21,9 +21,9 @@ import asyncpg
 
 from bench.common import Context, fmt, render_table, spread, summary
 from reactor.db.queries import query
-from reactor.policy import decide, next_deadline
+from reactor.domain.policy import decide, next_deadline
+from reactor.engine.snapshot import read_snapshot
 from reactor.settings import Settings
-from reactor.snapshot import read_snapshot
 
 NAME = "reconcile_cost"
 TARGET_MS = 20.0
@@ -119,10 +119,12 @@ async def _plans(conn: asyncpg.Connection) -> dict[str, Any]:
         plan = raw if isinstance(raw, list) else json.loads(raw)
         text = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {query(name)}")
         scans = _scans(plan[0]["Plan"])
-        plans[name] = {"scans": scans, "uses_partial_index": any(
-            i in s for s in scans for i in PARTIAL_INDEXES),
+        plans[name] = {
+            "scans": scans,
+            "uses_partial_index": any(i in s for s in scans for i in PARTIAL_INDEXES),
             "execution_ms": plan[0]["Execution Time"],
-            "text": "\n".join(r[0] for r in text)}
+            "text": "\n".join(r[0] for r in text),
+        }
     return plans
 
 
@@ -132,8 +134,9 @@ async def run(ctx: Context) -> dict[str, Any]:
     workers = ctx.size(500, 500, 50)
     runs = ctx.size(30, 10, 3)
     peer_every = 3  # a peer run after every third of ours: they are slow
-    settings = Settings(DATABASE_URL="postgresql://unused", MAX_ACTIVE_GPUS=1000,
-                        TASKS_PER_GPU_THRESHOLD=20)
+    settings = Settings(
+        DATABASE_URL="postgresql://unused", MAX_ACTIVE_GPUS=1000, TASKS_PER_GPU_THRESHOLD=20
+    )
     async with ctx.database("bench_reconcile") as dsn:
         conn = await asyncpg.connect(dsn)
         try:
@@ -154,9 +157,17 @@ async def run(ctx: Context) -> dict[str, Any]:
     return _report(finished, queued, workers, seed_sec, size, db_ms, decide_ms, peer_ms, plans)
 
 
-def _report(finished: int, queued: int, workers: int, seed_sec: float, size: str,
-            db_ms: list[float], decide_ms: list[float], peer_ms: list[float],
-            plans: dict[str, Any]) -> dict[str, Any]:
+def _report(
+    finished: int,
+    queued: int,
+    workers: int,
+    seed_sec: float,
+    size: str,
+    db_ms: list[float],
+    decide_ms: list[float],
+    peer_ms: list[float],
+    plans: dict[str, Any],
+) -> dict[str, Any]:
     ours, dec, peer = summary(db_ms), summary(decide_ms), summary(peer_ms)
     at_scale = finished >= 1_000_000
     met = ours["median"] is not None and ours["median"] < TARGET_MS
@@ -164,28 +175,56 @@ def _report(finished: int, queued: int, workers: int, seed_sec: float, size: str
     if not at_scale:
         target += " (not at full scale)"
     ratio = (ours["median"] / peer["median"]) if ours["median"] and peer["median"] else None
-    rows = [["snapshot (database time)", spread(ours, 2), spread(peer, 1), fmt(ratio, 3), target],
-            ["decide + next_deadline (reactor CPU)", spread(dec, 2), "-", "-", ""]]
+    rows = [
+        ["snapshot (database time)", spread(ours, 2), spread(peer, 1), fmt(ratio, 3), target],
+        ["decide + next_deadline (reactor CPU)", spread(dec, 2), "-", "-", ""],
+    ]
     table = render_table(
         f"Reconcile cost: {finished:,} finished, {queued:,} queued, {workers} live workers "
         f"each with one task; ms, median (min–max)",
         ["part", "ours (partial indexes)", "peer: no partial indexes", "ours/peer", "target"],
-        rows)
-    plan_rows = [[name, "; ".join(p["scans"]), "yes" if p["uses_partial_index"] else "no",
-                  fmt(p["execution_ms"], 2)] for name, p in plans.items()]
-    table += "\n" + render_table("Reconcile cost: query plans (EXPLAIN ANALYZE)",
-                                 ["query", "scans", "partial index", "ms"], plan_rows)
+        rows,
+    )
+    plan_rows = [
+        [
+            name,
+            "; ".join(p["scans"]),
+            "yes" if p["uses_partial_index"] else "no",
+            fmt(p["execution_ms"], 2),
+        ]
+        for name, p in plans.items()
+    ]
+    table += "\n" + render_table(
+        "Reconcile cost: query plans (EXPLAIN ANALYZE)",
+        ["query", "scans", "partial index", "ms"],
+        plan_rows,
+    )
     table += f"\ntasks table: {size} on disk; seeded in {seed_sec:.0f} s.\n"
     notes = []
     if not plans["live_workers"]["uses_partial_index"]:
-        notes.append("live_workers: every one of the workers rows is live here, so a sequential "
-                     "scan of that small table is the right plan; workers_live_idx pays off once "
-                     "ended workers accumulate.")
-    return {"name": NAME, "sizes": {"finished": finished, "queued": queued, "workers": workers},
-            "figures": {"snapshot_ms": ours, "decide_ms": dec, "peer_no_partial_indexes_ms": peer,
-                        "ours_over_peer": ratio},
-            "plans": plans, "seed_seconds": seed_sec, "tasks_size": size,
-            "target": {"what": "reconcile database time < 20 ms at 1M/10k/500",
-                       "value": ours["median"], "met": met if at_scale else None},
-            "headline": {"snapshot_ms_median": ours["median"]},
-            "notes": notes, "table": table}
+        notes.append(
+            "live_workers: every one of the workers rows is live here, so a sequential "
+            "scan of that small table is the right plan; workers_live_idx pays off once "
+            "ended workers accumulate."
+        )
+    return {
+        "name": NAME,
+        "sizes": {"finished": finished, "queued": queued, "workers": workers},
+        "figures": {
+            "snapshot_ms": ours,
+            "decide_ms": dec,
+            "peer_no_partial_indexes_ms": peer,
+            "ours_over_peer": ratio,
+        },
+        "plans": plans,
+        "seed_seconds": seed_sec,
+        "tasks_size": size,
+        "target": {
+            "what": "reconcile database time < 20 ms at 1M/10k/500",
+            "value": ours["median"],
+            "met": met if at_scale else None,
+        },
+        "headline": {"snapshot_ms_median": ours["median"]},
+        "notes": notes,
+        "table": table,
+    }

@@ -73,14 +73,18 @@ class Pods:
 
 
 async def _holder(conn: asyncpg.Connection, task_id: Any) -> tuple[str | None, int]:
-    row = await conn.fetchrow("SELECT status, worker_id, attempts FROM tasks WHERE id = $1",
-                              task_id)
+    row = await conn.fetchrow(
+        "SELECT status, worker_id, attempts FROM tasks WHERE id = $1", task_id
+    )
     return (row["worker_id"] if row["status"] == "In Progress" else None), row["attempts"]
 
 
 async def _idle_active(conn: asyncpg.Connection, holder: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT count(*) FROM workers WHERE status = 'active' AND id <> $1", holder))
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) FROM workers WHERE status = 'active' AND id <> $1", holder
+        )
+    )
 
 
 async def _ours_sample(conn: asyncpg.Connection, fake: Any, pods: Pods, task_id: Any) -> dict:
@@ -89,11 +93,18 @@ async def _ours_sample(conn: asyncpg.Connection, fake: Any, pods: Pods, task_id:
     async def running_with_spare() -> bool:
         worker_id, attempts = await _holder(conn, task_id)
         holder.update(worker_id=worker_id, attempts=attempts)
-        return worker_id is not None and worker_id in pods.procs and \
-            await _idle_active(conn, worker_id)
+        return (
+            worker_id is not None
+            and worker_id in pods.procs
+            and await _idle_active(conn, worker_id)
+        )
 
-    await wait_until(running_with_spare, timeout=STEP_TIMEOUT, interval=0.05,
-                     what="the task running with a spare worker idle")
+    await wait_until(
+        running_with_spare,
+        timeout=STEP_TIMEOUT,
+        interval=0.05,
+        what="the task running with a spare worker idle",
+    )
     await asyncio.sleep(0.6)  # mid-task: at least one heartbeat since the claim
     victim, attempt = holder["worker_id"], holder["attempts"]
     creates = len(fake.create_calls)
@@ -108,18 +119,26 @@ async def _ours_sample(conn: asyncpg.Connection, fake: Any, pods: Pods, task_id:
     row = await conn.fetchrow(
         "SELECT w.last_heartbeat, w.terminated_at, w.status, t.worker_id, t.attempts, "
         "t.generation_started_at, t.error_message FROM workers w, tasks t "
-        "WHERE w.id = $1 AND t.id = $2", victim, task_id)
+        "WHERE w.id = $1 AND t.id = $2",
+        victim,
+        task_id,
+    )
     if row["status"] != "error" or row["worker_id"] == victim or row["attempts"] != attempt + 1:
-        raise Misbehaviour(f"after killing {victim}: worker {row['status']}, task held by "
-                           f"{row['worker_id']} on attempt {row['attempts']}")
+        raise Misbehaviour(
+            f"after killing {victim}: worker {row['status']}, task held by "
+            f"{row['worker_id']} on attempt {row['attempts']}"
+        )
     deadline = row["last_heartbeat"].timestamp() + HEARTBEAT_TIMEOUT
-    return {"requeued_sec": row["terminated_at"].timestamp() - deadline,
-            "restarted_sec": row["generation_started_at"].timestamp() - deadline,
-            "create_call_sec": call.time - deadline}
+    return {
+        "requeued_sec": row["terminated_at"].timestamp() - deadline,
+        "restarted_sec": row["generation_started_at"].timestamp() - deadline,
+        "create_call_sec": call.time - deadline,
+    }
 
 
-async def _peer_sample(conn: asyncpg.Connection, queries: Any,
-                       consumers: list[PgqConsumer], dsn: str) -> dict:
+async def _peer_sample(
+    conn: asyncpg.Connection, queries: Any, consumers: list[PgqConsumer], dsn: str
+) -> dict:
     job_id = str((await queries.enqueue(PGQ_ENTRYPOINT, None))[0])
     _, pid = await _started_by(consumers, job_id)
     await asyncio.sleep(0.6)
@@ -133,15 +152,21 @@ async def _peer_sample(conn: asyncpg.Connection, queries: Any,
     await conn.execute("DELETE FROM pgqueuer WHERE id = $1", int(job_id))
     await stop_process(victim.proc)
     consumers.remove(victim)
-    replacement = PgqConsumer(dsn, PGQ_ENTRYPOINT, sleep_sec=600,
-                              heartbeat_sec=HEARTBEAT_TIMEOUT, dequeue_timeout_sec=PGQ_POLL)
+    replacement = PgqConsumer(
+        dsn,
+        PGQ_ENTRYPOINT,
+        sleep_sec=600,
+        heartbeat_sec=HEARTBEAT_TIMEOUT,
+        dequeue_timeout_sec=PGQ_POLL,
+    )
     await replacement.start()
     consumers.append(replacement)
     return {"restarted_sec": restarted_at - (beat.timestamp() + HEARTBEAT_TIMEOUT)}
 
 
-async def _started_by(consumers: list[PgqConsumer], job_id: str,
-                      timeout: float = 10.0) -> tuple[float, int]:
+async def _started_by(
+    consumers: list[PgqConsumer], job_id: str, timeout: float = 10.0
+) -> tuple[float, int]:
     async def seen() -> bool:
         return any(job_id in c.started for c in consumers)
 
@@ -167,28 +192,49 @@ async def run(ctx: Context) -> dict[str, Any]:
         pgq_conn = await asyncpg.connect(dsn)
         queries = Queries(AsyncpgDriver(pgq_conn))
         await queries.install()
-        consumers = [PgqConsumer(dsn, PGQ_ENTRYPOINT, sleep_sec=600,
-                                 heartbeat_sec=HEARTBEAT_TIMEOUT, dequeue_timeout_sec=PGQ_POLL)
-                     for _ in range(2)]
+        consumers = [
+            PgqConsumer(
+                dsn,
+                PGQ_ENTRYPOINT,
+                sleep_sec=600,
+                heartbeat_sec=HEARTBEAT_TIMEOUT,
+                dequeue_timeout_sec=PGQ_POLL,
+            )
+            for _ in range(2)
+        ]
         try:
-            async with run_fake_runpod(rate_limit_quota=1_000_000, clock=time.time,
-                                       on_create=pods.on_create,
-                                       on_terminate=pods.on_terminate) as fake:
+            async with run_fake_runpod(
+                rate_limit_quota=1_000_000,
+                clock=time.time,
+                on_create=pods.on_create,
+                on_terminate=pods.on_terminate,
+            ) as fake:
                 extra = json.dumps({"HEARTBEAT_INTERVAL_SEC": str(HEARTBEAT_INTERVAL)})
-                reactor = ReactorProcess(reactor_env(
-                    dsn, ctx.worker_dsn(dsn), fake, MIN_ACTIVE_GPUS="2", MAX_ACTIVE_GPUS="3",
-                    GPU_IDLE_TIMEOUT_SEC=str(HEARTBEAT_TIMEOUT), WORKER_EXTRA_ENV=extra))
+                reactor = ReactorProcess(
+                    reactor_env(
+                        dsn,
+                        ctx.worker_dsn(dsn),
+                        fake,
+                        MIN_ACTIVE_GPUS="2",
+                        MAX_ACTIVE_GPUS="3",
+                        GPU_IDLE_TIMEOUT_SEC=str(HEARTBEAT_TIMEOUT),
+                        WORKER_EXTRA_ENV=extra,
+                    )
+                )
                 try:
                     await reactor.start()
                     for consumer in consumers:
                         await consumer.start()
                     task_id = await conn.fetchval(
                         "INSERT INTO tasks (task_type, params, max_attempts) VALUES "
-                        "('sleep', '{\"seconds\": 600}', 1000) RETURNING id")
+                        "('sleep', '{\"seconds\": 600}', 1000) RETURNING id"
+                    )
                     for i in range(samples):
-                        steps = [(ours, lambda: _ours_sample(conn, fake, pods, task_id)),
-                                 (peer, lambda: _peer_sample(pgq_conn, queries, consumers, dsn))]
-                        for into, step in (steps if i % 2 == 0 else steps[::-1]):
+                        steps = [
+                            (ours, lambda: _ours_sample(conn, fake, pods, task_id)),
+                            (peer, lambda: _peer_sample(pgq_conn, queries, consumers, dsn)),
+                        ]
+                        for into, step in steps if i % 2 == 0 else steps[::-1]:
                             into.append(await step())
                 finally:
                     await reactor.stop()
@@ -205,23 +251,36 @@ def _report(ours: list[dict], peer: list[dict]) -> dict[str, Any]:
     def col(runs: list[dict], key: str) -> dict[str, Any]:
         return summary([r[key] * 1000 for r in runs])
 
-    figures = {"requeued_ms": col(ours, "requeued_sec"),
-               "restarted_ms": col(ours, "restarted_sec"),
-               "create_call_ms": col(ours, "create_call_sec"),
-               "pgqueuer_restarted_ms": col(peer, "restarted_sec")}
+    figures = {
+        "requeued_ms": col(ours, "requeued_sec"),
+        "restarted_ms": col(ours, "restarted_sec"),
+        "create_call_ms": col(ours, "create_call_sec"),
+        "pgqueuer_restarted_ms": col(peer, "restarted_sec"),
+    }
     ratio = None
     if figures["restarted_ms"]["median"] and figures["pgqueuer_restarted_ms"]["median"]:
         ratio = figures["restarted_ms"]["median"] / figures["pgqueuer_restarted_ms"]["median"]
-    rows = [["task requeued", spread(figures["requeued_ms"], 0), "-", "-"],
-            ["task started again by an idle worker", spread(figures["restarted_ms"], 0),
-             spread(figures["pgqueuer_restarted_ms"], 0),
-             f"{ratio:.3f}" if ratio is not None else "-"],
-            ["replacement pod's create call", spread(figures["create_call_ms"], 0), "-", "-"]]
+    rows = [
+        ["task requeued", spread(figures["requeued_ms"], 0), "-", "-"],
+        [
+            "task started again by an idle worker",
+            spread(figures["restarted_ms"], 0),
+            spread(figures["pgqueuer_restarted_ms"], 0),
+            f"{ratio:.3f}" if ratio is not None else "-",
+        ],
+        ["replacement pod's create call", spread(figures["create_call_ms"], 0), "-", "-"],
+    ]
     table = render_table(
         f"Recovery after SIGKILL mid-task: ms after the heartbeat deadline (last beat + "
         f"{HEARTBEAT_TIMEOUT:g} s), median (min–max) of {len(ours)} kill(s)",
         ["step", "ours", f"pgqueuer (heartbeat 2 s, poll {PGQ_POLL:g} s)", "ours/pgqueuer"],
-        rows)
-    return {"name": NAME, "figures": figures, "ours_over_pgqueuer": ratio,
-            "runs": {"ours": ours, "peer": peer},
-            "headline": {k: v["median"] for k, v in figures.items()}, "table": table}
+        rows,
+    )
+    return {
+        "name": NAME,
+        "figures": figures,
+        "ours_over_pgqueuer": ratio,
+        "runs": {"ours": ours, "peer": peer},
+        "headline": {k: v["median"] for k, v in figures.items()},
+        "table": table,
+    }

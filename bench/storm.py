@@ -43,7 +43,8 @@ PEER_SETUP = """
 CREATE TABLE IF NOT EXISTS tasks_notify (LIKE tasks INCLUDING ALL);
 CREATE OR REPLACE FUNCTION bench_notify_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('bench_row', json_build_object('id', NEW.id, 'task_type', NEW.task_type)::text);
+    PERFORM pg_notify('bench_row',
+                      json_build_object('id', NEW.id, 'task_type', NEW.task_type)::text);
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS bench_notify_row ON tasks_notify;
@@ -52,11 +53,14 @@ CREATE TRIGGER bench_notify_row AFTER INSERT ON tasks_notify
 """
 
 
-async def _paced(conn: asyncpg.Connection, table: str, quota: int, seconds: float,
-                 batch: bool) -> None:
+async def _paced(
+    conn: asyncpg.Connection, table: str, quota: int, seconds: float, batch: bool
+) -> None:
     single = f"INSERT INTO {table} (task_type, params) VALUES ('storm', '{{}}')"
-    multi = (f"INSERT INTO {table} (task_type, params) SELECT 'storm', jsonb_build_object('n', g) "
-             f"FROM generate_series(1, $1::int) AS g")
+    multi = (
+        f"INSERT INTO {table} (task_type, params) SELECT 'storm', jsonb_build_object('n', g) "
+        f"FROM generate_series(1, $1::int) AS g"
+    )
     started = time.perf_counter()
     done = 0
     while done < quota:
@@ -85,7 +89,8 @@ async def _storm(dsn: str, table: str, total: int, seconds: float) -> float:
     try:
         await asyncio.gather(
             _paced(conns[0], table, batched, seconds, True),
-            *(_paced(c, table, singles, seconds, False) for c in conns[1:]))
+            *(_paced(c, table, singles, seconds, False) for c in conns[1:]),
+        )
     finally:
         for conn in conns:
             await conn.close()
@@ -137,15 +142,22 @@ async def _count(admin: asyncpg.Connection, table: str, total: int) -> None:
         raise Misbehaviour(f"{table}: {found} rows after inserting {total}")
 
 
-async def _ours(ctx: Context, dsn: str, admin: asyncpg.Connection, total: int,
-                seconds: float) -> dict[str, float]:
+async def _ours(
+    ctx: Context, dsn: str, admin: asyncpg.Connection, total: int, seconds: float
+) -> dict[str, float]:
     from tests.fakes.runpod_v2 import run_fake_runpod
 
     desired = min(MAX_WORKERS, math.ceil(total / THRESHOLD))
     async with run_fake_runpod(rate_limit_quota=1_000_000, clock=time.time) as fake:
-        reactor = ReactorProcess(reactor_env(
-            dsn, ctx.worker_dsn(dsn), fake, MAX_ACTIVE_GPUS=str(MAX_WORKERS),
-            TASKS_PER_GPU_THRESHOLD=str(THRESHOLD)))
+        reactor = ReactorProcess(
+            reactor_env(
+                dsn,
+                ctx.worker_dsn(dsn),
+                fake,
+                MAX_ACTIVE_GPUS=str(MAX_WORKERS),
+                TASKS_PER_GPU_THRESHOLD=str(THRESHOLD),
+            )
+        )
         await reactor.start()
         try:
             cpu0, rec0 = reactor.cpu_seconds(), len(reactor.reconciles())
@@ -163,15 +175,21 @@ async def _ours(ctx: Context, dsn: str, admin: asyncpg.Connection, total: int,
     await _count(admin, "tasks", total)
     if creates > desired:
         raise Misbehaviour(f"{creates} create calls for {desired} desired workers")
-    return {"insert_rate": total / insert_sec, "insert_sec": insert_sec,
-            "notifications": sampler.received, "peak_queue_ppm": sampler.peak * 1e6,
-            "reconciles": reconciles, "reactor_cpu_sec": cpu,
-            "desired_after_start_sec": call.time - started,
-            "desired_after_last_insert_sec": call.time - last_insert}
+    return {
+        "insert_rate": total / insert_sec,
+        "insert_sec": insert_sec,
+        "notifications": sampler.received,
+        "peak_queue_ppm": sampler.peak * 1e6,
+        "reconciles": reconciles,
+        "reactor_cpu_sec": cpu,
+        "desired_after_start_sec": call.time - started,
+        "desired_after_last_insert_sec": call.time - last_insert,
+    }
 
 
-async def _peer(dsn: str, admin: asyncpg.Connection, total: int,
-                seconds: float) -> dict[str, float]:
+async def _peer(
+    dsn: str, admin: asyncpg.Connection, total: int, seconds: float
+) -> dict[str, float]:
     async with QueueSampler(dsn, "bench_row") as sampler:
         insert_sec = await _storm(dsn, "tasks_notify", total, seconds)
 
@@ -183,8 +201,12 @@ async def _peer(dsn: str, admin: asyncpg.Connection, total: int,
 
             await wait_until(drained, timeout=30, interval=0.05, what="row notifications")
     await _count(admin, "tasks_notify", total)
-    return {"insert_rate": total / insert_sec, "insert_sec": insert_sec,
-            "notifications": sampler.received, "peak_queue_ppm": sampler.peak * 1e6}
+    return {
+        "insert_rate": total / insert_sec,
+        "insert_sec": insert_sec,
+        "notifications": sampler.received,
+        "peak_queue_ppm": sampler.peak * 1e6,
+    }
 
 
 async def _reset(admin: asyncpg.Connection) -> None:
@@ -208,8 +230,9 @@ async def run(ctx: Context) -> dict[str, Any]:
             for i in range(runs):
                 steps: list[tuple[list[dict[str, float]], Callable[[], Awaitable[Any]]]] = [
                     (ours, lambda: _ours(ctx, dsn, admin, total, seconds)),
-                    (peer, lambda: _peer(dsn, admin, total, seconds))]
-                for into, step in (steps if i % 2 == 0 else steps[::-1]):
+                    (peer, lambda: _peer(dsn, admin, total, seconds)),
+                ]
+                for into, step in steps if i % 2 == 0 else steps[::-1]:
                     await _reset(admin)
                     into.append(await step())
             await _reset(admin)
@@ -222,18 +245,21 @@ def _col(runs: list[dict[str, float]], key: str) -> dict[str, Any]:
     return summary([r[key] for r in runs if key in r])
 
 
-def _report(ours: list[dict[str, float]], peer: list[dict[str, float]], total: int,
-            seconds: float) -> dict[str, Any]:
+def _report(
+    ours: list[dict[str, float]], peer: list[dict[str, float]], total: int, seconds: float
+) -> dict[str, Any]:
     desired = min(MAX_WORKERS, math.ceil(total / THRESHOLD))
     rows = []
     figures: dict[str, Any] = {}
-    spec = [("insert_rate", "tasks inserted per second", 0),
-            ("notifications", "notifications sent for the tasks", 0),
-            ("peak_queue_ppm", "peak pg_notification_queue_usage(), millionths", 1),
-            ("reconciles", "reconciles", 0),
-            ("reactor_cpu_sec", "reactor CPU seconds", 2),
-            ("desired_after_start_sec", f"s until the {desired}th create call (from start)", 2),
-            ("desired_after_last_insert_sec", "… after the last insert", 2)]
+    spec = [
+        ("insert_rate", "tasks inserted per second", 0),
+        ("notifications", "notifications sent for the tasks", 0),
+        ("peak_queue_ppm", "peak pg_notification_queue_usage(), millionths", 1),
+        ("reconciles", "reconciles", 0),
+        ("reactor_cpu_sec", "reactor CPU seconds", 2),
+        ("desired_after_start_sec", f"s until the {desired}th create call (from start)", 2),
+        ("desired_after_last_insert_sec", "… after the last insert", 2),
+    ]
     for key, label, digits in spec:
         a, b = _col(ours, key), _col(peer, key)
         ratio = (a["median"] / b["median"]) if a["median"] is not None and b["median"] else None
@@ -245,9 +271,21 @@ def _report(ours: list[dict[str, float]], peer: list[dict[str, float]], total: i
     table = render_table(
         f"Storm: {total:,} tasks in ~{seconds} s (80 % in batches, 20 % single rows on "
         f"{SINGLE_CONNECTIONS} connections); median (min–max) of {len(ours)} run(s)",
-        ["figure", "ours (doorbell, reactor running)", "peer: row-level NOTIFY + listener",
-         "ours/peer"], rows)
-    return {"name": NAME, "tasks": total, "seconds": seconds, "desired_workers": desired,
-            "figures": figures, "runs": {"ours": ours, "peer": peer},
-            "headline": {k: figures[k]["ours"]["median"] for k, _, _ in spec},
-            "table": table}
+        [
+            "figure",
+            "ours (doorbell, reactor running)",
+            "peer: row-level NOTIFY + listener",
+            "ours/peer",
+        ],
+        rows,
+    )
+    return {
+        "name": NAME,
+        "tasks": total,
+        "seconds": seconds,
+        "desired_workers": desired,
+        "figures": figures,
+        "runs": {"ours": ours, "peer": peer},
+        "headline": {k: figures[k]["ours"]["median"] for k, _, _ in spec},
+        "table": table,
+    }

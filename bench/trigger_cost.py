@@ -49,32 +49,44 @@ VARIANTS = {
 
 
 def _function(name: str, attributes: str, body: str) -> str:
-    return (f"CREATE FUNCTION bench_{name}() RETURNS trigger LANGUAGE plpgsql {attributes} "
-            f"AS $f$ BEGIN {body} RETURN NULL; END $f$;")
+    return (
+        f"CREATE FUNCTION bench_{name}() RETURNS trigger LANGUAGE plpgsql {attributes} "
+        f"AS $f$ BEGIN {body} RETURN NULL; END $f$;"
+    )
 
 
 def _copy(name: str, level: str = "STATEMENT") -> str:
-    return (f"CREATE TABLE t_{name} (LIKE tasks INCLUDING ALL);"
-            f"CREATE TRIGGER bench_{name} AFTER INSERT ON t_{name} "
-            f"FOR EACH {level} EXECUTE FUNCTION bench_{name}();")
+    return (
+        f"CREATE TABLE t_{name} (LIKE tasks INCLUDING ALL);"
+        f"CREATE TRIGGER bench_{name} AFTER INSERT ON t_{name} "
+        f"FOR EACH {level} EXECUTE FUNCTION bench_{name}();"
+    )
 
 
 def setup_sql(schema: str) -> str:
-    qualified = (f"PERFORM {schema}.gpu_reactor_ring('task_queued') "
-                 f"FROM {schema}.gpu_reactor_doorbell WHERE armed;")
-    return "\n".join([
-        "CREATE TABLE t_none (LIKE tasks INCLUDING ALL);",
-        _function("before_0010", SECDEF_PINNED, "PERFORM gpu_reactor_ring('task_queued');"),
-        _copy("before_0010"),
-        _function("no_set", "SECURITY DEFINER", qualified),
-        _copy("no_set"),
-        _function("empty", "", ""),
-        _copy("empty"),
-        _function("row_notify", "", "PERFORM pg_notify('bench_row', json_build_object("
-                                    "'id', NEW.id, 'task_type', NEW.task_type)::text);"),
-        _copy("row_notify", "ROW"),
-        "UPDATE gpu_reactor_doorbell SET armed = false;",
-    ])
+    qualified = (
+        f"PERFORM {schema}.gpu_reactor_ring('task_queued') "
+        f"FROM {schema}.gpu_reactor_doorbell WHERE armed;"
+    )
+    return "\n".join(
+        [
+            "CREATE TABLE t_none (LIKE tasks INCLUDING ALL);",
+            _function("before_0010", SECDEF_PINNED, "PERFORM gpu_reactor_ring('task_queued');"),
+            _copy("before_0010"),
+            _function("no_set", "SECURITY DEFINER", qualified),
+            _copy("no_set"),
+            _function("empty", "", ""),
+            _copy("empty"),
+            _function(
+                "row_notify",
+                "",
+                "PERFORM pg_notify('bench_row', json_build_object("
+                "'id', NEW.id, 'task_type', NEW.task_type)::text);",
+            ),
+            _copy("row_notify", "ROW"),
+            "UPDATE gpu_reactor_doorbell SET armed = false;",
+        ]
+    )
 
 
 def _table(variant: str) -> str:
@@ -92,15 +104,32 @@ def _instructions(pg: EmbeddedPostgres, valgrind: str, variant: str, inserts: in
         script.write(INSERT.format(table=_table(variant)) * inserts)
         script.seek(0)
         run = subprocess.run(
-            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             str(pg.bindir / "postgres"), "--single", "-D", str(pg.datadir),
-             "-c", "fsync=off", "postgres"],
-            stdin=script, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            timeout=600, cwd="/", check=False, **ids)
+            [
+                valgrind,
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                str(pg.bindir / "postgres"),
+                "--single",
+                "-D",
+                str(pg.datadir),
+                "-c",
+                "fsync=off",
+                "postgres",
+            ],
+            stdin=script,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+            cwd="/",
+            check=False,
+            **ids,
+        )
     match = re.search(r"Collected : (\d+)", run.stderr)
     if run.returncode != 0 or match is None:
-        raise RuntimeError(f"valgrind postgres --single failed ({run.returncode}): "
-                           f"{run.stderr[-500:]}")
+        raise RuntimeError(
+            f"valgrind postgres --single failed ({run.returncode}): {run.stderr[-500:]}"
+        )
     return int(match.group(1))
 
 
@@ -127,8 +156,10 @@ async def run(ctx: Context) -> dict[str, Any]:
         try:
             await _prepare(pg)
             for variant in VARIANTS:
-                counts = [await asyncio.to_thread(_instructions, pg, valgrind, variant, n)
-                          for n in (low, high)]
+                counts = [
+                    await asyncio.to_thread(_instructions, pg, valgrind, variant, n)
+                    for n in (low, high)
+                ]
                 per_tx[variant] = (counts[1] - counts[0]) / (high - low)
         finally:
             await asyncio.to_thread(pg.destroy)
@@ -137,20 +168,39 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 def _report(per_tx: dict[str, float], low: int, high: int) -> dict[str, Any]:
     base = per_tx["none"]
-    figures = {v: {"instructions_per_tx": round(n), "added": round(n - base),
-                   "added_fraction": (n - base) / base} for v, n in per_tx.items()}
-    rows = [[v, VARIANTS[v], fmt(round(n)), fmt(round(n - base)),
-             f"{(n - base) / base:+.0%}"] for v, n in per_tx.items()]
+    figures = {
+        v: {
+            "instructions_per_tx": round(n),
+            "added": round(n - base),
+            "added_fraction": (n - base) / base,
+        }
+        for v, n in per_tx.items()
+    }
+    rows = [
+        [v, VARIANTS[v], fmt(round(n)), fmt(round(n - base)), f"{(n - base) / base:+.0%}"]
+        for v, n in per_tx.items()
+    ]
     table = render_table(
         "Trigger cost: instructions per single-row INSERT transaction (callgrind)",
-        ["table", "trigger", "instructions/tx", "added by the trigger", "vs none"], rows)
-    table += (f"\nSingle-user postgres under callgrind, ({high} - {low}) autocommitted "
-              f"INSERTs; the doorbell disarmed. Deterministic: the machine's load does not "
-              f"move it.\n")
+        ["table", "trigger", "instructions/tx", "added by the trigger", "vs none"],
+        rows,
+    )
+    table += (
+        f"\nSingle-user postgres under callgrind, ({high} - {low}) autocommitted "
+        f"INSERTs; the doorbell disarmed. Deterministic: the machine's load does not "
+        f"move it.\n"
+    )
     ours, before = figures["ours"]["added"], figures["before_0010"]["added"]
-    return {"name": NAME, "figures": figures, "variants": VARIANTS,
-            "inserts": [low, high],
-            "headline": {"ours_added": ours, "before_0010_added": before,
-                         "empty_trigger_added": figures["empty"]["added"],
-                         "no_trigger_instructions": round(base)},
-            "table": table}
+    return {
+        "name": NAME,
+        "figures": figures,
+        "variants": VARIANTS,
+        "inserts": [low, high],
+        "headline": {
+            "ours_added": ours,
+            "before_0010_added": before,
+            "empty_trigger_added": figures["empty"]["added"],
+            "no_trigger_instructions": round(base),
+        },
+        "table": table,
+    }

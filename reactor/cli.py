@@ -14,9 +14,9 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import asyncpg
 import orjson
 
+from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.errors import ReactorError
 from reactor.logs import register_secrets, scrub, setup_logging
 from reactor.settings import Settings, load_settings
@@ -47,7 +47,7 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_once(args: argparse.Namespace, settings: Settings) -> int:
-    from reactor.service import Reactor
+    from reactor.engine.service import Reactor
 
     summary = await Reactor(settings).once()
     _print_json(summary)
@@ -61,7 +61,7 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from reactor.service import SHUTDOWN_GRACE, Reactor
+    from reactor.engine.service import SHUTDOWN_GRACE, Reactor
 
     reactor = Reactor(settings)
     _install_signals(reactor.stop_event)
@@ -102,6 +102,7 @@ CORE_COMMANDS: dict[str, tuple[Handler, str]] = {
     "once": (cmd_once, "run one full reconcile and print a JSON summary"),
 }
 
+
 def build_parser(commands: dict[str, tuple[Handler, str]] | None = None) -> argparse.ArgumentParser:
     """The parser; ``commands`` (a fresh copy of CORE_COMMANDS by default) receives every
     subcommand's handler, including those other modules register."""
@@ -109,14 +110,15 @@ def build_parser(commands: dict[str, tuple[Handler, str]] | None = None) -> argp
     parser = argparse.ArgumentParser(
         prog="gpu-reactor",
         description="Event-driven GPU fleet controller for task queues in Postgres. "
-                    "Settings come from the environment and .env (see .env.example).")
+        "Settings come from the environment and .env (see .env.example).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_handler, help_text) in CORE_COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text)
     import importlib
 
     # Subcommands contributed by other modules: each exposes register(sub, commands).
-    for module in ("reactor.cli_ops", "reactor.demo"):
+    for module in ("reactor.ops.commands", "reactor.demo.command"):
         try:
             importlib.import_module(module).register(sub, commands)
         except ModuleNotFoundError as exc:
@@ -147,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     except ReactorError as exc:
         print(f"gpu-reactor: {scrub(str(exc))}", file=sys.stderr)
         return 2
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        print(f"gpu-reactor: database or network error: {scrub(str(exc)) or type(exc).__name__}",
-              file=sys.stderr)
+    except TRANSIENT_DB_ERRORS as exc:
+        print(
+            f"gpu-reactor: database or network error: {scrub(str(exc)) or type(exc).__name__}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,13 +11,18 @@ def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """``text`` as one printable line: control and other unprintable characters (NUL,
     CR, LF, escape sequences, bidi overrides) become spaces, runs of whitespace one
     space, and the result is cut to ``limit`` characters ('...' marks a cut)."""
-    text = text[:limit * 4]  # bounds the work; collapsing whitespace only shortens it
+    text = text[: limit * 4]  # bounds the work; collapsing whitespace only shortens it
     cleaned = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return cleaned if len(cleaned) <= limit else cleaned[:max(limit - 3, 0)].rstrip() + "..."
+    return cleaned if len(cleaned) <= limit else cleaned[: max(limit - 3, 0)].rstrip() + "..."
 
 
 class ReactorError(Exception):
-    """Base of all gpu-reactor errors. ``str(err)`` is one line fit for a person."""
+    """Base of all gpu-reactor errors. ``str(err)`` is one line fit for a person: the
+    message is made one printable line (``one_line``) whatever went into it (a driver's
+    multi-line error, a file name with a newline, a provider's body)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
 
 
 class ConfigError(ReactorError):
@@ -39,9 +44,10 @@ class ProviderError(ReactorError):
     it reaches terminals, logs and ``workers.error_reason`` (text, where NUL is refused).
     """
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 request_id: str | None = None) -> None:
-        super().__init__(one_line(message))
+    def __init__(
+        self, message: str, *, status: int | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(message)
         self.status = status
         self.request_id = request_id
 

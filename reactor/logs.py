@@ -22,7 +22,7 @@ def register_secrets(values: list[str]) -> None:
     _SECRETS.update(v for v in values if v and len(v) >= 4)
 
 
-# Per-pod worker tokens (reactor/executor.py) are made afresh for every spawn; rather than
+# Per-pod worker tokens (reactor/engine/executor.py) are made afresh for every spawn; rather than
 # registering each, they carry a prefix that makes them recognisable wherever they appear.
 WORKER_TOKEN_PREFIX = "gpw_"
 _WORKER_TOKEN = re.compile(WORKER_TOKEN_PREFIX + r"[A-Za-z0-9_-]{20,}")
@@ -45,7 +45,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                  + f".{int(record.msecs):03d}Z",
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),

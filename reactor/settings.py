@@ -42,129 +42,254 @@ CommaList = Annotated[list[str], NoDecode]
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
-        validate_default=True)
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
 
     # --- database -------------------------------------------------------------------
     database_url: SecretStr = Field(
-        SecretStr(""), alias="DATABASE_URL",
+        SecretStr(""),
+        alias="DATABASE_URL",
         description="DSN of the database holding tasks and workers (reactor's role). "
-                    "Use a direct or session-mode connection: LISTEN needs one.")
+        "Use a direct or session-mode connection: LISTEN needs one.",
+    )
     worker_database_url: SecretStr | None = Field(
-        None, alias="WORKER_DATABASE_URL",
+        None,
+        alias="WORKER_DATABASE_URL",
         description="DSN handed to GPU pods, meant for the least-privilege gpu_worker role. "
-                    "Defaults to DATABASE_URL for the local provider only.")
+        "Defaults to DATABASE_URL for the local provider only.",
+    )
 
     # --- fleet size -----------------------------------------------------------------
-    min_active_gpus: int = Field(0, ge=0, le=1000, alias="MIN_ACTIVE_GPUS",
-                                 description="Workers kept alive even with an empty queue.")
-    max_active_gpus: int = Field(2, ge=0, le=1000, alias="MAX_ACTIVE_GPUS",
-                                 description="Hard cap on live workers (spawning+active+terminating).")
+    min_active_gpus: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        alias="MIN_ACTIVE_GPUS",
+        description="Workers kept alive even with an empty queue.",
+    )
+    max_active_gpus: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        alias="MAX_ACTIVE_GPUS",
+        description="Hard cap on live workers (spawning+active+terminating).",
+    )
     tasks_per_gpu_threshold: int = Field(
-        3, ge=1, le=100000, alias="TASKS_PER_GPU_THRESHOLD",
-        description="Queued + In Progress tasks one worker is expected to handle.")
+        3,
+        ge=1,
+        le=100000,
+        alias="TASKS_PER_GPU_THRESHOLD",
+        description="Queued + In Progress tasks one worker is expected to handle.",
+    )
     max_hourly_spend_usd: float | None = Field(
-        None, gt=0, le=MAX_USD_PER_HOUR, allow_inf_nan=False, alias="MAX_HOURLY_SPEND_USD",
-        description="USD/hour cap on the summed cost of live workers; unset means no cap.")
+        None,
+        gt=0,
+        le=MAX_USD_PER_HOUR,
+        allow_inf_nan=False,
+        alias="MAX_HOURLY_SPEND_USD",
+        description="USD/hour cap on the summed cost of live workers; unset means no cap.",
+    )
     gpu_hourly_price_usd: float = Field(
-        0.0, ge=0, le=MAX_GPU_PRICE_USD, allow_inf_nan=False, alias="GPU_HOURLY_PRICE_USD",
+        0.0,
+        ge=0,
+        le=MAX_GPU_PRICE_USD,
+        allow_inf_nan=False,
+        alias="GPU_HOURLY_PRICE_USD",
         description="Expected USD/hour of one worker, used for the budget before a pod "
-                    "reports its real cost. 0 = ask the provider's catalog.")
+        "reports its real cost. 0 = ask the provider's catalog.",
+    )
 
     # --- timing (seconds) ------------------------------------------------------------
     gpu_idle_timeout_sec: float = Field(
-        120, gt=0, le=DAY, allow_inf_nan=False, alias="GPU_IDLE_TIMEOUT_SEC",
-        description="Heartbeat timeout: an active worker silent this long is dead.")
+        120,
+        gt=0,
+        le=DAY,
+        allow_inf_nan=False,
+        alias="GPU_IDLE_TIMEOUT_SEC",
+        description="Heartbeat timeout: an active worker silent this long is dead.",
+    )
     task_stuck_timeout_sec: float = Field(
-        4200, gt=0, le=WEEK, allow_inf_nan=False, alias="TASK_STUCK_TIMEOUT_SEC",
+        4200,
+        gt=0,
+        le=WEEK,
+        allow_inf_nan=False,
+        alias="TASK_STUCK_TIMEOUT_SEC",
         description="A task In Progress this long is requeued and its worker drained. Keep it "
-                    "above the workers' TASK_TIMEOUT_SEC (3600 by default).")
+        "above the workers' TASK_TIMEOUT_SEC (3600 by default).",
+    )
     spawning_timeout_sec: float = Field(
-        900, gt=0, le=DAY, allow_inf_nan=False, alias="SPAWNING_TIMEOUT_SEC",
-        description="A pod that has not sent its first heartbeat by then is terminated.")
+        900,
+        gt=0,
+        le=DAY,
+        allow_inf_nan=False,
+        alias="SPAWNING_TIMEOUT_SEC",
+        description="A pod that has not sent its first heartbeat by then is terminated.",
+    )
     task_retry_delay_sec: float = Field(
-        10, ge=0, le=3600, allow_inf_nan=False, alias="TASK_RETRY_DELAY_SEC",
+        10,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        alias="TASK_RETRY_DELAY_SEC",
         description="A task its processor failed waits this long before its next attempt, "
-                    "doubling with each attempt (at most an hour); 0 = requeue at once.")
+        "doubling with each attempt (at most an hour); 0 = requeue at once.",
+    )
     graceful_shutdown_timeout_sec: float = Field(
-        600, gt=0, le=WEEK, allow_inf_nan=False, alias="GRACEFUL_SHUTDOWN_TIMEOUT_SEC",
-        description="Drain limit: a draining worker's pod is terminated after this long.")
+        600,
+        gt=0,
+        le=WEEK,
+        allow_inf_nan=False,
+        alias="GRACEFUL_SHUTDOWN_TIMEOUT_SEC",
+        description="Drain limit: a draining worker's pod is terminated after this long.",
+    )
     scale_down_idle_sec: float = Field(
-        300, ge=0, le=WEEK, allow_inf_nan=False, alias="SCALE_DOWN_IDLE_SEC",
-        description="An active worker idle this long (no task) may be drained if above MIN.")
+        300,
+        ge=0,
+        le=WEEK,
+        allow_inf_nan=False,
+        alias="SCALE_DOWN_IDLE_SEC",
+        description="An active worker idle this long (no task) may be drained if above MIN.",
+    )
     sweep_interval_sec: float = Field(
-        30, gt=0, le=3600, allow_inf_nan=False, alias="SWEEP_INTERVAL_SEC",
-        description="Full reconcile including the provider's pod list, at least this often.")
+        30,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        alias="SWEEP_INTERVAL_SEC",
+        description="Full reconcile including the provider's pod list, at least this often.",
+    )
     coalesce_window_sec: float = Field(
-        0.05, ge=0, le=10, allow_inf_nan=False, alias="COALESCE_WINDOW_SEC",
-        description="After a reconcile, events within this window are folded into the next one.")
+        0.05,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        alias="COALESCE_WINDOW_SEC",
+        description="After a reconcile, events within this window are folded into the next one.",
+    )
     listener_check_interval_sec: float = Field(
-        5, gt=0, le=60, allow_inf_nan=False, alias="LISTENER_CHECK_INTERVAL_SEC",
-        description="How often the listener connection is probed with a NOTIFY round-trip.")
+        5,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        alias="LISTENER_CHECK_INTERVAL_SEC",
+        description="How often the listener connection is probed with a NOTIFY round-trip.",
+    )
     spawn_failure_backoff_sec: float = Field(
-        30, gt=0, le=MAX_SPAWN_BACKOFF_SEC, allow_inf_nan=False,
+        30,
+        gt=0,
+        le=MAX_SPAWN_BACKOFF_SEC,
+        allow_inf_nan=False,
         alias="SPAWN_FAILURE_BACKOFF_SEC",
         description="After a create fails for lack of capacity, wait this long (doubling, "
-                    "capped at 10 minutes) before trying that GPU type again.")
+        "capped at 10 minutes) before trying that GPU type again.",
+    )
 
     # --- identity and provider -----------------------------------------------------------
     reactor_fleet: str = Field(
-        "gpu-reactor", alias="REACTOR_FLEET",
+        "gpu-reactor",
+        alias="REACTOR_FLEET",
         description="Fleet name: pod name prefix and GPU_REACTOR_FLEET env marker. "
-                    "Pods without both marks are never touched.")
+        "Pods without both marks are never touched.",
+    )
     reactor_provider: Literal["runpod", "local"] = Field(
-        "runpod", alias="REACTOR_PROVIDER", description="Where pods come from.")
+        "runpod", alias="REACTOR_PROVIDER", description="Where pods come from."
+    )
     worker_extra_env: dict[str, str] = Field(
-        default_factory=dict, alias="WORKER_EXTRA_ENV",
-        description="JSON object of extra environment variables for every worker.")
+        default_factory=dict,
+        alias="WORKER_EXTRA_ENV",
+        description="JSON object of extra environment variables for every worker.",
+    )
 
-    runpod_api_url: str = Field("https://api.runpod.io/v2", alias="RUNPOD_API_URL",
-                                description="Runpod REST v2 base URL.")
-    runpod_api_key: SecretStr | None = Field(None, alias="RUNPOD_API_KEY",
-                                             description="Runpod API key (Bearer).")
+    runpod_api_url: str = Field(
+        "https://api.runpod.io/v2", alias="RUNPOD_API_URL", description="Runpod REST v2 base URL."
+    )
+    runpod_api_key: SecretStr | None = Field(
+        None, alias="RUNPOD_API_KEY", description="Runpod API key (Bearer)."
+    )
     runpod_gpu_types: CommaList = Field(
-        default_factory=list, alias="RUNPOD_GPU_TYPES",
-        description="Comma-separated GPU type ids in order of preference.")
+        default_factory=list,
+        alias="RUNPOD_GPU_TYPES",
+        description="Comma-separated GPU type ids in order of preference.",
+    )
     runpod_instance_type: str | None = Field(
-        None, alias="RUNPOD_INSTANCE_TYPE",
-        description="Seed name: one GPU type, used when RUNPOD_GPU_TYPES is unset.")
+        None,
+        alias="RUNPOD_INSTANCE_TYPE",
+        description="Seed name: one GPU type, used when RUNPOD_GPU_TYPES is unset.",
+    )
     runpod_container_image: str = Field(
-        "ghcr.io/gpu-reactor/gpu-worker:latest", alias="RUNPOD_CONTAINER_IMAGE",
-        description="Worker image every pod runs (see ops/worker.Dockerfile).")
+        "ghcr.io/gpu-reactor/gpu-worker:latest",
+        alias="RUNPOD_CONTAINER_IMAGE",
+        description="Worker image every pod runs (see ops/worker.Dockerfile).",
+    )
     runpod_container_disk_size_gb: int = Field(
-        50, ge=1, le=4000, alias="RUNPOD_CONTAINER_DISK_SIZE_GB",
-        description="Container disk in GB, wiped on restart.")
+        50,
+        ge=1,
+        le=4000,
+        alias="RUNPOD_CONTAINER_DISK_SIZE_GB",
+        description="Container disk in GB, wiped on restart.",
+    )
     runpod_cloud: Literal["SECURE", "COMMUNITY"] = Field(
-        "SECURE", alias="RUNPOD_CLOUD", description="SECURE or COMMUNITY cloud.")
+        "SECURE", alias="RUNPOD_CLOUD", description="SECURE or COMMUNITY cloud."
+    )
     runpod_data_centers: CommaList = Field(
-        default_factory=list, alias="RUNPOD_DATA_CENTERS",
-        description="Comma-separated data center ids, tried in order; empty = any.")
+        default_factory=list,
+        alias="RUNPOD_DATA_CENTERS",
+        description="Comma-separated data center ids, tried in order; empty = any.",
+    )
     runpod_network_volume_id: str | None = Field(
-        None, alias="RUNPOD_NETWORK_VOLUME_ID",
-        description="Network volume to mount (must be in the pod's data center).")
-    runpod_volume_mount_path: str = Field("/workspace", alias="RUNPOD_VOLUME_MOUNT_PATH",
-                                          description="Where the network volume is mounted.")
+        None,
+        alias="RUNPOD_NETWORK_VOLUME_ID",
+        description="Network volume to mount (must be in the pod's data center).",
+    )
+    runpod_volume_mount_path: str = Field(
+        "/workspace",
+        alias="RUNPOD_VOLUME_MOUNT_PATH",
+        description="Where the network volume is mounted.",
+    )
     runpod_request_timeout_sec: float = Field(
-        20, gt=0, le=300, allow_inf_nan=False, alias="RUNPOD_REQUEST_TIMEOUT_SEC",
-        description="Timeout of one Runpod API request.")
+        20,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        alias="RUNPOD_REQUEST_TIMEOUT_SEC",
+        description="Timeout of one Runpod API request.",
+    )
 
     local_worker_command: str = Field(
-        "", alias="LOCAL_WORKER_COMMAND",
+        "",
+        alias="LOCAL_WORKER_COMMAND",
         description="Command line the local provider runs per worker; default: this "
-                    "Python's 'python -m worker'.")
+        "Python's 'python -m worker'.",
+    )
 
     # --- operator surface ----------------------------------------------------------------
-    reactor_http_host: str = Field("127.0.0.1", alias="REACTOR_HTTP_HOST",
-                                   description="Address of /metrics, /status, /healthz.")
-    reactor_http_port: int = Field(9108, ge=0, le=65535, alias="REACTOR_HTTP_PORT",
-                                   description="Port of the HTTP server; 0 disables it.")
+    reactor_http_host: str = Field(
+        "127.0.0.1",
+        alias="REACTOR_HTTP_HOST",
+        description="Address of /metrics, /status, /healthz.",
+    )
+    reactor_http_port: int = Field(
+        9108,
+        ge=0,
+        le=65535,
+        alias="REACTOR_HTTP_PORT",
+        description="Port of the HTTP server; 0 disables it.",
+    )
     reactor_http_token: SecretStr | None = Field(
-        None, alias="REACTOR_HTTP_TOKEN",
-        description="When set, /status requires 'Authorization: Bearer <token>'.")
+        None,
+        alias="REACTOR_HTTP_TOKEN",
+        description="When set, /status requires 'Authorization: Bearer <token>'.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", alias="LOG_LEVEL", description="Log level.")
+        "INFO", alias="LOG_LEVEL", description="Log level."
+    )
     log_format: Literal["auto", "json", "text"] = Field(
-        "auto", alias="LOG_FORMAT", description="auto: text on a terminal, JSON otherwise.")
+        "auto", alias="LOG_FORMAT", description="auto: text on a terminal, JSON otherwise."
+    )
 
     @field_validator("runpod_gpu_types", "runpod_data_centers", mode="before")
     @classmethod
@@ -190,9 +315,11 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value():
             problem = dsn_problem(value.get_secret_value())
             if problem:
-                raise PydanticCustomError(INVALID_DSN, "{problem} (expected postgresql://"
-                                          "user:password@host:port/database)",
-                                          {"problem": problem})
+                raise PydanticCustomError(
+                    INVALID_DSN,
+                    "{problem} (expected postgresql://user:password@host:port/database)",
+                    {"problem": problem},
+                )
         return value
 
     @field_validator("gpu_hourly_price_usd")
@@ -207,8 +334,10 @@ class Settings(BaseSettings):
     def _extra_env(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
             if not _ENV_NAME.match(name):
-                raise ValueError(f"{name[:40]!r} is not an environment variable name "
-                                 "(letters, digits and '_', not starting with a digit)")
+                raise ValueError(
+                    f"{name[:40]!r} is not an environment variable name "
+                    "(letters, digits and '_', not starting with a digit)"
+                )
             if "\x00" in text:
                 raise ValueError(f"the value of {name} contains a NUL character")
         return value
@@ -218,21 +347,28 @@ class Settings(BaseSettings):
         if self.min_active_gpus > self.max_active_gpus:
             raise ValueError(
                 f"MIN_ACTIVE_GPUS ({self.min_active_gpus}) is above MAX_ACTIVE_GPUS "
-                f"({self.max_active_gpus})")
+                f"({self.max_active_gpus})"
+            )
         if not self.runpod_gpu_types and self.runpod_instance_type:
             self.runpod_gpu_types = [self.runpod_instance_type]
-        if (self.max_hourly_spend_usd is not None and self.gpu_hourly_price_usd
-                and self.max_hourly_spend_usd < self.gpu_hourly_price_usd):
+        if (
+            self.max_hourly_spend_usd is not None
+            and self.gpu_hourly_price_usd
+            and self.max_hourly_spend_usd < self.gpu_hourly_price_usd
+        ):
             raise ValueError(
                 f"MAX_HOURLY_SPEND_USD ({self.max_hourly_spend_usd}) is below the price of one "
-                f"worker (GPU_HOURLY_PRICE_USD={self.gpu_hourly_price_usd})")
+                f"worker (GPU_HOURLY_PRICE_USD={self.gpu_hourly_price_usd})"
+            )
         return self
 
     # --- helpers ---------------------------------------------------------------------
     def dsn(self) -> str:
         value = self.database_url.get_secret_value()
         if not value:
-            raise ConfigError("DATABASE_URL is not set: point it at the database holding the tasks table")
+            raise ConfigError(
+                "DATABASE_URL is not set: point it at the database holding the tasks table"
+            )
         return value
 
     def worker_dsn(self) -> str:
@@ -241,14 +377,19 @@ class Settings(BaseSettings):
         if self.reactor_provider == "local":
             return self.dsn()
         raise ConfigError(
-            "WORKER_DATABASE_URL is not set: GPU pods need a DSN (use the gpu_worker role)")
+            "WORKER_DATABASE_URL is not set: GPU pods need a DSN (use the gpu_worker role)"
+        )
 
     def secrets(self) -> list[str]:
         """Every secret value in force, for log and output scrubbing: the DSNs and their
         passwords, the API key, the HTTP token and the WORKER_EXTRA_ENV values (tokens
         for the pods, echoed back by a provider that quotes a pod's env)."""
-        values = [self.database_url, self.worker_database_url, self.runpod_api_key,
-                  self.reactor_http_token]
+        values = [
+            self.database_url,
+            self.worker_database_url,
+            self.runpod_api_key,
+            self.reactor_http_token,
+        ]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         for dsn in list(found):
             password = _dsn_password(dsn)
@@ -290,8 +431,10 @@ def dsn_problem(dsn: str) -> str | None:
     try:
         parts = urlsplit(dsn)
     except ValueError:
-        return ("not a readable URL (in the user name or password, percent-encode "
-                "'@', ':', '/', '?', '#', '[' and ']')")
+        return (
+            "not a readable URL (in the user name or password, percent-encode "
+            "'@', ':', '/', '?', '#', '[' and ']')"
+        )
     if parts.scheme not in ("postgresql", "postgres"):
         return "not a URL starting with postgresql:// or postgres://"
     try:

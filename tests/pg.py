@@ -26,8 +26,9 @@ WORKER_LOGIN = "gpu_worker_test"
 WORKER_PASSWORD = "worker-test-password"
 
 
-def with_database(dsn: str, dbname: str, *, user: str | None = None,
-                  password: str | None = None) -> str:
+def with_database(
+    dsn: str, dbname: str, *, user: str | None = None, password: str | None = None
+) -> str:
     parts = urlsplit(dsn)
     netloc = parts.netloc
     if user is not None:
@@ -75,7 +76,9 @@ class PgServer:
             await migrate(tpl)
             if not exists:
                 await tpl.execute(
-                    f"CREATE ROLE {WORKER_LOGIN} LOGIN PASSWORD '{WORKER_PASSWORD}' IN ROLE gpu_worker")
+                    f"CREATE ROLE {WORKER_LOGIN} LOGIN PASSWORD '{WORKER_PASSWORD}'"
+                    " IN ROLE gpu_worker"
+                )
         finally:
             await tpl.close()
 

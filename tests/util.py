@@ -11,8 +11,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def wait_until(predicate: Callable[[], T | Awaitable[T]], *, timeout: float = 10.0,
-                     interval: float = 0.02, what: str = "condition") -> T:
+async def wait_until(
+    predicate: Callable[[], T | Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -112,22 +112,32 @@ class CommandProcessor:
 
     def _env(self, task: ClaimedTask) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
-        env.update(GPU_REACTOR_TASK_ID=str(task.id), GPU_REACTOR_TASK_TYPE=task.task_type,
-                   GPU_REACTOR_TASK_ATTEMPT=str(task.attempt))
+        env.update(
+            GPU_REACTOR_TASK_ID=str(task.id),
+            GPU_REACTOR_TASK_TYPE=task.task_type,
+            GPU_REACTOR_TASK_ATTEMPT=str(task.attempt),
+        )
         return env
 
     async def __call__(self, task: ClaimedTask) -> Any:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self._env(task), start_new_session=True,
-                preexec_fn=_PREEXEC)
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env(task),
+                start_new_session=True,
+                preexec_fn=_PREEXEC,
+            )
         except OSError as exc:
             raise ProcessorError(f"cannot start command {self.argv[0]!r}: {exc}") from exc
         output = _Output()
-        io = asyncio.gather(self._feed(proc, task.params),
-                            output.read_stdout(proc.stdout),  # type: ignore[arg-type]
-                            output.read_stderr(proc.stderr))  # type: ignore[arg-type]
+        io = asyncio.gather(
+            self._feed(proc, task.params),
+            output.read_stdout(proc.stdout),  # type: ignore[arg-type]
+            output.read_stderr(proc.stderr),  # type: ignore[arg-type]
+        )
         io.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             async with asyncio.timeout(self.timeout):
@@ -138,8 +148,9 @@ class CommandProcessor:
                     await asyncio.shield(io)
         except TimeoutError:
             await asyncio.shield(_stop(proc))
-            raise ProcessorError(f"command timed out after {self.timeout:g}s "
-                                 f"(TASK_TIMEOUT_SEC){output.tail()}") from None
+            raise ProcessorError(
+                f"command timed out after {self.timeout:g}s (TASK_TIMEOUT_SEC){output.tail()}"
+            ) from None
         finally:
             if proc.returncode is None:  # cancelled: the worker is stopping
                 await asyncio.shield(_stop(proc))
@@ -158,14 +169,18 @@ class CommandProcessor:
     @staticmethod
     def _result(returncode: int | None, output: _Output) -> Any:
         if returncode:
-            status = f"exited with status {returncode}" if returncode > 0 else _signal_name(returncode)
+            status = (
+                f"exited with status {returncode}" if returncode > 0 else _signal_name(returncode)
+            )
             raise ProcessorError(f"command {status}{output.tail()}")
         if output.too_large:
             raise ProcessorError(f"command printed more than {MAX_STDOUT} bytes on stdout")
         try:
             return parse_output(bytes(output.stdout))
         except ValueError as exc:
-            raise ProcessorError(f"command output is not a JSON result: {exc}{output.tail()}") from None
+            raise ProcessorError(
+                f"command output is not a JSON result: {exc}{output.tail()}"
+            ) from None
 
 
 def _kill_group(pgid: int, sig: signal.Signals = signal.SIGKILL) -> None:

@@ -65,8 +65,9 @@ class ClaimedTask:
 class Link:
     """One named connection, opened on demand, re-opened after a loss."""
 
-    def __init__(self, dsn: str, *, name: str, worker_id: str, timeout: float,
-                 token: str | None = None) -> None:
+    def __init__(
+        self, dsn: str, *, name: str, worker_id: str, timeout: float, token: str | None = None
+    ) -> None:
         self.dsn = dsn
         self.token = token
         self.name = name
@@ -85,8 +86,11 @@ class Link:
         app = f"gpu-worker {self.name} {self.worker_id}"[:63]
         try:
             conn = await asyncpg.connect(
-                self.dsn, timeout=self.timeout, command_timeout=self.timeout,
-                server_settings={"application_name": app})
+                self.dsn,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
+                server_settings={"application_name": app},
+            )
         except TRANSIENT as exc:
             raise DatabaseUnavailable(f"cannot connect: {describe(exc)}") from exc
         if self.token:
@@ -127,8 +131,9 @@ class Link:
 
     # --- the SQL contract ------------------------------------------------------------
     async def heartbeat(self, metadata: dict[str, Any]) -> str:
-        status = await self._call("fetchval", queries.HEARTBEAT, self.worker_id,
-                                  orjson.dumps(metadata).decode())
+        status = await self._call(
+            "fetchval", queries.HEARTBEAT, self.worker_id, orjson.dumps(metadata).decode()
+        )
         # NULL: the row belongs to a worker whose token this session does not hold.
         return REFUSED if status is None else str(status)
 
@@ -139,17 +144,32 @@ class Link:
         row = await self._call("fetchrow", queries.CLAIM, self.worker_id, task_types)
         if row is None:
             return None
-        return ClaimedTask(id=row["id"], task_type=row["task_type"],
-                           params=orjson.loads(row["params"]), attempt=row["attempts"],
-                           max_attempts=row["max_attempts"])
+        return ClaimedTask(
+            id=row["id"],
+            task_type=row["task_type"],
+            params=orjson.loads(row["params"]),
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+        )
 
     async def complete(self, task: ClaimedTask, result_json: bytes) -> bool:
-        return bool(await self._call("fetchval", queries.COMPLETE, task.id,
-                                     result_json.decode(), self.worker_id, task.attempt))
+        return bool(
+            await self._call(
+                "fetchval",
+                queries.COMPLETE,
+                task.id,
+                result_json.decode(),
+                self.worker_id,
+                task.attempt,
+            )
+        )
 
     async def fail(self, task: ClaimedTask, error: str) -> bool:
-        return bool(await self._call("fetchval", queries.FAIL, task.id, clean_text(error),
-                                     self.worker_id, task.attempt))
+        return bool(
+            await self._call(
+                "fetchval", queries.FAIL, task.id, clean_text(error), self.worker_id, task.attempt
+            )
+        )
 
     async def release_held(self) -> int:
         """Hand back tasks a previous process under this id held (start-up only)."""
@@ -176,13 +196,22 @@ async def open_with_retries(link: Link, *, retries: int, cap: float) -> None:
         except DatabaseUnavailable as exc:
             if attempt == retries:
                 tries = f"{retries} attempt" + ("s" if retries > 1 else "")
-                raise StartupError(f"cannot reach the database at {where} after {tries}: "
-                                   f"{exc.__cause__ and describe(exc.__cause__)}") from exc
+                raise StartupError(
+                    f"cannot reach the database at {where} after {tries}: "
+                    f"{exc.__cause__ and describe(exc.__cause__)}"
+                ) from exc
             delay = next(delays)
-            log.warning("db_connect_failed", extra={"attempt": attempt, "retries": retries,
-                                                    "retry_in": round(delay, 2),
-                                                    "error": str(exc)})
+            log.warning(
+                "db_connect_failed",
+                extra={
+                    "attempt": attempt,
+                    "retries": retries,
+                    "retry_in": round(delay, 2),
+                    "error": str(exc),
+                },
+            )
             await asyncio.sleep(delay)
         except asyncpg.PostgresError as exc:  # bad password, unknown database: permanent
-            raise StartupError(f"the database at {where} refused the connection: "
-                               f"{describe(exc)}") from exc
+            raise StartupError(
+                f"the database at {where} refused the connection: {describe(exc)}"
+            ) from exc

@@ -58,8 +58,12 @@ class GpuProbe:
             return {}
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.executable, *QUERY, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+                self.executable,
+                *QUERY,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
         except OSError as exc:
             self._warn(f"cannot run nvidia-smi: {exc}")
             return {}
@@ -73,7 +77,9 @@ class GpuProbe:
             self._warn(f"nvidia-smi did not answer within {TIMEOUT_SEC:g}s")
             return {}
         if proc.returncode != 0:
-            self._warn(f"nvidia-smi exited {proc.returncode}: {err.decode(errors='replace')[-200:]}")
+            self._warn(
+                f"nvidia-smi exited {proc.returncode}: {err.decode(errors='replace')[-200:]}"
+            )
             return {}
         return summarise(parse_nvidia_smi(out.decode(errors="replace")))
 

@@ -29,14 +29,25 @@ STOP_STATUSES = frozenset({"terminating", "error", "terminated"})
 
 
 class Heartbeat:
-    def __init__(self, *, link: Link, state: WorkerState, interval: float,
-                 gpu: GpuProbe, static: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        link: Link,
+        state: WorkerState,
+        interval: float,
+        gpu: GpuProbe,
+        static: dict[str, Any] | None = None,
+    ) -> None:
         self.link = link
         self.state = state
         self.interval = interval
         self.gpu = gpu
-        self.static = {"pid": os.getpid(), "hostname": socket.gethostname(),
-                       "worker_version": __version__, **(static or {})}
+        self.static = {
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "worker_version": __version__,
+            **(static or {}),
+        }
         self.status: str | None = None
         self._poke = asyncio.Event()
         self._failing = False
@@ -52,24 +63,36 @@ class Heartbeat:
         """One heartbeat; returns the worker's status (raises DatabaseUnavailable)."""
         status = await self.link.heartbeat(await self.metadata())
         if status != self.status:
-            log.info("heartbeat_status", extra={"worker_id": self.state.worker_id,
-                                                "status": status, "previous": self.status})
+            log.info(
+                "heartbeat_status",
+                extra={
+                    "worker_id": self.state.worker_id,
+                    "status": status,
+                    "previous": self.status,
+                },
+            )
             self.status = status
         self.obey(status)
         return status
 
     def obey(self, status: str) -> None:
         if status == REFUSED:
-            log.error("heartbeat_refused", extra={
-                "worker_id": self.state.worker_id,
-                "error": "the database refuses this worker id: WORKER_TOKEN is missing or "
-                         "is not the one the reactor gave this pod"})
+            log.error(
+                "heartbeat_refused",
+                extra={
+                    "worker_id": self.state.worker_id,
+                    "error": "the database refuses this worker id: WORKER_TOKEN is missing or "
+                    "is not the one the reactor gave this pod",
+                },
+            )
             self.state.drain("heartbeat refused (WORKER_TOKEN)")
         elif status in STOP_STATUSES:
             self.state.drain(f"status {status}")
         elif status not in LIVE_STATUSES:
-            log.warning("heartbeat_unknown_status", extra={"worker_id": self.state.worker_id,
-                                                          "status": status})
+            log.warning(
+                "heartbeat_unknown_status",
+                extra={"worker_id": self.state.worker_id, "status": status},
+            )
 
     async def run(self) -> None:
         """Beat until cancelled."""
@@ -79,8 +102,10 @@ class Heartbeat:
                 await self.beat()
             except DatabaseUnavailable as exc:
                 if not self._failing:
-                    log.warning("heartbeat_failed", extra={"worker_id": self.state.worker_id,
-                                                           "error": str(exc)})
+                    log.warning(
+                        "heartbeat_failed",
+                        extra={"worker_id": self.state.worker_id, "error": str(exc)},
+                    )
                 self._failing = True
                 continue
             if self._failing:

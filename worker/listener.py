@@ -41,8 +41,16 @@ def classify(payload: str, worker_id: str) -> str:
 
 
 class Listener:
-    def __init__(self, *, link: Link, worker_id: str, on_work: Callable[[], None],
-                 on_status: Callable[[], None], check_interval: float, cap: float) -> None:
+    def __init__(
+        self,
+        *,
+        link: Link,
+        worker_id: str,
+        on_work: Callable[[], None],
+        on_status: Callable[[], None],
+        check_interval: float,
+        cap: float,
+    ) -> None:
         self.link = link
         self.worker_id = worker_id
         self.on_work = on_work
@@ -90,8 +98,10 @@ class Listener:
                 conn, lost = await self._listen()
             except DatabaseUnavailable as exc:
                 delay = next(delays)
-                log.warning("listener_connect_failed", extra={"error": str(exc),
-                                                              "retry_in": round(delay, 2)})
+                log.warning(
+                    "listener_connect_failed",
+                    extra={"error": str(exc), "retry_in": round(delay, 2)},
+                )
                 await asyncio.sleep(delay)
                 continue
             delays = backoff_delays(FIRST_DELAY, self.cap)

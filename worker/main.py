@@ -41,20 +41,37 @@ class Worker:
         self.settings = settings
         self.registry = registry
         self.state = WorkerState(settings.worker_id)
-        self.links = {name: Link(settings.dsn, name=name, worker_id=settings.worker_id,
-                                 timeout=settings.worker_db_timeout_sec, token=settings.token)
-                      for name in ("claim", "heartbeat", "listen")}
+        self.links = {
+            name: Link(
+                settings.dsn,
+                name=name,
+                worker_id=settings.worker_id,
+                timeout=settings.worker_db_timeout_sec,
+                token=settings.token,
+            )
+            for name in ("claim", "heartbeat", "listen")
+        }
         self.heartbeat = Heartbeat(
-            link=self.links["heartbeat"], state=self.state, gpu=GpuProbe(),
+            link=self.links["heartbeat"],
+            state=self.state,
+            gpu=GpuProbe(),
             interval=settings.heartbeat_interval_sec,
-            static={"task_types": settings.worker_task_types or None,
-                    "processors": registry.describe()})
-        self.runner = Runner(link=self.links["claim"], state=self.state, registry=registry,
-                             settings=settings)
+            static={
+                "task_types": settings.worker_task_types or None,
+                "processors": registry.describe(),
+            },
+        )
+        self.runner = Runner(
+            link=self.links["claim"], state=self.state, registry=registry, settings=settings
+        )
         self.listener = Listener(
-            link=self.links["listen"], worker_id=settings.worker_id,
-            on_work=self.runner.wake_up, on_status=self.heartbeat.poke,
-            check_interval=LISTENER_CHECK_SEC, cap=settings.worker_reconnect_max_sec)
+            link=self.links["listen"],
+            worker_id=settings.worker_id,
+            on_work=self.runner.wake_up,
+            on_status=self.heartbeat.poke,
+            check_interval=LISTENER_CHECK_SEC,
+            cap=settings.worker_reconnect_max_sec,
+        )
         self.crashed = False
         self._grace_timer: asyncio.TimerHandle | None = None
 
@@ -76,27 +93,43 @@ class Worker:
     async def _start(self) -> None:
         link = self.links["heartbeat"]
         where = redact_dsn(self.settings.dsn)
-        await open_with_retries(link, retries=self.settings.worker_connect_retries,
-                                cap=self.settings.worker_reconnect_max_sec)
+        await open_with_retries(
+            link,
+            retries=self.settings.worker_connect_retries,
+            cap=self.settings.worker_reconnect_max_sec,
+        )
         try:
             status = await self.heartbeat.beat()
             released = await link.release_held()
         except asyncpg.UndefinedFunctionError as exc:
-            raise StartupError(f"the database at {where} has no gpu-reactor schema "
-                               f"({describe(exc)}): run 'gpu-reactor migrate' first") from exc
+            raise StartupError(
+                f"the database at {where} has no gpu-reactor schema "
+                f"({describe(exc)}): run 'gpu-reactor migrate' first"
+            ) from exc
         except asyncpg.InsufficientPrivilegeError as exc:
-            raise StartupError(f"the login of {where} may not call the worker functions "
-                               f"({describe(exc)}): make it a member of role gpu_worker") from exc
+            raise StartupError(
+                f"the login of {where} may not call the worker functions "
+                f"({describe(exc)}): make it a member of role gpu_worker"
+            ) from exc
         except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
             raise StartupError(f"the first heartbeat to {where} failed: {exc}") from exc
         if released:
-            log.warning("held_tasks_released", extra={"worker_id": self.settings.worker_id,
-                                                      "tasks": released})
-        log.info("worker_started", extra={
-            "worker_id": self.settings.worker_id, "status": status, "version": __version__,
-            "database": where, "task_types": self.settings.worker_task_types or "all",
-            "processors": self.registry.describe(),
-            "gpu": self.heartbeat.gpu.executable is not None})
+            log.warning(
+                "held_tasks_released",
+                extra={"worker_id": self.settings.worker_id, "tasks": released},
+            )
+        log.info(
+            "worker_started",
+            extra={
+                "worker_id": self.settings.worker_id,
+                "status": status,
+                "version": __version__,
+                "database": where,
+                "task_types": self.settings.worker_task_types or "all",
+                "processors": self.registry.describe(),
+                "gpu": self.heartbeat.gpu.executable is not None,
+            },
+        )
 
     # --- signals ---------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -117,14 +150,17 @@ class Worker:
         self.state.drain(reason, grace=grace)
         if self._grace_timer is None:
             self._grace_timer = asyncio.get_running_loop().call_later(
-                grace, self.state.force, f"grace period of {grace:g}s passed")
+                grace, self.state.force, f"grace period of {grace:g}s passed"
+            )
 
     # --- supervision -----------------------------------------------------------------
     async def _supervise(self) -> None:
         """Run until the runner returns; a background task that dies stops the worker."""
         runner = asyncio.create_task(self.runner.run(), name="runner")
-        background = {asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
-                      asyncio.create_task(self.listener.run(), name="listener")}
+        background = {
+            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+            asyncio.create_task(self.listener.run(), name="listener"),
+        }
         try:
             pending = {runner, *background}
             while not runner.done():
@@ -141,9 +177,11 @@ class Worker:
     def _crashed(self, task: asyncio.Task[None]) -> None:
         exc = None if task.cancelled() else task.exception()
         self.crashed = True
-        log.error("task_crashed", extra={"task": task.get_name(),
-                                         "error": describe(exc) if exc else "cancelled"},
-                  exc_info=exc)
+        log.error(
+            "task_crashed",
+            extra={"task": task.get_name(), "error": describe(exc) if exc else "cancelled"},
+            exc_info=exc,
+        )
         if task.get_name() != "runner":
             self.stop(f"{task.get_name()} crashed")
 
@@ -153,10 +191,17 @@ class Worker:
             self._grace_timer.cancel()
         await self._report_drained()
         code = 1 if self.crashed or self.runner.abandoned else 0
-        log.info("worker_exited", extra={
-            "worker_id": self.state.worker_id, "exit_code": code,
-            "reason": self.state.drain_reason, "tasks_completed": self.state.completed,
-            "tasks_failed": self.state.failed, "leases_lost": self.state.lease_lost})
+        log.info(
+            "worker_exited",
+            extra={
+                "worker_id": self.state.worker_id,
+                "exit_code": code,
+                "reason": self.state.drain_reason,
+                "tasks_completed": self.state.completed,
+                "tasks_failed": self.state.failed,
+                "leases_lost": self.state.lease_lost,
+            },
+        )
         return code
 
     async def _report_drained(self) -> None:
@@ -168,22 +213,27 @@ class Worker:
                 accepted = await link.report_drained()
             except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
                 if time.monotonic() + 0.5 >= deadline or not isinstance(exc, DatabaseUnavailable):
-                    log.error("drain_report_failed", extra={"worker_id": self.state.worker_id,
-                                                            "error": str(exc)})
+                    log.error(
+                        "drain_report_failed",
+                        extra={"worker_id": self.state.worker_id, "error": str(exc)},
+                    )
                     return
                 await asyncio.sleep(0.5)
                 continue
-            log.info("drained_reported", extra={"worker_id": self.state.worker_id,
-                                                "accepted": accepted})
+            log.info(
+                "drained_reported", extra={"worker_id": self.state.worker_id, "accepted": accepted}
+            )
             return
 
 
 def _parse_args(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(
-        prog="gpu-worker", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="gpu-worker",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Claims tasks from Postgres and runs them on this machine's GPU. "
-                    "Configured by environment variables only.",
-        epilog="environment variables:\n" + describe_variables())
+        "Configured by environment variables only.",
+        epilog="environment variables:\n" + describe_variables(),
+    )
     parser.add_argument("--version", action="version", version=f"gpu-worker {__version__}")
     parser.parse_args(argv)
 

@@ -60,8 +60,12 @@ class SleepProcessor:
 
     async def __call__(self, task: ClaimedTask) -> Any:
         seconds = task.params.get("seconds") if isinstance(task.params, dict) else None
-        if (not isinstance(seconds, int | float) or isinstance(seconds, bool)
-                or not math.isfinite(seconds) or seconds < 0):
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
             raise ProcessorError('sleep needs params {"seconds": <number >= 0>}')
         await asyncio.sleep(seconds)
         return {"slept": seconds}
@@ -83,8 +87,10 @@ class CallableProcessor:
         try:
             return await _in_daemon_thread(self.fn, task.params, f"task-{task.id}")
         except asyncio.CancelledError:
-            log.warning("processor_thread_abandoned",
-                        extra={"task_id": str(task.id), "processor": self.name})
+            log.warning(
+                "processor_thread_abandoned",
+                extra={"task_id": str(task.id), "processor": self.name},
+            )
             raise
 
 
@@ -128,7 +134,11 @@ def describe_exception(exc: BaseException) -> str:
         return str(exc)
     head = f"{type(exc).__name__}: {exc}".strip()
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return f"{head}\n\n...{trace[-TRACEBACK_TAIL:]}" if len(trace) > TRACEBACK_TAIL else f"{head}\n\n{trace}"
+    return (
+        f"{head}\n\n...{trace[-TRACEBACK_TAIL:]}"
+        if len(trace) > TRACEBACK_TAIL
+        else f"{head}\n\n{trace}"
+    )
 
 
 def load_callable(spec: str) -> Callable[[Any], Any]:
@@ -187,8 +197,10 @@ def _entry_points(wanted: set[str] | None) -> dict[str, Processor]:
         try:
             fn = ep.load()
         except Exception as exc:
-            raise ConfigError(f"entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}) "
-                              f"cannot be loaded: {type(exc).__name__}: {exc}") from exc
+            raise ConfigError(
+                f"entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}) "
+                f"cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
         if not callable(fn):
             raise ConfigError(f"entry point {ep.name} = {ep.value} is not callable")
         found.setdefault(ep.name, CallableProcessor(ep.value, fn))
@@ -210,6 +222,8 @@ def build_registry(settings: Settings) -> Registry:
 
 
 def no_processor_message(task_type: str, worker_id: str) -> str:
-    return (f"no processor for task type {task_type!r} on worker {worker_id}: map it in "
-            "WORKER_PROCESSORS (type=command or type=module:function) or install an entry "
-            f"point in group {ENTRY_POINT_GROUP}")
+    return (
+        f"no processor for task type {task_type!r} on worker {worker_id}: map it in "
+        "WORKER_PROCESSORS (type=command or type=module:function) or install an entry "
+        f"point in group {ENTRY_POINT_GROUP}"
+    )

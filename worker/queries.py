@@ -10,8 +10,10 @@ from __future__ import annotations
 CHANNEL = "gpu_reactor"
 
 HEARTBEAT = "SELECT func_update_worker_heartbeat($1::text, $2::jsonb)"
-CLAIM = ("SELECT id, task_type, params::text AS params, attempts, max_attempts "
-         "FROM func_claim_available_task($1::text, $2::text[])")
+CLAIM = (
+    "SELECT id, task_type, params::text AS params, attempts, max_attempts "
+    "FROM func_claim_available_task($1::text, $2::text[])"
+)
 COMPLETE = "SELECT func_mark_task_complete($1::uuid, $2::jsonb, $3::text, $4::integer)"
 FAIL = "SELECT func_mark_task_failed($1::uuid, $2::text, $3::text, $4::integer)"
 REPORT_DRAINED = "SELECT func_report_worker_drained($1::text)"

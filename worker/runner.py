@@ -53,12 +53,14 @@ class Outcome:
 def _summary(text: str) -> str:
     """An error_message on one short line, for the log."""
     return " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())[
-        :LOG_ERROR_CHARS]
+        :LOG_ERROR_CHARS
+    ]
 
 
 class Runner:
-    def __init__(self, *, link: Link, state: WorkerState, registry: Registry,
-                 settings: Settings) -> None:
+    def __init__(
+        self, *, link: Link, state: WorkerState, registry: Registry, settings: Settings
+    ) -> None:
         self.link = link
         self.state = state
         self.registry = registry
@@ -95,8 +97,10 @@ class Runner:
 
     async def _idle_wait(self) -> None:
         timeout = self.settings.poll_interval_sec * random.uniform(0.9, 1.0)
-        waiters = [asyncio.ensure_future(self.wake.wait()),
-                   asyncio.ensure_future(self.state.draining.wait())]
+        waiters = [
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(self.state.draining.wait()),
+        ]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -106,8 +110,9 @@ class Runner:
     async def _wait_out_outage(self, exc: DatabaseUnavailable) -> None:
         if self._outage is None:
             self._outage = backoff_delays(0.2, self.settings.worker_reconnect_max_sec)
-            log.warning("db_unavailable", extra={"worker_id": self.state.worker_id,
-                                                 "error": str(exc)})
+            log.warning(
+                "db_unavailable", extra={"worker_id": self.state.worker_id, "error": str(exc)}
+            )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(next(self._outage)):
                 await self.state.draining.wait()
@@ -121,9 +126,15 @@ class Runner:
     async def handle(self, task: ClaimedTask) -> None:
         self.state.current = TaskInHand(task.id, task.task_type, task.attempt)
         started = time.monotonic()
-        log.info("task_claimed", extra={"task_id": str(task.id), "task_type": task.task_type,
-                                        "attempt": task.attempt,
-                                        "max_attempts": task.max_attempts})
+        log.info(
+            "task_claimed",
+            extra={
+                "task_id": str(task.id),
+                "task_type": task.task_type,
+                "attempt": task.attempt,
+                "max_attempts": task.max_attempts,
+            },
+        )
         try:
             outcome = await self.execute(task)
             await self.record(task, outcome, time.monotonic() - started)
@@ -186,13 +197,21 @@ class Runner:
             except DatabaseUnavailable as exc:
                 remaining = self._write_deadline(since) - time.monotonic()
                 if remaining <= 0:
-                    log.error("outcome_not_recorded", extra={
-                        "task_id": str(task.id), "attempt": task.attempt,
-                        "outcome": "complete" if outcome.ok else "failed", "error": str(exc)})
+                    log.error(
+                        "outcome_not_recorded",
+                        extra={
+                            "task_id": str(task.id),
+                            "attempt": task.attempt,
+                            "outcome": "complete" if outcome.ok else "failed",
+                            "error": str(exc),
+                        },
+                    )
                     return
                 delay = min(next(delays), remaining)
-                log.warning("outcome_retry", extra={"task_id": str(task.id), "error": str(exc),
-                                                    "retry_in": round(delay, 2)})
+                log.warning(
+                    "outcome_retry",
+                    extra={"task_id": str(task.id), "error": str(exc), "retry_in": round(delay, 2)},
+                )
                 await asyncio.sleep(delay)
                 continue
             except REJECTED_RESULT as exc:
@@ -200,31 +219,40 @@ class Runner:
                     raise
                 # The result itself cannot be stored (a NUL in a string, too large): the
                 # task fails with the reason instead.
-                log.error("result_rejected", extra={"task_id": str(task.id),
-                                                    "error": describe(exc)})
+                log.error(
+                    "result_rejected", extra={"task_id": str(task.id), "error": describe(exc)}
+                )
                 outcome = Outcome(error=f"the result could not be stored: {describe(exc)}")
                 continue
             except asyncpg.PostgresError as exc:
-                log.error("outcome_not_recorded", extra={"task_id": str(task.id),
-                                                         "error": describe(exc)})
+                log.error(
+                    "outcome_not_recorded", extra={"task_id": str(task.id), "error": describe(exc)}
+                )
                 return
             self._log_recorded(task, outcome, accepted, took)
             return
 
-    def _log_recorded(self, task: ClaimedTask, outcome: Outcome, accepted: bool,
-                      took: float) -> None:
-        fields: dict[str, Any] = {"task_id": str(task.id), "task_type": task.task_type,
-                                  "attempt": task.attempt, "duration_sec": round(took, 3)}
+    def _log_recorded(
+        self, task: ClaimedTask, outcome: Outcome, accepted: bool, took: float
+    ) -> None:
+        fields: dict[str, Any] = {
+            "task_id": str(task.id),
+            "task_type": task.task_type,
+            "attempt": task.attempt,
+            "duration_sec": round(took, 3),
+        }
         if not accepted:
             self.state.lease_lost += 1
-            log.warning("lease_lost", extra={**fields, "discarded": "result" if outcome.ok
-                                             else "failure"})
+            log.warning(
+                "lease_lost", extra={**fields, "discarded": "result" if outcome.ok else "failure"}
+            )
         elif outcome.ok:
             self.state.completed += 1
             log.info("task_completed", extra=fields)
         else:
             self.state.failed += 1
             requeued = task.attempt < task.max_attempts
-            log.warning("task_stopped" if outcome.stopped else "task_failed",
-                        extra={**fields, "requeued": requeued,
-                               "error": _summary(outcome.error or "")})
+            log.warning(
+                "task_stopped" if outcome.stopped else "task_failed",
+                extra={**fields, "requeued": requeued, "error": _summary(outcome.error or "")},
+            )

@@ -44,77 +44,122 @@ def parse_processors(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False,
-                                      validate_default=True)
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, validate_default=True)
 
     # --- identity and database -------------------------------------------------------
     worker_id: str = Field(
-        alias="WORKER_ID", min_length=1, max_length=200, pattern=r"^[^\s]+$",
-        description="this worker's id: its row in workers and its pod's name")
+        alias="WORKER_ID",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\s]+$",
+        description="this worker's id: its row in workers and its pod's name",
+    )
     database_url: SecretStr = Field(
         alias="DATABASE_URL",
         description="postgresql:// DSN, normally a login in the least-privilege gpu_worker "
-                    "role; a session (not transaction-pooled) connection, LISTEN needs one")
+        "role; a session (not transaction-pooled) connection, LISTEN needs one",
+    )
     worker_token: SecretStr | None = Field(
-        None, alias="WORKER_TOKEN", min_length=16, max_length=200,
+        None,
+        alias="WORKER_TOKEN",
+        min_length=16,
+        max_length=200,
         description="this pod's own credential, set by the reactor at spawn: a worker row "
-                    "created with one accepts heartbeats, claims and results only from "
-                    "sessions holding it")
+        "created with one accepts heartbeats, claims and results only from "
+        "sessions holding it",
+    )
     worker_connect_retries: int = Field(
-        10, ge=1, le=1000, alias="WORKER_CONNECT_RETRIES",
+        10,
+        ge=1,
+        le=1000,
+        alias="WORKER_CONNECT_RETRIES",
         description="Attempts to reach the database at start-up (backoff 0.5 s doubling, "
-                    "capped by WORKER_RECONNECT_MAX_SEC) before exiting with code 1.")
+        "capped by WORKER_RECONNECT_MAX_SEC) before exiting with code 1.",
+    )
     worker_reconnect_max_sec: float = Field(
-        10, gt=0, le=300, alias="WORKER_RECONNECT_MAX_SEC",
-        description="Cap in seconds of the backoff between reconnects after a lost connection.")
+        10,
+        gt=0,
+        le=300,
+        alias="WORKER_RECONNECT_MAX_SEC",
+        description="Cap in seconds of the backoff between reconnects after a lost connection.",
+    )
     worker_db_timeout_sec: float = Field(
-        30, gt=0, le=600, alias="WORKER_DB_TIMEOUT_SEC",
+        30,
+        gt=0,
+        le=600,
+        alias="WORKER_DB_TIMEOUT_SEC",
         description="Seconds one connect or one call may take before the connection is "
-                    "considered lost (guards against half-open TCP).")
+        "considered lost (guards against half-open TCP).",
+    )
 
     # --- timing ----------------------------------------------------------------------
     heartbeat_interval_sec: float = Field(
-        15, gt=0, le=3600, alias="HEARTBEAT_INTERVAL_SEC",
+        15,
+        gt=0,
+        le=3600,
+        alias="HEARTBEAT_INTERVAL_SEC",
         description="Seconds between heartbeats; keep it well under the reactor's "
-                    "GPU_IDLE_TIMEOUT_SEC.")
+        "GPU_IDLE_TIMEOUT_SEC.",
+    )
     poll_interval_sec: float = Field(
-        5, gt=0, le=3600, alias="POLL_INTERVAL_SEC",
+        5,
+        gt=0,
+        le=3600,
+        alias="POLL_INTERVAL_SEC",
         description="Seconds an idle worker waits for a NOTIFY before claiming anyway: "
-                    "what a lost notification costs at most.")
+        "what a lost notification costs at most.",
+    )
     task_timeout_sec: float = Field(
-        3600, gt=0, alias="TASK_TIMEOUT_SEC",
+        3600,
+        gt=0,
+        alias="TASK_TIMEOUT_SEC",
         description="Seconds one task may run; past it the task is failed (requeued while "
-                    "attempts remain). Task params cannot override it.")
+        "attempts remain). Task params cannot override it.",
+    )
     worker_grace_sec: float = Field(
-        30, ge=0, alias="WORKER_GRACE_SEC",
+        30,
+        ge=0,
+        alias="WORKER_GRACE_SEC",
         description="After SIGTERM, seconds the task in hand may take to finish before it "
-                    "is failed back to the queue.")
+        "is failed back to the queue.",
+    )
     worker_result_retry_sec: float = Field(
-        600, ge=0, alias="WORKER_RESULT_RETRY_SEC",
+        600,
+        ge=0,
+        alias="WORKER_RESULT_RETRY_SEC",
         description="Seconds a task's outcome is retried while the database is unreachable "
-                    "(bounded by the grace period once stopping). The calls are fenced, so "
-                    "a retry never overwrites a task the reactor took back.")
+        "(bounded by the grace period once stopping). The calls are fenced, so "
+        "a retry never overwrites a task the reactor took back.",
+    )
 
     # --- what to run -----------------------------------------------------------------
     worker_task_types: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, alias="WORKER_TASK_TYPES",
-        description="Comma-separated task types this worker claims; empty = every type.")
+        default_factory=list,
+        alias="WORKER_TASK_TYPES",
+        description="Comma-separated task types this worker claims; empty = every type.",
+    )
     worker_processors: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, alias="WORKER_PROCESSORS",
+        default_factory=dict,
+        alias="WORKER_PROCESSORS",
         description="Comma-separated task_type=processor: echo, sleep, command (runs "
-                    "WORKER_COMMAND) or module:function. '*=...' covers every other type. "
-                    "Entry points in group gpu_reactor.processors and the built-ins echo and "
-                    "sleep apply where this says nothing.")
+        "WORKER_COMMAND) or module:function. '*=...' covers every other type. "
+        "Entry points in group gpu_reactor.processors and the built-ins echo and "
+        "sleep apply where this says nothing.",
+    )
     worker_command: str | None = Field(
-        None, alias="WORKER_COMMAND",
+        None,
+        alias="WORKER_COMMAND",
         description="Command line of the 'command' processor: gets the task's params as "
-                    "JSON on stdin, must print the result as JSON on stdout, exit 0.")
+        "JSON on stdin, must print the result as JSON on stdout, exit 0.",
+    )
 
     # --- logs ------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", alias="LOG_LEVEL", description="Log level.")
+        "INFO", alias="LOG_LEVEL", description="Log level."
+    )
     log_format: Literal["auto", "json", "text"] = Field(
-        "auto", alias="LOG_FORMAT", description="auto: text on a terminal, JSON otherwise.")
+        "auto", alias="LOG_FORMAT", description="auto: text on a terminal, JSON otherwise."
+    )
 
     @field_validator("worker_task_types", mode="before")
     @classmethod
@@ -133,8 +178,10 @@ class Settings(BaseSettings):
             if task_type != WILDCARD and not _TASK_TYPE.match(task_type):
                 raise ValueError(f"invalid task type {task_type!r}")
             if spec not in BUILTIN_SPECS and not _CALLABLE.match(spec):
-                raise ValueError(f"processor {spec!r} for {task_type!r} is neither echo, "
-                                 "sleep, command nor module:function")
+                raise ValueError(
+                    f"processor {spec!r} for {task_type!r} is neither echo, "
+                    "sleep, command nor module:function"
+                )
         return value
 
     @field_validator("log_level", mode="before")
@@ -202,6 +249,10 @@ def describe_variables() -> str:
     """The environment variables the worker reads, for ``gpu-worker --help``."""
     lines = []
     for field in Settings.model_fields.values():
-        default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        default = (
+            "required"
+            if field.is_required()
+            else f"default {field.get_default(call_default_factory=True)!r}"
+        )
         lines.append(f"  {field.alias}  ({default})\n      {field.description}")
     return "\n".join(lines)

@@ -58,9 +58,15 @@ class WorkerState:
             return
         self.drain_reason = reason
         self.draining.set()
-        log.info("drain_requested", extra={"worker_id": self.worker_id, "reason": reason,
-                                           "task_id": str(self.current.id) if self.current else None,
-                                           "grace_sec": grace})
+        log.info(
+            "drain_requested",
+            extra={
+                "worker_id": self.worker_id,
+                "reason": reason,
+                "task_id": str(self.current.id) if self.current else None,
+                "grace_sec": grace,
+            },
+        )
 
     def force(self, reason: str) -> None:
         """Give up the task in hand now (it is failed back to the queue)."""
@@ -69,8 +75,14 @@ class WorkerState:
             return
         self.force_reason = reason
         self.forced.set()
-        log.warning("stop_forced", extra={"worker_id": self.worker_id, "reason": reason,
-                                          "task_id": str(self.current.id) if self.current else None})
+        log.warning(
+            "stop_forced",
+            extra={
+                "worker_id": self.worker_id,
+                "reason": reason,
+                "task_id": str(self.current.id) if self.current else None,
+            },
+        )
 
     def stopped_message(self) -> str:
         """The error_message of a task failed back because the worker stopped."""

@@ -108,8 +108,9 @@ def _run_as_user() -> pwd.struct_passwd | None:
     for name in (RUN_AS_USER, FALLBACK_USER):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
-    subprocess.run(["useradd", "--system", "--no-create-home", FALLBACK_USER],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", FALLBACK_USER], check=True, capture_output=True
+    )
     return pwd.getpwnam(FALLBACK_USER)
 
 
@@ -148,8 +149,14 @@ class EmbeddedPostgres:
         if user is not None:
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            [str(self.bindir / name), *args], check=check, capture_output=True, text=True,
-            timeout=60, cwd="/", **kwargs)
+            [str(self.bindir / name), *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            **kwargs,
+        )
 
     def _prepare_dirs(self) -> None:
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +176,17 @@ class EmbeddedPostgres:
         self._prepare_dirs()
         if self.initialised():
             return
-        self._cmd("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
-                  "--encoding=UTF8", "--no-instructions", "--locale=C")
+        self._cmd(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-instructions",
+            "--locale=C",
+        )
 
     def running(self) -> bool:
         if not self.initialised():
@@ -200,8 +216,19 @@ class EmbeddedPostgres:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         log = self.datadir / "server.log"
         try:
-            self._cmd("pg_ctl", "start", "-w", "-t", "30", "-D", str(self.datadir),
-                      "-l", str(log), "-o", " ".join(options))
+            self._cmd(
+                "pg_ctl",
+                "start",
+                "-w",
+                "-t",
+                "30",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(log),
+                "-o",
+                " ".join(options),
+            )
         except subprocess.CalledProcessError as exc:
             tail = log.read_text(errors="replace")[-800:] if log.exists() else exc.stderr
             raise ConfigError(f"embedded PostgreSQL did not start: {tail.strip()}") from exc
@@ -218,8 +245,9 @@ class EmbeddedPostgres:
     def stop(self, mode: str = "fast") -> None:
         if not self.running():
             return
-        result = self._cmd("pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D",
-                           str(self.datadir), check=False)
+        result = self._cmd(
+            "pg_ctl", "stop", "-w", "-t", "30", "-m", mode, "-D", str(self.datadir), check=False
+        )
         pid = self._postmaster_pid()
         if result.returncode == 0 or pid is None:
             return
@@ -244,7 +272,10 @@ class EmbeddedPostgres:
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.5),
+            ):
                 return
             time.sleep(0.05)
         raise ConfigError(f"embedded PostgreSQL not reachable on port {self.port}")

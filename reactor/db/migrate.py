@@ -27,7 +27,9 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # SECURITY DEFINER that matters: with pg_temp unlisted, PostgreSQL resolves table names
 # in the caller's temporary schema first, so any role (all may create temporary tables)
 # could shadow workers or tasks and make the functions act on its own rows.
-_PIN_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(current_schema()) || ', pg_temp', true)"
+_PIN_SEARCH_PATH = (
+    "SELECT set_config('search_path', quote_ident(current_schema()) || ', pg_temp', true)"
+)
 
 _LEDGER = """
 CREATE TABLE IF NOT EXISTS gpu_reactor_migrations (
@@ -81,15 +83,21 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         for migration in load_migrations():
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
-                    log.warning("migration_changed_after_apply",
-                                extra={"version": migration.version, "migration": migration.name})
+                    log.warning(
+                        "migration_changed_after_apply",
+                        extra={"version": migration.version, "migration": migration.name},
+                    )
                 continue
             async with conn.transaction():
                 await conn.execute(_PIN_SEARCH_PATH)
                 await conn.execute(migration.sql)
                 await conn.execute(
-                    "INSERT INTO gpu_reactor_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum)
+                    "INSERT INTO gpu_reactor_migrations (version, name, checksum)"
+                    " VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
             applied_now.append(f"{migration.version:04d}_{migration.name}")
             log.info("migration_applied", extra={"migration": applied_now[-1]})
     finally:
@@ -103,4 +111,6 @@ async def check_schema(conn: asyncpg.Connection) -> None:
     missing = [m for m in load_migrations() if m.version not in done]
     if missing:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
-        raise SchemaError(f"database schema is not current (missing {names}): run 'gpu-reactor migrate'")
+        raise SchemaError(
+            f"database schema is not current (missing {names}): run 'gpu-reactor migrate'"
+        )

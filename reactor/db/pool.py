@@ -19,18 +19,30 @@ from typing import Any
 
 import asyncpg
 
+from reactor.db.errors import CONNECTION_ERRORS
+
 COMMAND_TIMEOUT = 10.0  # seconds: every reactor statement is small and index-backed
 ACQUIRE_TIMEOUT = 10.0
 RELEASE_TIMEOUT = 2.0
 # The connection cannot be trusted after these: its state on the server is unknown.
-BROKEN = (TimeoutError, OSError, asyncpg.InterfaceError, asyncio.CancelledError)
+BROKEN: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncio.CancelledError)
 
 
-async def create_pool(dsn: str, *, max_size: int = 8, application_name: str = "gpu-reactor",
-                      command_timeout: float = COMMAND_TIMEOUT) -> GuardedPool:
+async def create_pool(
+    dsn: str,
+    *,
+    max_size: int = 8,
+    application_name: str = "gpu-reactor",
+    command_timeout: float = COMMAND_TIMEOUT,
+) -> GuardedPool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=max_size, timeout=ACQUIRE_TIMEOUT,
-        command_timeout=command_timeout, server_settings={"application_name": application_name})
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        timeout=ACQUIRE_TIMEOUT,
+        command_timeout=command_timeout,
+        server_settings={"application_name": application_name},
+    )
     return GuardedPool(pool)
 
 

@@ -12,15 +12,15 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.db.pool import GuardedPool
 from reactor.db.queries import query
 from reactor.errors import ConfigError
-from reactor.http.status import (
+from reactor.ops.status import (
     build_status,
     listener_hint,
     stale_worker_count,
@@ -29,7 +29,7 @@ from reactor.http.status import (
 )
 
 if TYPE_CHECKING:
-    from reactor.service import Reactor
+    from reactor.engine.service import Reactor
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def _db_answers(pool: GuardedPool | None) -> bool:
     try:
         async with asyncio.timeout(READY_DB_TIMEOUT), pool.acquire() as conn:
             await conn.fetchval(query("ops_ping"))
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except TRANSIENT_DB_ERRORS:
         return False
     return True
 
@@ -83,16 +83,22 @@ async def _db_answers(pool: GuardedPool | None) -> bool:
 
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[REACTOR_KEY].metrics.registry
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 async def status(request: web.Request) -> web.Response:
     reactor = request.app[REACTOR_KEY]
     token = reactor.settings.reactor_http_token
-    if not authorized(request.headers.get("Authorization"),
-                      token.get_secret_value() if token else None):
-        return web.Response(status=401, text="401: Authorization: Bearer <REACTOR_HTTP_TOKEN> required\n",
-                            headers={"WWW-Authenticate": 'Bearer realm="gpu-reactor"'})
+    if not authorized(
+        request.headers.get("Authorization"), token.get_secret_value() if token else None
+    ):
+        return web.Response(
+            status=401,
+            text="401: Authorization: Bearer <REACTOR_HTTP_TOKEN> required\n",
+            headers={"WWW-Authenticate": 'Bearer realm="gpu-reactor"'},
+        )
     provider = getattr(reactor.provider, "name", None)
     view = build_status(reactor.state, reactor.settings, provider=provider)
     body = status_json(view, reactor.settings.secrets())
@@ -108,10 +114,17 @@ async def readyz(request: web.Request) -> web.Response:
     db = await _db_answers(reactor.pool)
     listener = reactor.state.listener.connected
     ready, reason = readiness(reactor.state.role, db, listener)
-    return _json({"ready": ready, "reason": reason, "role": reactor.state.role,
-                  "database": db, "listener_connected": listener,
-                  "hint": listener_hint(reactor.state, reactor.settings)},
-                 status=200 if ready else 503)
+    return _json(
+        {
+            "ready": ready,
+            "reason": reason,
+            "role": reactor.state.role,
+            "database": db,
+            "listener_connected": listener,
+            "hint": listener_hint(reactor.state, reactor.settings),
+        },
+        status=200 if ready else 503,
+    )
 
 
 async def index(request: web.Request) -> web.Response:
@@ -126,8 +139,9 @@ def _bind_metrics(reactor: Reactor) -> None:
     m, settings = reactor.metrics, reactor.settings
     m.stale_workers.set_function(lambda: stale_worker_count(reactor.state.snapshot, settings))
     m.stuck_tasks.set_function(lambda: stuck_task_count(reactor.state.snapshot, settings))
-    m.info.labels(version=package_version(), fleet=settings.reactor_fleet,
-                  provider=settings.reactor_provider).set(1)
+    m.info.labels(
+        version=package_version(), fleet=settings.reactor_fleet, provider=settings.reactor_provider
+    ).set(1)
 
 
 def build_app(reactor: Reactor) -> web.Application:
@@ -151,8 +165,16 @@ async def start_http(reactor: Reactor) -> web.AppRunner:
         await web.TCPSite(runner, host, port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise ConfigError(f"cannot serve HTTP on {host}:{port} "
-                          f"(REACTOR_HTTP_HOST / REACTOR_HTTP_PORT): {exc.strerror or exc}") from exc
-    log.info("http_listening", extra={"host": host, "port": port,
-                                      "status_token": reactor.settings.reactor_http_token is not None})
+        raise ConfigError(
+            f"cannot serve HTTP on {host}:{port} "
+            f"(REACTOR_HTTP_HOST / REACTOR_HTTP_PORT): {exc.strerror or exc}"
+        ) from exc
+    log.info(
+        "http_listening",
+        extra={
+            "host": host,
+            "port": port,
+            "status_token": reactor.settings.reactor_http_token is not None,
+        },
+    )
     return runner

@@ -7,16 +7,22 @@ Errors are the ProviderError family of reactor.errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Protocol
 
-FLEET_ENV = "GPU_REACTOR_FLEET"
-WORKER_TOKEN_ENV = "WORKER_TOKEN"  # the pod's own credential, see sql/migrations/0012
+from reactor.domain.pods import DEAD_POD_STATES, FLEET_ENV, LIVE_POD_STATES, Pod
 
-# Normalised pod states (Runpod's own names).
-LIVE_POD_STATES = frozenset({"PROVISIONING", "STARTING", "RUNNING"})
-DEAD_POD_STATES = frozenset({"EXITED", "ERROR", "TERMINATED"})
+__all__ = [
+    "DEAD_POD_STATES",
+    "FLEET_ENV",
+    "LIVE_POD_STATES",
+    "Pod",
+    "PodSpec",
+    "Provider",
+    "WORKER_TOKEN_ENV",
+]
+
+WORKER_TOKEN_ENV = "WORKER_TOKEN"  # the pod's own credential, see sql/migrations/0012
 
 
 @dataclass(frozen=True)
@@ -25,25 +31,6 @@ class PodSpec:
 
     name: str
     env: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Pod:
-    id: str
-    name: str
-    status: str
-    gpu_type: str | None = None
-    cost_per_hr: float = 0.0
-    env: dict[str, str] = field(default_factory=dict)
-    created_at: datetime | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.status not in DEAD_POD_STATES
-
-    def belongs_to(self, fleet: str) -> bool:
-        """Both marks: the fleet's name prefix and its env marker."""
-        return self.name.startswith(f"{fleet}-") and self.env.get(FLEET_ENV) == fleet
 
 
 class Provider(Protocol):
@@ -72,5 +59,4 @@ class Provider(Protocol):
         """USD/hour one new worker is expected to cost, or None when unknown."""
         ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...

@@ -50,9 +50,15 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, *, settings: Settings, workdir: str | Path | None = None,
-                 command: list[str] | None = None, grace_sec: float = 5.0,
-                 keep_exited_sec: float = 600.0) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        workdir: str | Path | None = None,
+        command: list[str] | None = None,
+        grace_sec: float = 5.0,
+        keep_exited_sec: float = 600.0,
+    ) -> None:
         """
         :param settings: LOCAL_WORKER_COMMAND and GPU_HOURLY_PRICE_USD are read.
         :param workdir: directory of the per-worker log files (default: a new temp dir).
@@ -62,12 +68,15 @@ class LocalProvider:
         :param keep_exited_sec: an exited process stays listed (EXITED) this long.
         """
         self.settings = settings
-        self.workdir = Path(workdir) if workdir else Path(
-            tempfile.mkdtemp(prefix="gpu-reactor-local-"))
+        self.workdir = (
+            Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="gpu-reactor-local-"))
+        )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.command = command or (shlex.split(settings.local_worker_command)
-                                   if settings.local_worker_command.strip()
-                                   else [sys.executable, "-m", "worker"])
+        self.command = command or (
+            shlex.split(settings.local_worker_command)
+            if settings.local_worker_command.strip()
+            else [sys.executable, "-m", "worker"]
+        )
         self.grace_sec = grace_sec
         self.keep_exited_sec = keep_exited_sec
         self._workers: dict[str, _Worker] = {}
@@ -76,11 +85,14 @@ class LocalProvider:
     async def create(self, spec: PodSpec) -> Pod:
         log_path = self.workdir / f"{_UNSAFE.sub('_', spec.name) or 'worker'}.log"
         process = self._start(spec, log_path)
-        worker = _Worker(f"local-{process.pid}", spec.name, dict(spec.env), process, log_path,
-                         datetime.now(UTC))
+        worker = _Worker(
+            f"local-{process.pid}", spec.name, dict(spec.env), process, log_path, datetime.now(UTC)
+        )
         self._workers[worker.pod_id] = worker  # a reused pid replaces its old record
-        log.info("local_worker_started", extra={"pod_id": worker.pod_id, "pod_name": spec.name,
-                                                "log_path": str(log_path)})
+        log.info(
+            "local_worker_started",
+            extra={"pod_id": worker.pod_id, "pod_name": spec.name, "log_path": str(log_path)},
+        )
         return self._pod(worker)
 
     def _start(self, spec: PodSpec, log_path: Path) -> subprocess.Popen[bytes]:
@@ -89,11 +101,17 @@ class LocalProvider:
         try:
             with log_path.open("ab") as out:
                 return subprocess.Popen(
-                    self.command, env=self._environment(spec), stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                    self.command,
+                    env=self._environment(spec),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         except OSError as exc:
             raise PermanentProviderError(
-                f"cannot start the local worker command {self.command[0]!r}: {exc}") from exc
+                f"cannot start the local worker command {self.command[0]!r}: {exc}"
+            ) from exc
 
     def _environment(self, spec: PodSpec) -> dict[str, str]:
         own = {(f.alias or name).upper() for name, f in Settings.model_fields.items()}
@@ -106,8 +124,11 @@ class LocalProvider:
     async def list_pods(self) -> list[Pod]:
         now = time.monotonic()
         for worker in list(self._workers.values()):
-            if (self._exited(worker) and worker.exited_at is not None
-                    and now - worker.exited_at > self.keep_exited_sec):
+            if (
+                self._exited(worker)
+                and worker.exited_at is not None
+                and now - worker.exited_at > self.keep_exited_sec
+            ):
                 self._workers.pop(worker.pod_id, None)
         return [self._pod(w) for w in self._workers.values()]
 
@@ -128,10 +149,15 @@ class LocalProvider:
 
     def _pod(self, worker: _Worker) -> Pod:
         running = not self._exited(worker)
-        return Pod(id=worker.pod_id, name=worker.name,
-                   status="RUNNING" if running else "EXITED", gpu_type="local",
-                   cost_per_hr=self.settings.gpu_hourly_price_usd if running else 0.0,
-                   env=dict(worker.env), created_at=worker.created_at)
+        return Pod(
+            id=worker.pod_id,
+            name=worker.name,
+            status="RUNNING" if running else "EXITED",
+            gpu_type="local",
+            cost_per_hr=self.settings.gpu_hourly_price_usd if running else 0.0,
+            env=dict(worker.env),
+            created_at=worker.created_at,
+        )
 
     # --- terminate -------------------------------------------------------------------------------
     async def terminate(self, pod_id: str) -> None:
@@ -140,8 +166,14 @@ class LocalProvider:
             return  # already gone: success
         await self._stop(worker)
         self._workers.pop(pod_id, None)
-        log.info("local_worker_terminated", extra={
-            "pod_id": pod_id, "pod_name": worker.name, "exit_code": worker.process.returncode})
+        log.info(
+            "local_worker_terminated",
+            extra={
+                "pod_id": pod_id,
+                "pod_name": worker.name,
+                "exit_code": worker.process.returncode,
+            },
+        )
 
     async def _stop(self, worker: _Worker) -> None:
         if self._exited(worker):
@@ -150,8 +182,10 @@ class LocalProvider:
         deadline = time.monotonic() + self.grace_sec
         while not self._exited(worker):
             if time.monotonic() >= deadline:
-                log.warning("local_worker_killed", extra={"pod_id": worker.pod_id,
-                                                          "grace_sec": self.grace_sec})
+                log.warning(
+                    "local_worker_killed",
+                    extra={"pod_id": worker.pod_id, "grace_sec": self.grace_sec},
+                )
                 _signal_group(worker.process.pid, signal.SIGKILL)
                 deadline = float("inf")
             await asyncio.sleep(_POLL_SEC)

@@ -31,11 +31,11 @@ from reactor.settings import Settings
 
 log = logging.getLogger("reactor.providers.runpod")
 
-MAX_BACKOFF_SEC = 600.0   # a candidate without capacity is retried at least this often
-PRICE_TTL_SEC = 300.0     # a catalog price is trusted this long
+MAX_BACKOFF_SEC = 600.0  # a candidate without capacity is retried at least this often
+PRICE_TTL_SEC = 300.0  # a catalog price is trusted this long
 PRICE_MISS_TTL_SEC = 60.0  # after a failed or empty catalog read, ask again after this
-PAGE_LIMIT = 500          # pods per page asked for (ignored by an unpaged API)
-MAX_PAGES = 200           # a longer pod list is an error, not a silent truncation
+PAGE_LIMIT = 500  # pods per page asked for (ignored by an unpaged API)
+MAX_PAGES = 200  # a longer pod list is an error, not a silent truncation
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,13 @@ class Candidate:
 class CandidateBackoff:
     """Per-candidate exponential backoff (base doubling, capped), reset on success."""
 
-    def __init__(self, *, base_sec: float, cap_sec: float = MAX_BACKOFF_SEC,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        base_sec: float,
+        cap_sec: float = MAX_BACKOFF_SEC,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._base, self._cap, self._clock = base_sec, cap_sec, clock
         self._state: dict[Candidate, tuple[int, float]] = {}  # failures, retry at
 
@@ -90,9 +95,16 @@ class RunpodProvider:
 
     name = "runpod"
 
-    def __init__(self, *, settings: Settings, on_request: OnRequest | None = None,
-                 clock: Callable[[], float] = time.monotonic, read_retries: int = 3,
-                 retry_base_sec: float = 0.25, max_rate_limit_wait_sec: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        on_request: OnRequest | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        read_retries: int = 3,
+        retry_base_sec: float = 0.25,
+        max_rate_limit_wait_sec: float = 10.0,
+    ) -> None:
         """
         :param settings: RUNPOD_* settings, SPAWN_FAILURE_BACKOFF_SEC, GPU_HOURLY_PRICE_USD.
         :param on_request: called as ``(operation, outcome)`` for every HTTP request;
@@ -108,17 +120,25 @@ class RunpodProvider:
             raise ConfigError("RUNPOD_API_KEY is not set: the runpod provider needs an API key")
         self.settings = settings
         self._clock = clock
-        self._http = RunpodHttp(base_url=settings.runpod_api_url, api_key=key,
-                                timeout_sec=settings.runpod_request_timeout_sec,
-                                on_request=on_request, read_retries=read_retries,
-                                retry_base_sec=retry_base_sec,
-                                max_wait_sec=max_rate_limit_wait_sec)
+        self._http = RunpodHttp(
+            base_url=settings.runpod_api_url,
+            api_key=key,
+            timeout_sec=settings.runpod_request_timeout_sec,
+            on_request=on_request,
+            read_retries=read_retries,
+            retry_base_sec=retry_base_sec,
+            max_wait_sec=max_rate_limit_wait_sec,
+        )
         self.backoff = CandidateBackoff(base_sec=settings.spawn_failure_backoff_sec, clock=clock)
         self._price: tuple[float | None, float] | None = None  # value, valid until
         if settings.runpod_network_volume_id and not settings.runpod_data_centers:
-            log.warning("runpod_volume_without_data_center", extra={
-                "reason": "RUNPOD_NETWORK_VOLUME_ID is set but RUNPOD_DATA_CENTERS is empty: "
-                          "creates are refused unless placed in the volume's data center"})
+            log.warning(
+                "runpod_volume_without_data_center",
+                extra={
+                    "reason": "RUNPOD_NETWORK_VOLUME_ID is set but RUNPOD_DATA_CENTERS is empty: "
+                    "creates are refused unless placed in the volume's data center"
+                },
+            )
 
     # --- create ----------------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:
@@ -139,8 +159,11 @@ class RunpodProvider:
         if candidate.data_center:
             body["dataCenterIds"] = [candidate.data_center]
         if s.runpod_network_volume_id:
-            body["mounts"] = {"network": [{"volumeId": s.runpod_network_volume_id,
-                                           "path": s.runpod_volume_mount_path}]}
+            body["mounts"] = {
+                "network": [
+                    {"volumeId": s.runpod_network_volume_id, "path": s.runpod_volume_mount_path}
+                ]
+            }
         return body
 
     async def create(self, spec: PodSpec) -> Pod:
@@ -150,8 +173,10 @@ class RunpodProvider:
         ready = [c for c in candidates if self.backoff.ready(c)]
         if not ready:
             wait = min(self.backoff.wait_left(c) for c in candidates)
-            raise CapacityError(f"every candidate ({len(candidates)}) is backing off after "
-                                f"refusals; the first is tried again in {wait:.0f}s")
+            raise CapacityError(
+                f"every candidate ({len(candidates)}) is backing off after "
+                f"refusals; the first is tried again in {wait:.0f}s"
+            )
         refusals = _Refusals()
         for candidate in ready:
             pod = await self._create_on(spec, candidate, refusals)
@@ -159,42 +184,60 @@ class RunpodProvider:
                 return pod
         raise self._all_refused(spec, refusals)
 
-    async def _create_on(self, spec: PodSpec, candidate: Candidate,
-                         refusals: _Refusals) -> Pod | None:
+    async def _create_on(
+        self, spec: PodSpec, candidate: Candidate, refusals: _Refusals
+    ) -> Pod | None:
         """The pod, or None when this candidate refused (recorded in ``refusals``)."""
         try:
-            reply = await self._http.request("create", "POST", "/pods",
-                                             json=self.create_body(spec, candidate),
-                                             repeatable=False)
+            reply = await self._http.request(
+                "create", "POST", "/pods", json=self.create_body(spec, candidate), repeatable=False
+            )
         except TransientProviderError as exc:
             return await self._recover_lost_create(spec, exc)
         if reply.ok:
             try:
                 pod = parse_pod(reply.body)
             except MalformedBody as exc:
-                lost = TransientProviderError(f"unreadable create answer: {exc}",
-                                              status=reply.status, request_id=reply.request_id)
+                lost = TransientProviderError(
+                    f"unreadable create answer: {exc}",
+                    status=reply.status,
+                    request_id=reply.request_id,
+                )
                 return await self._recover_lost_create(spec, lost)
             self.backoff.succeeded(candidate)
             pod = _completed(pod, spec, candidate)
-            log.info("runpod_pod_created", extra={
-                "pod_id": pod.id, "pod_name": pod.name, "gpu_type": candidate.gpu_type,
-                "data_center": candidate.data_center, "request_id": reply.request_id})
+            log.info(
+                "runpod_pod_created",
+                extra={
+                    "pod_id": pod.id,
+                    "pod_name": pod.name,
+                    "gpu_type": candidate.gpu_type,
+                    "data_center": candidate.data_center,
+                    "request_id": reply.request_id,
+                },
+            )
             return pod
         self._refused(spec, candidate, reply, refusals)
         return None
 
-    def _refused(self, spec: PodSpec, candidate: Candidate, reply: Reply,
-                 refusals: _Refusals) -> None:
+    def _refused(
+        self, spec: PodSpec, candidate: Candidate, reply: Reply, refusals: _Refusals
+    ) -> None:
         """Record a candidate's refusal, or raise when no other candidate can help."""
         detail = self._http.scrub(reply.detail())
         if reply.status == 402:
-            raise self._http.error(InsufficientBalance, "Runpod refused to create a pod: "
-                                   f"insufficient balance ({detail or 'HTTP 402'})", reply)
+            raise self._http.error(
+                InsufficientBalance,
+                f"Runpod refused to create a pod: insufficient balance ({detail or 'HTTP 402'})",
+                reply,
+            )
         if reply.status == 422:
             violations = "; ".join(reply.errors()) or detail or "no details"
-            raise self._http.error(PermanentProviderError,
-                                   f"Runpod rejected the create body (422): {violations}", reply)
+            raise self._http.error(
+                PermanentProviderError,
+                f"Runpod rejected the create body (422): {violations}",
+                reply,
+            )
         if reply.status not in (400, 403):
             raise self._unexpected(reply, "create")
         delay = self.backoff.failed(candidate)
@@ -203,10 +246,21 @@ class RunpodProvider:
         else:
             refusals.forbidden += 1
         refusals.last_detail, refusals.last_candidate, refusals.last_reply = (
-            detail, candidate, reply)
-        log.warning("runpod_candidate_refused", extra={
-            "pod_name": spec.name, "candidate": str(candidate), "status": reply.status,
-            "detail": detail, "backoff_sec": delay, "request_id": reply.request_id})
+            detail,
+            candidate,
+            reply,
+        )
+        log.warning(
+            "runpod_candidate_refused",
+            extra={
+                "pod_name": spec.name,
+                "candidate": str(candidate),
+                "status": reply.status,
+                "detail": detail,
+                "backoff_sec": delay,
+                "request_id": reply.request_id,
+            },
+        )
 
     def _all_refused(self, spec: PodSpec, refusals: _Refusals) -> ProviderError:
         reply = refusals.last_reply
@@ -214,26 +268,39 @@ class RunpodProvider:
         tried = refusals.capacity + refusals.forbidden
         if refusals.capacity:
             return self._http.error(
-                CapacityError, f"no candidate could place {spec.name} ({tried} tried); last, "
-                f"{refusals.last_candidate}: {refusals.last_detail or 'HTTP 400'}", reply)
+                CapacityError,
+                f"no candidate could place {spec.name} ({tried} tried); last, "
+                f"{refusals.last_candidate}: {refusals.last_detail or 'HTTP 400'}",
+                reply,
+            )
         return self._http.error(
-            PermanentProviderError, f"no access to any candidate ({tried} tried, HTTP 403); "
-            f"last, {refusals.last_candidate}: {refusals.last_detail or 'forbidden'}", reply)
+            PermanentProviderError,
+            f"no access to any candidate ({tried} tried, HTTP 403); "
+            f"last, {refusals.last_candidate}: {refusals.last_detail or 'forbidden'}",
+            reply,
+        )
 
     async def _recover_lost_create(self, spec: PodSpec, exc: TransientProviderError) -> Pod:
         """A create whose answer was lost may have made a pod: find it by name."""
-        log.warning("runpod_create_uncertain", extra={"pod_name": spec.name, "error": str(exc),
-                                                      "request_id": exc.request_id})
+        log.warning(
+            "runpod_create_uncertain",
+            extra={"pod_name": spec.name, "error": str(exc), "request_id": exc.request_id},
+        )
         try:
             pod = await self.find_by_name(spec.name)
         except ProviderError as lookup:
             raise TransientProviderError(
                 f"create of {spec.name} got no usable answer ({exc}) and the lookup by name "
-                f"failed too ({lookup})", status=exc.status, request_id=exc.request_id) from exc
+                f"failed too ({lookup})",
+                status=exc.status,
+                request_id=exc.request_id,
+            ) from exc
         if pod is None:
             raise TransientProviderError(
-                f"create of {spec.name} got no usable answer ({exc}); no pod of that name "
-                "exists", status=exc.status, request_id=exc.request_id) from exc
+                f"create of {spec.name} got no usable answer ({exc}); no pod of that name exists",
+                status=exc.status,
+                request_id=exc.request_id,
+            ) from exc
         log.info("runpod_create_recovered", extra={"pod_name": spec.name, "pod_id": pod.id})
         return pod
 
@@ -252,8 +319,7 @@ class RunpodProvider:
             params = {"limit": str(PAGE_LIMIT)}
             if cursor is not None:
                 params["cursor"] = cursor
-            reply = await self._http.request("list", "GET", "/pods", params=params,
-                                             repeatable=True)
+            reply = await self._http.request("list", "GET", "/pods", params=params, repeatable=True)
             if not reply.ok:
                 raise self._unexpected(reply, "list")
             try:
@@ -265,8 +331,9 @@ class RunpodProvider:
             if page.next_cursor is None:
                 return list(pods.values())
             if page.next_cursor in seen:
-                raise self._http.error(TransientProviderError,
-                                       "the pod list's pagination loops back on itself", reply)
+                raise self._http.error(
+                    TransientProviderError, "the pod list's pagination loops back on itself", reply
+                )
             seen.add(page.next_cursor)
             cursor = page.next_cursor
         raise TransientProviderError(f"the pod list has more than {MAX_PAGES} pages")
@@ -284,11 +351,9 @@ class RunpodProvider:
 
     async def terminate(self, pod_id: str) -> None:
         # DELETE is safe to repeat: a pod already gone answers 404, which is success.
-        reply = await self._http.request("terminate", "DELETE", _pod_path(pod_id),
-                                         repeatable=True)
+        reply = await self._http.request("terminate", "DELETE", _pod_path(pod_id), repeatable=True)
         if reply.ok or reply.status == 404:
-            log.debug("runpod_pod_terminated", extra={"pod_id": pod_id,
-                                                      "status": reply.status})
+            log.debug("runpod_pod_terminated", extra={"pod_id": pod_id, "status": reply.status})
             return
         raise self._unexpected(reply, "terminate")
 
@@ -310,8 +375,10 @@ class RunpodProvider:
             reply = await self._http.request("catalog", "GET", "/catalog/gpus", repeatable=True)
             if not reply.ok:
                 raise self._unexpected(reply, "catalog")
-            prices = [catalog_price(reply.body, gpu, self.settings.runpod_cloud)
-                      for gpu in self.settings.runpod_gpu_types]
+            prices = [
+                catalog_price(reply.body, gpu, self.settings.runpod_cloud)
+                for gpu in self.settings.runpod_gpu_types
+            ]
         except (ProviderError, MalformedBody) as exc:
             log.warning("runpod_price_lookup_failed", extra={"error": str(exc)})
             return None
@@ -326,16 +393,21 @@ class RunpodProvider:
     def _unexpected(self, reply: Reply, operation: str) -> ProviderError:
         detail = reply.detail() or f"HTTP {reply.status}"
         hint = {401: " (check RUNPOD_API_KEY)", 404: " (check RUNPOD_API_URL)"}.get(
-            reply.status, "")
+            reply.status, ""
+        )
         cls = PermanentProviderError if reply.status < 500 else TransientProviderError
         return self._http.error(
-            cls, f"Runpod {operation} answered {reply.status}{hint}: {detail}", reply)
+            cls, f"Runpod {operation} answered {reply.status}{hint}: {detail}", reply
+        )
 
     def _malformed(self, reply: Reply, operation: str, exc: MalformedBody) -> ProviderError:
-        log.warning("runpod_malformed_answer", extra={"operation": operation, "error": str(exc),
-                                                      "request_id": reply.request_id})
-        return self._http.error(TransientProviderError,
-                                f"Runpod {operation} answer is malformed: {exc}", reply)
+        log.warning(
+            "runpod_malformed_answer",
+            extra={"operation": operation, "error": str(exc), "request_id": reply.request_id},
+        )
+        return self._http.error(
+            TransientProviderError, f"Runpod {operation} answer is malformed: {exc}", reply
+        )
 
 
 def _pod_path(pod_id: str) -> str:
@@ -346,7 +418,9 @@ def _pod_path(pod_id: str) -> str:
 
 def _completed(pod: Pod, spec: PodSpec, candidate: Candidate) -> Pod:
     """Fill what a create answer may leave out from what was asked for."""
-    return dataclasses.replace(pod, name=pod.name or spec.name,
-                               gpu_type=pod.gpu_type or candidate.gpu_type,
-                               env=pod.env or dict(spec.env))
-
+    return dataclasses.replace(
+        pod,
+        name=pod.name or spec.name,
+        gpu_type=pod.gpu_type or candidate.gpu_type,
+        env=pod.env or dict(spec.env),
+    )

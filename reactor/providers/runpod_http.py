@@ -64,8 +64,10 @@ class Reply:
         raw = self.body.get("errors") if isinstance(self.body, dict) else None
         if not isinstance(raw, list):
             return []
-        return [one_line(item if isinstance(item, str) else orjson.dumps(item).decode(),
-                         _SNIPPET) for item in raw]
+        return [
+            one_line(item if isinstance(item, str) else orjson.dumps(item).decode(), _SNIPPET)
+            for item in raw
+        ]
 
 
 @dataclass
@@ -156,9 +158,17 @@ def _exhausted(remaining: str | None, reset: str | None) -> float | None:
 class RunpodHttp:
     """One aiohttp session to the Runpod REST v2 API, shared by every call."""
 
-    def __init__(self, *, base_url: str, api_key: str, timeout_sec: float,
-                 on_request: OnRequest | None = None, read_retries: int = 3,
-                 retry_base_sec: float = 0.25, max_wait_sec: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout_sec: float,
+        on_request: OnRequest | None = None,
+        read_retries: int = 3,
+        retry_base_sec: float = 0.25,
+        max_wait_sec: float = 10.0,
+    ) -> None:
         """
         :param base_url: API base such as ``https://api.runpod.io/v2``.
         :param api_key: Bearer token; kept out of every message this class produces.
@@ -187,8 +197,12 @@ class RunpodHttp:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
-                headers={"Authorization": f"Bearer {self._key}",
-                         "Accept": "application/json", "User-Agent": "gpu-reactor"})
+                headers={
+                    "Authorization": f"Bearer {self._key}",
+                    "Accept": "application/json",
+                    "User-Agent": "gpu-reactor",
+                },
+            )
         return self._session
 
     async def close(self) -> None:
@@ -198,12 +212,22 @@ class RunpodHttp:
             self._session = None
 
     # --- one logical call --------------------------------------------------------------
-    async def request(self, operation: str, method: str, path: str, *,
-                      json: Any = None, params: dict[str, str] | None = None,
-                      repeatable: bool) -> Reply:
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        repeatable: bool,
+    ) -> Reply:
         """Send ``method path``; see the module docstring for what is retried."""
-        budget = _Budget(wait_left=self._max_wait, rate_limit_retries=2,
-                         transient_retries=self._read_retries if repeatable else 0)
+        budget = _Budget(
+            wait_left=self._max_wait,
+            rate_limit_retries=2,
+            transient_retries=self._read_retries if repeatable else 0,
+        )
         while True:
             await self._respect_pause(operation, budget)
             budget.attempt += 1
@@ -218,33 +242,41 @@ class RunpodHttp:
                 continue
             if reply.status >= 500:
                 failure = TransientProviderError(
-                    self.scrub(f"Runpod {operation} answered {reply.status}: "
-                               f"{reply.detail() or 'server error'}"),
-                    status=reply.status, request_id=reply.request_id)
+                    self.scrub(
+                        f"Runpod {operation} answered {reply.status}: "
+                        f"{reply.detail() or 'server error'}"
+                    ),
+                    status=reply.status,
+                    request_id=reply.request_id,
+                )
                 await self._before_retry(operation, budget, failure)
                 continue
             return reply
 
-    async def _send(self, operation: str, method: str, path: str, json: Any,
-                    params: dict[str, str] | None) -> tuple[Reply, Any]:
+    async def _send(
+        self, operation: str, method: str, path: str, json: Any, params: dict[str, str] | None
+    ) -> tuple[Reply, Any]:
         session = self._get_session()
         url = self.base_url + path
         data = orjson.dumps(json) if json is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:
-            async with session.request(method, url, data=data, params=params, headers=headers,
-                                       allow_redirects=False) as resp:
+            async with session.request(
+                method, url, data=data, params=params, headers=headers, allow_redirects=False
+            ) as resp:
                 raw = await resp.read()
                 request_id = resp.headers.get("x-request-id")
                 status, resp_headers = resp.status, resp.headers
         except TimeoutError as exc:
             self._report(operation, "timeout")
             raise TransientProviderError(
-                f"Runpod {operation} timed out after {self._timeout.total:g}s") from exc
+                f"Runpod {operation} timed out after {self._timeout.total:g}s"
+            ) from exc
         except aiohttp.ClientError as exc:
             self._report(operation, "network_error")
             raise TransientProviderError(
-                self.scrub(f"Runpod {operation} failed: {type(exc).__name__}: {exc}")) from exc
+                self.scrub(f"Runpod {operation} failed: {type(exc).__name__}: {exc}")
+            ) from exc
         body = self._decode(operation, status, raw, request_id)
         self._report(operation, outcome_of(status, operation))
         reply = Reply(status, body, request_id)
@@ -261,12 +293,20 @@ class RunpodHttp:
             text = self.scrub(raw[:_RAW_LIMIT].decode("utf-8", "replace"), limit=_SNIPPET)
             if 200 <= status < 300:
                 self._report(operation, "bad_response")
-                log.warning("runpod_unreadable_answer", extra={
-                    "operation": operation, "status": status, "request_id": request_id,
-                    "body": text})
+                log.warning(
+                    "runpod_unreadable_answer",
+                    extra={
+                        "operation": operation,
+                        "status": status,
+                        "request_id": request_id,
+                        "body": text,
+                    },
+                )
                 raise TransientProviderError(
                     f"Runpod {operation} answered {status} with an unreadable body",
-                    status=status, request_id=request_id) from exc
+                    status=status,
+                    request_id=request_id,
+                ) from exc
             return {"detail": text}
 
     # --- waiting -------------------------------------------------------------------------
@@ -275,34 +315,55 @@ class RunpodHttp:
         if wait <= 0:
             return
         if wait > budget.wait_left:
-            raise RateLimited(f"Runpod rate limit exhausted; resets in {wait:.0f}s",
-                              retry_after=wait, status=429)
-        log.info("runpod_rate_limit_pause", extra={"operation": operation,
-                                                   "seconds": round(wait, 2)})
+            raise RateLimited(
+                f"Runpod rate limit exhausted; resets in {wait:.0f}s", retry_after=wait, status=429
+            )
+        log.info(
+            "runpod_rate_limit_pause", extra={"operation": operation, "seconds": round(wait, 2)}
+        )
         await self._sleep(wait, budget)
 
-    async def _wait_for_rate_limit(self, operation: str, budget: _Budget, reply: Reply,
-                                   headers: Any) -> None:
+    async def _wait_for_rate_limit(
+        self, operation: str, budget: _Budget, reply: Reply, headers: Any
+    ) -> None:
         retry_after = parse_retry_after(headers.get("Retry-After"))
         if retry_after is None:
             retry_after = parse_ratelimit(headers.get("RateLimit")) or 1.0
-        log.warning("runpod_rate_limited", extra={
-            "operation": operation, "retry_after": retry_after, "request_id": reply.request_id})
+        log.warning(
+            "runpod_rate_limited",
+            extra={
+                "operation": operation,
+                "retry_after": retry_after,
+                "request_id": reply.request_id,
+            },
+        )
         if budget.rate_limit_retries <= 0 or retry_after > budget.wait_left:
-            raise RateLimited(f"Runpod rate limit: retry after {retry_after:g}s",
-                              retry_after=retry_after, status=429, request_id=reply.request_id)
+            raise RateLimited(
+                f"Runpod rate limit: retry after {retry_after:g}s",
+                retry_after=retry_after,
+                status=429,
+                request_id=reply.request_id,
+            )
         budget.rate_limit_retries -= 1
         await self._sleep(retry_after, budget)
 
-    async def _before_retry(self, operation: str, budget: _Budget,
-                            exc: TransientProviderError) -> None:
+    async def _before_retry(
+        self, operation: str, budget: _Budget, exc: TransientProviderError
+    ) -> None:
         if budget.transient_retries <= 0:
             raise exc
         budget.transient_retries -= 1
         delay = min(self._retry_base * 2 ** (budget.attempt - 1), 5.0)
         delay *= random.uniform(0.5, 1.0)
-        log.info("runpod_retry", extra={"operation": operation, "attempt": budget.attempt,
-                                        "delay": round(delay, 3), "error": str(exc)})
+        log.info(
+            "runpod_retry",
+            extra={
+                "operation": operation,
+                "attempt": budget.attempt,
+                "delay": round(delay, 3),
+                "error": str(exc),
+            },
+        )
         await self._sleep(delay, budget, count=False)
 
     async def _sleep(self, seconds: float, budget: _Budget, *, count: bool = True) -> None:
@@ -327,9 +388,18 @@ class RunpodHttp:
 
     def _log_failure(self, operation: str, method: str, path: str, reply: Reply) -> None:
         quiet = reply.status == 404 and operation in ("get", "terminate")
-        log.log(logging.DEBUG if quiet else logging.WARNING, "runpod_request_failed", extra={
-            "operation": operation, "method": method, "path": path, "status": reply.status,
-            "request_id": reply.request_id, "detail": self.scrub(reply.detail())})
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "runpod_request_failed",
+            extra={
+                "operation": operation,
+                "method": method,
+                "path": path,
+                "status": reply.status,
+                "request_id": reply.request_id,
+                "detail": self.scrub(reply.detail()),
+            },
+        )
 
     def scrub(self, text: str, *, limit: int = _MESSAGE) -> str:
         """``text`` without the API key, as one printable line of at most ``limit``

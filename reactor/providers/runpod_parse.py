@@ -36,10 +36,15 @@ def parse_pod(raw: Any) -> Pod:
     gpu = raw.get("gpu")
     gpu_type = _str(gpu.get("id")) if isinstance(gpu, dict) else None
     status = _str(raw.get("status"))
-    return Pod(id=pod_id, name=_str(raw.get("name")) or "",
-               status=status.upper() if status else "UNKNOWN",
-               gpu_type=gpu_type, cost_per_hr=_money(raw.get("cost")),
-               env=_env(raw.get("env")), created_at=_when(raw.get("createdAt")))
+    return Pod(
+        id=pod_id,
+        name=_str(raw.get("name")) or "",
+        status=status.upper() if status else "UNKNOWN",
+        gpu_type=gpu_type,
+        cost_per_hr=_money(raw.get("cost")),
+        env=_env(raw.get("env")),
+        created_at=_when(raw.get("createdAt")),
+    )
 
 
 def parse_page(body: Any) -> PodPage:

@@ -12,9 +12,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_insert_overhead_runs_and_writes_its_results(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--tiny", "--only", "insert_overhead",
-         "--results", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--tiny",
+            "--only",
+            "insert_overhead",
+            "--results",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Insert overhead" in run.stdout
     result = json.loads((tmp_path / "insert_overhead.json").read_text())

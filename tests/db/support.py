@@ -48,18 +48,24 @@ class Notifications:
         return events
 
 
-async def add_worker(conn: asyncpg.Connection, worker_id: str, status: str = "active",
-                     **columns: Any) -> str:
+async def add_worker(
+    conn: asyncpg.Connection, worker_id: str, status: str = "active", **columns: Any
+) -> str:
     names = ["id", "status", *columns]
     values = [worker_id, status, *columns.values()]
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    await conn.execute(
-        f"INSERT INTO workers ({', '.join(names)}) VALUES ({placeholders})", *values)
+    await conn.execute(f"INSERT INTO workers ({', '.join(names)}) VALUES ({placeholders})", *values)
     return worker_id
 
 
-async def add_tasks(conn: asyncpg.Connection, count: int, *, task_type: str = "render",
-                    priority: int = 0, max_attempts: int = 3) -> list[uuid.UUID]:
+async def add_tasks(
+    conn: asyncpg.Connection,
+    count: int,
+    *,
+    task_type: str = "render",
+    priority: int = 0,
+    max_attempts: int = 3,
+) -> list[uuid.UUID]:
     """Insert ``count`` Queued tasks in one statement, oldest first by 1 ms steps."""
     rows = await conn.fetch(
         """
@@ -68,7 +74,12 @@ async def add_tasks(conn: asyncpg.Connection, count: int, *, task_type: str = "r
                now() - interval '1 hour' + g * interval '1 millisecond'
         FROM generate_series(1, $4) AS g
         RETURNING id
-        """, task_type, priority, max_attempts, count)
+        """,
+        task_type,
+        priority,
+        max_attempts,
+        count,
+    )
     return [r["id"] for r in rows]
 
 
@@ -78,13 +89,16 @@ async def add_task(conn: asyncpg.Connection, **columns: Any) -> uuid.UUID:
     placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
     return await conn.fetchval(  # type: ignore[no-any-return]
         f"INSERT INTO tasks ({', '.join(names)}) VALUES ({placeholders}) RETURNING id",
-        *columns.values())
+        *columns.values(),
+    )
 
 
-async def claim(conn: asyncpg.Connection, worker_id: str,
-                task_types: list[str] | None = None) -> asyncpg.Record | None:
+async def claim(
+    conn: asyncpg.Connection, worker_id: str, task_types: list[str] | None = None
+) -> asyncpg.Record | None:
     return await conn.fetchrow(  # type: ignore[no-any-return]
-        "SELECT * FROM func_claim_available_task($1, $2)", worker_id, task_types)
+        "SELECT * FROM func_claim_available_task($1, $2)", worker_id, task_types
+    )
 
 
 async def task_row(conn: asyncpg.Connection, task_id: uuid.UUID) -> dict[str, Any]:

@@ -42,9 +42,18 @@ VALUES
   ('00000000-0000-0000-0000-000000000005', 'render', NULL, 'Failed', 'pod-c',
    '2024-01-01 12:00+00', NULL, NULL, NULL, 's3://bucket/5.log');
 """
-SEED_COLUMNS = ("id", "task_type", "params", "status", "worker_id", "created_at",
-                "generation_started_at", "generation_processed_at", "result_data",
-                "output_location")
+SEED_COLUMNS = (
+    "id",
+    "task_type",
+    "params",
+    "status",
+    "worker_id",
+    "created_at",
+    "generation_started_at",
+    "generation_processed_at",
+    "result_data",
+    "output_location",
+)
 
 
 @pytest.fixture
@@ -97,11 +106,13 @@ async def test_claim_and_fencing_work_on_the_seed_rows(seed: asyncpg.Connection)
     # The seed's own In Progress row is fenced like any other.
     busy = "00000000-0000-0000-0000-000000000004"
     assert not await seed.fetchval(
-        "SELECT func_mark_task_complete($1::uuid, '{}', 'w1', NULL)", busy)
+        "SELECT func_mark_task_complete($1::uuid, '{}', 'w1', NULL)", busy
+    )
     rows = await seed.fetch("SELECT task_id, new_status FROM func_reset_orphaned_tasks('{pod-b}')")
     assert [(str(r["task_id"]), r["new_status"]) for r in rows] == [(busy, "Queued")]
-    row = await seed.fetchrow("SELECT output_location, status FROM tasks WHERE id = $1",
-                              first["id"])
+    row = await seed.fetchrow(
+        "SELECT output_location, status FROM tasks WHERE id = $1", first["id"]
+    )
     assert tuple(row) == (None, "Complete")
 
 
@@ -164,8 +175,13 @@ CREATE VIEW active_workers_health AS
 SELECT id, status, last_heartbeat FROM workers WHERE status = 'active';
 """
 
-OUR_FUNCTIONS = ("func_claim_available_task", "func_mark_task_complete", "func_mark_task_failed",
-                 "func_reset_orphaned_tasks", "func_update_worker_heartbeat")
+OUR_FUNCTIONS = (
+    "func_claim_available_task",
+    "func_mark_task_complete",
+    "func_mark_task_failed",
+    "func_reset_orphaned_tasks",
+    "func_update_worker_heartbeat",
+)
 
 
 async def test_migrate_replaces_the_seeds_functions_and_views(seed: asyncpg.Connection) -> None:
@@ -174,25 +190,36 @@ async def test_migrate_replaces_the_seeds_functions_and_views(seed: asyncpg.Conn
 
     await migrate(seed)
     assert await _seed_rows(seed) == before
-    overloads = await seed.fetch("""
+    overloads = await seed.fetch(
+        """
         SELECT proname, count(*) AS n FROM pg_proc
         WHERE proname = ANY ($1::text[]) AND pronamespace = current_schema()::regnamespace
-        GROUP BY proname""", list(OUR_FUNCTIONS))
+        GROUP BY proname""",
+        list(OUR_FUNCTIONS),
+    )
     assert {r["proname"]: r["n"] for r in overloads} == dict.fromkeys(OUR_FUNCTIONS, 1)
 
     # Every call a gpu-reactor worker or reactor makes resolves to ours, unambiguously.
     assert await seed.fetchval("SELECT func_update_worker_heartbeat('pod-b')") == "active"
-    assert await seed.fetchval("SELECT func_update_worker_heartbeat($1, $2)", "pod-b", "{}") == "active"
+    assert (
+        await seed.fetchval("SELECT func_update_worker_heartbeat($1, $2)", "pod-b", "{}")
+        == "active"
+    )
     row = await seed.fetchrow("SELECT * FROM func_claim_available_task('pod-b')")
     assert row is not None and row["attempts"] == 1
-    assert await seed.fetchval(
-        "SELECT func_mark_task_complete($1, $2, $3)", row["id"], "{}", "pod-b") is True
+    assert (
+        await seed.fetchval("SELECT func_mark_task_complete($1, $2, $3)", row["id"], "{}", "pod-b")
+        is True
+    )
     row = await seed.fetchrow("SELECT * FROM func_claim_available_task($1, $2)", "pod-b", None)
     assert row is not None
-    assert await seed.fetchval("SELECT func_mark_task_failed($1, 'oom', 'pod-b')", row["id"]) is True
+    assert (
+        await seed.fetchval("SELECT func_mark_task_failed($1, 'oom', 'pod-b')", row["id"]) is True
+    )
     reset = await seed.fetch("SELECT * FROM func_reset_orphaned_tasks($1::text[])", ["pod-b"])
     assert [(str(r["task_id"]), r["new_status"]) for r in reset] == [
-        ("00000000-0000-0000-0000-000000000004", "Queued")]
+        ("00000000-0000-0000-0000-000000000004", "Queued")
+    ]
 
     status = await seed.fetchrow("SELECT * FROM orchestrator_status")
     assert status is not None and status["stuck_tasks"] == 0
@@ -200,6 +227,8 @@ async def test_migrate_replaces_the_seeds_functions_and_views(seed: asyncpg.Conn
     assert [r["worker_id"] for r in health] == ["pod-b"]
     workers = await seed.fetch("SELECT id, status, instance_type FROM workers ORDER BY id")
     assert [tuple(r) for r in workers] == [
-        ("pod-a", "terminated", "external"), ("pod-b", "active", "external")]
+        ("pod-a", "terminated", "external"),
+        ("pod-b", "active", "external"),
+    ]
 
     assert await migrate(seed) == []

@@ -32,13 +32,15 @@ async def _claim_until_empty(conn: asyncpg.Connection, worker_id: str) -> list[u
 
 
 async def test_concurrent_claimers_take_every_task_exactly_once(
-        conn: asyncpg.Connection, db_dsn: str) -> None:
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
     ids = await add_tasks(conn, TASKS)
     workers = [await add_worker(conn, f"w{i}") for i in range(CLAIMERS)]
     claimers = await connect_many(db_dsn, CLAIMERS)
     try:
         results = await asyncio.gather(
-            *(_claim_until_empty(c, w) for c, w in zip(claimers, workers, strict=True)))
+            *(_claim_until_empty(c, w) for c, w in zip(claimers, workers, strict=True))
+        )
     finally:
         await close_all(claimers)
 
@@ -48,8 +50,9 @@ async def test_concurrent_claimers_take_every_task_exactly_once(
     assert sorted(claimed) == sorted(ids)
     assert sum(1 for result in results if result) > 1, "the claimers did not run concurrently"
 
-    holders = {task: worker for worker, result in zip(workers, results, strict=True)
-               for task in result}
+    holders = {
+        task: worker for worker, result in zip(workers, results, strict=True) for task in result
+    }
     rows = await conn.fetch("SELECT id, status, worker_id, attempts FROM tasks")
     assert {r["status"] for r in rows} == {"In Progress"}
     assert {r["attempts"] for r in rows} == {1}
@@ -60,8 +63,13 @@ async def test_claims_highest_priority_first_then_oldest(conn: asyncpg.Connectio
     await add_worker(conn, "w1")
     base = datetime.now().astimezone() - timedelta(hours=1)
     spec = [  # (name, priority, age offset in seconds from base)
-        ("low-old", 0, 0), ("low-new", 0, 30), ("high-new", 5, 20), ("high-old", 5, 10),
-        ("mid", 1, 5), ("negative", -3, 1), ("low-mid", 0, 15),
+        ("low-old", 0, 0),
+        ("low-new", 0, 30),
+        ("high-new", 5, 20),
+        ("high-old", 5, 10),
+        ("mid", 1, 5),
+        ("negative", -3, 1),
+        ("low-mid", 0, 15),
     ]
     names = {}
     for name, priority, offset in spec:
@@ -93,7 +101,8 @@ async def test_task_types_filter(conn: asyncpg.Connection) -> None:
 
 @pytest.mark.parametrize("status", ["spawning", "terminating", "error", "terminated", None])
 async def test_a_worker_that_is_not_active_gets_nothing(
-        conn: asyncpg.Connection, status: str | None) -> None:
+    conn: asyncpg.Connection, status: str | None
+) -> None:
     task = await add_task(conn)
     if status is not None:
         await add_worker(conn, "w1", status)
@@ -106,17 +115,27 @@ async def test_a_worker_that_is_not_active_gets_nothing(
 
 
 async def test_claim_sets_in_progress_holder_start_and_counts_the_attempt(
-        conn: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection,
+) -> None:
     await add_worker(conn, "w1")
     await add_worker(conn, "w2")
-    task = await add_task(conn, params='{"prompt": "a cat"}', max_attempts=5,
-                          generation_processed_at=datetime.now().astimezone())
+    task = await add_task(
+        conn,
+        params='{"prompt": "a cat"}',
+        max_attempts=5,
+        generation_processed_at=datetime.now().astimezone(),
+    )
     before = await conn.fetchval("SELECT clock_timestamp()")
 
     row = await claim(conn, "w1")
     assert row is not None
-    assert dict(row) == {"id": task, "task_type": "render", "params": '{"prompt": "a cat"}',
-                         "attempts": 1, "max_attempts": 5}
+    assert dict(row) == {
+        "id": task,
+        "task_type": "render",
+        "params": '{"prompt": "a cat"}',
+        "attempts": 1,
+        "max_attempts": 5,
+    }
     stored = await task_row(conn, task)
     assert stored["status"] == "In Progress"
     assert stored["worker_id"] == "w1"
@@ -132,13 +151,15 @@ async def test_claim_sets_in_progress_holder_start_and_counts_the_attempt(
     assert (stored["status"], stored["worker_id"], stored["attempts"]) == ("In Progress", "w2", 2)
 
 
-async def _waits_for_a_lock(observer: asyncpg.Connection, pid: int,
-                            claiming: asyncio.Task[object]) -> bool:
+async def _waits_for_a_lock(
+    observer: asyncpg.Connection, pid: int, claiming: asyncio.Task[object]
+) -> bool:
     """Until the claim either finished or is seen waiting on a lock: which one it was."""
     deadline = asyncio.get_running_loop().time() + 5
     while not claiming.done():
         waiting = await observer.fetchval(
-            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid)
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        )
         if waiting:
             return True
         assert asyncio.get_running_loop().time() < deadline, "claim neither ran nor waited"
@@ -147,7 +168,8 @@ async def _waits_for_a_lock(observer: asyncpg.Connection, pid: int,
 
 
 async def test_a_claim_racing_a_drain_never_hands_a_task_to_the_draining_worker(
-        conn: asyncpg.Connection, db_dsn: str) -> None:
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
     # The reactor marks w1 terminating and, seeing it hold no task, may terminate its pod
     # at once. A claim that read w1 as 'active' just before must not commit a task to it:
     # the claim waits for the drain and then sees 'terminating'.
@@ -169,7 +191,8 @@ async def test_a_claim_racing_a_drain_never_hands_a_task_to_the_draining_worker(
 
 
 async def test_a_drain_racing_a_claim_waits_and_then_sees_the_task(
-        conn: asyncpg.Connection, db_dsn: str) -> None:
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
     await add_worker(conn, "w1")
     task = await add_task(conn)
     reactor, pod = await connect_many(db_dsn, 2)
@@ -177,13 +200,17 @@ async def test_a_drain_racing_a_claim_waits_and_then_sees_the_task(
         claiming = pod.transaction()
         await claiming.start()
         assert (await claim(pod, "w1"))["id"] == task  # type: ignore[index]
-        draining = asyncio.create_task(reactor.execute(
-            "UPDATE workers SET status = 'terminating' WHERE id = 'w1' AND status = 'active'"))
+        draining = asyncio.create_task(
+            reactor.execute(
+                "UPDATE workers SET status = 'terminating' WHERE id = 'w1' AND status = 'active'"
+            )
+        )
         assert await _waits_for_a_lock(conn, reactor.get_server_pid(), draining)
         await claiming.commit()
         assert await asyncio.wait_for(draining, 5) == "UPDATE 1"
         held = await reactor.fetchval(
-            "SELECT count(*) FROM tasks WHERE status = 'In Progress' AND worker_id = 'w1'")
+            "SELECT count(*) FROM tasks WHERE status = 'In Progress' AND worker_id = 'w1'"
+        )
         assert held == 1
     finally:
         await close_all([reactor, pod])

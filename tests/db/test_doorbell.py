@@ -21,8 +21,9 @@ ROUNDS = 15
 
 
 @pytest.fixture
-async def app_dsn(pg_server: PgServer, db_name: str,
-                  conn: asyncpg.Connection) -> AsyncIterator[str]:
+async def app_dsn(
+    pg_server: PgServer, db_name: str, conn: asyncpg.Connection
+) -> AsyncIterator[str]:
     """A login that is not the owner and may only INSERT into tasks."""
     role = f"app_{uuid.uuid4().hex[:10]}"
     password = uuid.uuid4().hex
@@ -35,7 +36,8 @@ async def app_dsn(pg_server: PgServer, db_name: str,
 
 
 async def test_an_insert_only_role_inserts_while_the_bell_is_armed(
-        conn: asyncpg.Connection, app_dsn: str, listener: Notifications) -> None:
+    conn: asyncpg.Connection, app_dsn: str, listener: Notifications
+) -> None:
     app = await asyncpg.connect(app_dsn)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -50,7 +52,8 @@ async def test_an_insert_only_role_inserts_while_the_bell_is_armed(
 
 
 async def test_an_open_ringing_transaction_does_not_hold_up_other_inserts(
-        conn: asyncpg.Connection, db_dsn: str, listener: Notifications) -> None:
+    conn: asyncpg.Connection, db_dsn: str, listener: Notifications
+) -> None:
     # An application transaction inserts while the bell is armed, rings, and stays open
     # (doing its own slow work). Other applications' inserts must not queue behind it.
     slow, other = await connect_many(db_dsn, 2)
@@ -67,8 +70,9 @@ async def test_an_open_ringing_transaction_does_not_hold_up_other_inserts(
         await close_all([slow, other])
 
 
-async def _serializable_insert(conn: asyncpg.Connection, started: asyncio.Barrier,
-                               inserted: asyncio.Barrier) -> None:
+async def _serializable_insert(
+    conn: asyncpg.Connection, started: asyncio.Barrier, inserted: asyncio.Barrier
+) -> None:
     async with conn.transaction(isolation="serializable"):
         await conn.fetchval("SELECT 1")  # take the snapshot before anyone rings
         await started.wait()
@@ -77,7 +81,8 @@ async def _serializable_insert(conn: asyncpg.Connection, started: asyncio.Barrie
 
 
 async def test_serializable_concurrent_inserters_never_fail(
-        conn: asyncpg.Connection, db_dsn: str, app_dsn: str) -> None:
+    conn: asyncpg.Connection, db_dsn: str, app_dsn: str
+) -> None:
     # Each round: arm, then 8 SERIALIZABLE transactions that all took their snapshot
     # before any of them rang, all insert, and only then commit. One of them rings; the
     # others read the armed bell too and must neither wait for it nor fail.
@@ -121,7 +126,8 @@ async def _arm_repeatedly(dsn: str) -> None:
 
 @pytest.mark.parametrize("isolation", ["repeatable_read", "serializable"])
 async def test_an_insert_whose_snapshot_saw_the_bell_armed_after_someone_rang(
-        conn: asyncpg.Connection, app_dsn: str, listener: Notifications, isolation: str) -> None:
+    conn: asyncpg.Connection, app_dsn: str, listener: Notifications, isolation: str
+) -> None:
     # The transaction's snapshot says armed; by the time it inserts, another has rung and
     # committed. Locking the changed row raises a serialization failure inside the bell:
     # it must be swallowed there, and the application's transaction must commit.

@@ -45,7 +45,8 @@ def _minus(after: tuple[int, ...], before: tuple[int, ...]) -> tuple[int, ...]:
 
 
 async def test_inserts_on_a_disarmed_bell_read_it_and_call_nothing_more(
-        counted: asyncpg.Connection, listener: Notifications) -> None:
+    counted: asyncpg.Connection, listener: Notifications
+) -> None:
     await counted.execute(ARM)
     await add_task(counted)  # rings and disarms
     await listener.take(counted)
@@ -58,7 +59,8 @@ async def test_inserts_on_a_disarmed_bell_read_it_and_call_nothing_more(
 
 
 async def test_an_armed_bell_is_rung_once_by_the_first_insert(
-        counted: asyncpg.Connection, listener: Notifications) -> None:
+    counted: asyncpg.Connection, listener: Notifications
+) -> None:
     await counted.execute(ARM)
     await listener.take(counted)
     async with counted.transaction():
@@ -71,7 +73,8 @@ async def test_an_armed_bell_is_rung_once_by_the_first_insert(
 
 
 async def test_a_requeue_rings_only_an_armed_bell(
-        counted: asyncpg.Connection, listener: Notifications) -> None:
+    counted: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(counted, "w1")
     first, second = await add_task(counted), await add_task(counted)
     await claim(counted, "w1")

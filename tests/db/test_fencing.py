@@ -13,8 +13,9 @@ COMPLETE = "SELECT func_mark_task_complete($1, $2, $3, $4)"
 FAIL = "SELECT func_mark_task_failed($1, $2, $3, $4)"
 
 
-async def _claimed_task(conn: asyncpg.Connection, worker_id: str = "w1",
-                        max_attempts: int = 3) -> uuid.UUID:
+async def _claimed_task(
+    conn: asyncpg.Connection, worker_id: str = "w1", max_attempts: int = 3
+) -> uuid.UUID:
     task = await add_task(conn, max_attempts=max_attempts)
     row = await claim(conn, worker_id)
     assert row is not None and row["id"] == task
@@ -55,7 +56,8 @@ async def test_another_worker_is_refused(conn: asyncpg.Connection, call: str) ->
 @pytest.mark.parametrize("call", [COMPLETE, FAIL])
 @pytest.mark.parametrize("status", ["Queued", "Complete", "Failed", "Cancelled"])
 async def test_a_task_no_longer_in_progress_is_refused(
-        conn: asyncpg.Connection, call: str, status: str) -> None:
+    conn: asyncpg.Connection, call: str, status: str
+) -> None:
     task = await _claimed_task(conn, "w1")
     # Someone else (the reactor, the application) moved it on, keeping the holder's name.
     await conn.execute("UPDATE tasks SET status = $2 WHERE id = $1", task, status)

@@ -19,7 +19,8 @@ async def _worker(conn: asyncpg.Connection, worker_id: str) -> dict:
 
 
 async def test_first_beat_promotes_spawning_to_active(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(conn, "w1", "spawning", managed=True)
     assert (await _worker(conn, "w1"))["activated_at"] is None
     await listener.take(conn)
@@ -31,7 +32,8 @@ async def test_first_beat_promotes_spawning_to_active(
     assert row["last_heartbeat"] is not None
     assert row["managed"] is True
     assert await listener.take(conn) == [
-        {"event": "worker_status", "worker_id": "w1", "status": "active"}]
+        {"event": "worker_status", "worker_id": "w1", "status": "active"}
+    ]
 
     # The second beat keeps activated_at.
     activated = row["activated_at"]
@@ -57,7 +59,8 @@ async def test_beat_moves_last_heartbeat_forward(conn: asyncpg.Connection) -> No
 
 @pytest.mark.parametrize("status", ["terminating", "error", "terminated"])
 async def test_beat_returns_the_status_and_never_resurrects(
-        conn: asyncpg.Connection, listener: Notifications, status: str) -> None:
+    conn: asyncpg.Connection, listener: Notifications, status: str
+) -> None:
     await add_worker(conn, "w1", status)
     await listener.take(conn)
     assert await conn.fetchval(BEAT, "w1", "{}") == status
@@ -66,7 +69,8 @@ async def test_beat_returns_the_status_and_never_resurrects(
 
 
 async def test_beat_that_changes_no_status_sends_no_notification(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(conn, "w1")
     await listener.take(conn)
     for _ in range(5):
@@ -75,7 +79,8 @@ async def test_beat_that_changes_no_status_sends_no_notification(
 
 
 async def test_an_unknown_id_registers_itself_as_an_unmanaged_active_worker(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     assert await conn.fetchval(BEAT, "stranger", '{"gpu": "4090"}') == "active"
     row = await _worker(conn, "stranger")
     assert row["status"] == "active"
@@ -83,11 +88,13 @@ async def test_an_unknown_id_registers_itself_as_an_unmanaged_active_worker(
     assert row["activated_at"] is not None and row["last_heartbeat"] is not None
     assert json.loads(row["metadata"]) == {"gpu": "4090"}
     assert await listener.take(conn) == [
-        {"event": "worker_status", "worker_id": "stranger", "status": "active"}]
+        {"event": "worker_status", "worker_id": "stranger", "status": "active"}
+    ]
 
 
 async def test_report_drained_records_and_notifies(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(conn, "w1", "terminating")
     await listener.take(conn)
     assert await conn.fetchval("SELECT func_report_worker_drained('w1')") is True
@@ -98,7 +105,8 @@ async def test_report_drained_records_and_notifies(
 
 @pytest.mark.parametrize("status", ["terminated", "error", None])
 async def test_report_drained_of_a_finished_or_unknown_worker_is_refused(
-        conn: asyncpg.Connection, listener: Notifications, status: str | None) -> None:
+    conn: asyncpg.Connection, listener: Notifications, status: str | None
+) -> None:
     if status is not None:
         await add_worker(conn, "w1", status)
     await listener.take(conn)

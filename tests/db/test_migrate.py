@@ -25,7 +25,8 @@ async def _schema_fingerprint(conn: asyncpg.Connection) -> list[tuple]:
         SELECT 'trigger', tgname || ':' || tgrelid::regclass::text || ':' || pg_get_triggerdef(oid)
         FROM pg_trigger WHERE NOT tgisinternal
         UNION ALL
-        SELECT 'relation', c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, '')
+        SELECT 'relation',
+               c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, '')
                || ':' || coalesce(pg_get_viewdef(c.oid), '')
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm')
@@ -53,7 +54,8 @@ async def _data_fingerprint(conn: asyncpg.Connection) -> list[tuple]:
 
 
 async def test_fresh_migrate_applies_every_file_and_second_run_changes_nothing(
-        pg_server: PgServer) -> None:
+    pg_server: PgServer,
+) -> None:
     name = await pg_server.create_empty_database()
     conn = await asyncpg.connect(pg_server.dsn(name))
     try:

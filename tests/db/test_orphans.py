@@ -20,7 +20,8 @@ async def _held_by(conn: asyncpg.Connection, worker_id: str, max_attempts: int =
 
 
 async def test_reset_requeues_the_lost_workers_tasks_counting_the_attempt(
-        conn: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection,
+) -> None:
     for worker in ("lost1", "lost2", "alive"):
         await add_worker(conn, worker)
     lost1 = await _held_by(conn, "lost1")
@@ -31,7 +32,8 @@ async def test_reset_requeues_the_lost_workers_tasks_counting_the_attempt(
 
     rows = await conn.fetch(RESET, ["lost1", "lost2", "never-existed"])
     assert sorted((r["task_id"], r["new_status"]) for r in rows) == sorted(
-        [(lost1, "Queued"), (lost2, "Queued")])
+        [(lost1, "Queued"), (lost2, "Queued")]
+    )
     for task, worker in ((lost1, "lost1"), (lost2, "lost2")):
         row = await task_row(conn, task)
         assert (row["status"], row["worker_id"], row["attempts"]) == ("Queued", None, 1)

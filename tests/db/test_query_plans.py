@@ -88,12 +88,14 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 async def _plan(conn: asyncpg.Connection, sql: str, *args: Any) -> list[dict[str, Any]]:
     name = f"q{abs(hash(sql))}"
     types = await _param_types(conn, sql, len(args))
-    await conn.execute(f"PREPARE {name}({', '.join(types)}) AS {sql}" if types
-                       else f"PREPARE {name} AS {sql}")
+    await conn.execute(
+        f"PREPARE {name}({', '.join(types)}) AS {sql}" if types else f"PREPARE {name} AS {sql}"
+    )
     try:
         literal_args = ", ".join(_literal(a) for a in args)
         raw = await conn.fetchval(
-            f"EXPLAIN (FORMAT JSON) EXECUTE {name}" + (f"({literal_args})" if args else ""))
+            f"EXPLAIN (FORMAT JSON) EXECUTE {name}" + (f"({literal_args})" if args else "")
+        )
     finally:
         await conn.execute(f"DEALLOCATE {name}")
     return list(_nodes(json.loads(raw)[0]["Plan"]))
@@ -103,8 +105,10 @@ async def _param_types(conn: asyncpg.Connection, sql: str, count: int) -> list[s
     if count == 0:
         return []
     statement = await conn.prepare(sql)
-    return [t.name if t.schema == "pg_catalog" else f"{t.schema}.{t.name}"
-            for t in statement.get_parameters()]
+    return [
+        t.name if t.schema == "pg_catalog" else f"{t.schema}.{t.name}"
+        for t in statement.get_parameters()
+    ]
 
 
 def _literal(value: Any) -> str:
@@ -122,8 +126,11 @@ def _scans(nodes: list[dict[str, Any]], relation: str) -> list[tuple[str, str | 
         if node.get("Relation Name") != relation or node["Node Type"] == "ModifyTable":
             continue
         if node["Node Type"] == "Bitmap Heap Scan":
-            scans += [(node["Node Type"], child.get("Index Name"))
-                      for child in _nodes(node) if child["Node Type"] == "Bitmap Index Scan"]
+            scans += [
+                (node["Node Type"], child.get("Index Name"))
+                for child in _nodes(node)
+                if child["Node Type"] == "Bitmap Index Scan"
+            ]
         else:
             scans.append((node["Node Type"], node.get("Index Name")))
     return scans
@@ -138,12 +145,15 @@ def _assert_uses(nodes: list[dict[str, Any]], relation: str, *indexes: str) -> N
 
 async def _function_body(conn: asyncpg.Connection, name: str) -> str:
     """The SQL of a LANGUAGE sql function, its named arguments as $1, $2 ..."""
-    row = await conn.fetchrow("""
+    row = await conn.fetchrow(
+        """
         SELECT p.prosrc, p.proargnames, p.proargmodes::text[] AS modes,
                p.proargtypes::regtype[]::text[] AS types
         FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
         WHERE p.proname = $1 AND l.lanname = 'sql'
-    """, name)
+    """,
+        name,
+    )
     assert row is not None, f"{name} is not a LANGUAGE sql function"
     modes = row["modes"] or ["i"] * len(row["types"])
     inputs = [n for n, m in zip(row["proargnames"], modes, strict=True) if m in ("i", "b", "v")]
@@ -161,53 +171,69 @@ async def test_claim_uses_the_queued_index(busy: asyncpg.Connection) -> None:
         assert all(name != RUNNING_IDX for _, name in _scans(nodes, "tasks"))
 
 
-@pytest.mark.parametrize(("name", "indexes"), [
-    ("func_reset_orphaned_tasks", [RUNNING_IDX]),
-    ("func_mark_task_complete", ["tasks_pkey", RUNNING_IDX]),
-    ("func_mark_task_failed", ["tasks_pkey", RUNNING_IDX]),
-    ("func_requeue_task", ["tasks_pkey", RUNNING_IDX]),
-])
+@pytest.mark.parametrize(
+    ("name", "indexes"),
+    [
+        ("func_reset_orphaned_tasks", [RUNNING_IDX]),
+        ("func_mark_task_complete", ["tasks_pkey", RUNNING_IDX]),
+        ("func_mark_task_failed", ["tasks_pkey", RUNNING_IDX]),
+        ("func_requeue_task", ["tasks_pkey", RUNNING_IDX]),
+    ],
+)
 async def test_the_other_task_functions_use_an_index(
-        busy: asyncpg.Connection, name: str, indexes: list[str]) -> None:
+    busy: asyncpg.Connection, name: str, indexes: list[str]
+) -> None:
     body = await _function_body(busy, name)
-    params = await busy.fetchval(
-        "SELECT pronargs FROM pg_proc WHERE proname = $1", name)
+    params = await busy.fetchval("SELECT pronargs FROM pg_proc WHERE proname = $1", name)
     nodes = await _plan(busy, body, *([None] * params))
     _assert_uses(nodes, "tasks", *indexes)
 
 
-@pytest.mark.parametrize(("sql", "index"), [
-    ("SELECT count(*) FROM tasks WHERE status = 'Queued'", CLAIM_IDX),
-    ("SELECT count(*) FROM tasks WHERE status = 'In Progress'", RUNNING_IDX),
-    ("SELECT min(created_at) FROM tasks WHERE status = 'Queued'", CLAIM_IDX),
-    ("SELECT id, attempts FROM tasks WHERE status = 'In Progress' AND worker_id = $1",
-     RUNNING_IDX),
-])
+@pytest.mark.parametrize(
+    ("sql", "index"),
+    [
+        ("SELECT count(*) FROM tasks WHERE status = 'Queued'", CLAIM_IDX),
+        ("SELECT count(*) FROM tasks WHERE status = 'In Progress'", RUNNING_IDX),
+        ("SELECT min(created_at) FROM tasks WHERE status = 'Queued'", CLAIM_IDX),
+        (
+            "SELECT id, attempts FROM tasks WHERE status = 'In Progress' AND worker_id = $1",
+            RUNNING_IDX,
+        ),
+    ],
+)
 async def test_queue_counts_and_running_by_worker_use_partial_indexes(
-        busy: asyncpg.Connection, sql: str, index: str) -> None:
+    busy: asyncpg.Connection, sql: str, index: str
+) -> None:
     args = ["live-3"] if "$1" in sql else []
     _assert_uses(await _plan(busy, sql, *args), "tasks", index)
 
 
-@pytest.mark.parametrize(("name", "relation", "index"), [
-    ("queue_counts", "tasks", CLAIM_IDX),
-    ("queue_counts", "tasks", RUNNING_IDX),
-    ("queue_counts", "tasks", RETRY_IDX),
-    ("running_tasks", "tasks", RUNNING_IDX),
-    ("live_workers", "workers", LIVE_IDX),
-])
+@pytest.mark.parametrize(
+    ("name", "relation", "index"),
+    [
+        ("queue_counts", "tasks", CLAIM_IDX),
+        ("queue_counts", "tasks", RUNNING_IDX),
+        ("queue_counts", "tasks", RETRY_IDX),
+        ("running_tasks", "tasks", RUNNING_IDX),
+        ("live_workers", "workers", LIVE_IDX),
+    ],
+)
 async def test_the_reactors_named_queries_use_partial_indexes(
-        busy: asyncpg.Connection, name: str, relation: str, index: str) -> None:
+    busy: asyncpg.Connection, name: str, relation: str, index: str
+) -> None:
     _assert_uses(await _plan(busy, query(name)), relation, index)
 
 
 async def test_the_dashboard_overview_reads_no_finished_task_beyond_the_last_hour(
-        busy: asyncpg.Connection) -> None:
+    busy: asyncpg.Connection,
+) -> None:
     # Refreshed every few seconds: the view's all-time finished counts are left out.
     scans = _scans(await _plan(busy, query("ops_orchestrator_status")), "tasks")
     assert scans and not any(kind == "Seq Scan" for kind, _ in scans), scans
-    assert ("Index Scan", "tasks_updated_at_idx") in scans or \
-        ("Bitmap Heap Scan", "tasks_updated_at_idx") in scans, scans
+    assert ("Index Scan", "tasks_updated_at_idx") in scans or (
+        "Bitmap Heap Scan",
+        "tasks_updated_at_idx",
+    ) in scans, scans
 
 
 async def test_live_workers_by_status_uses_the_live_index(busy: asyncpg.Connection) -> None:

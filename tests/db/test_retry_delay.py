@@ -6,8 +6,8 @@ import datetime as dt
 
 import asyncpg
 
-from reactor.service import Reactor
-from reactor.snapshot import read_snapshot
+from reactor.engine.service import Reactor
+from reactor.engine.snapshot import read_snapshot
 from tests.db.support import add_task, add_worker, claim, task_row
 from tests.fakes import run_fake_runpod
 from tests.reactor.harness import runpod_settings
@@ -21,17 +21,22 @@ async def _set_delay(conn: asyncpg.Connection, seconds: int) -> None:
 
 async def _wait_left(conn: asyncpg.Connection, task: object) -> float:
     """Seconds until the task's retry_at, by the database's clock."""
-    return float(await conn.fetchval(
-        "SELECT extract(epoch FROM retry_at - now()) FROM tasks WHERE id = $1", task))
+    return float(
+        await conn.fetchval(
+            "SELECT extract(epoch FROM retry_at - now()) FROM tasks WHERE id = $1", task
+        )
+    )
 
 
 async def _make_due(conn: asyncpg.Connection, task: object) -> None:
-    await conn.execute("UPDATE tasks SET retry_at = now() - interval '1 second' WHERE id = $1",
-                       task)
+    await conn.execute(
+        "UPDATE tasks SET retry_at = now() - interval '1 second' WHERE id = $1", task
+    )
 
 
 async def test_a_failed_task_waits_doubling_per_attempt_then_fails_for_good(
-        conn: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection,
+) -> None:
     await _set_delay(conn, 30)
     await add_worker(conn, "w1")
     task = await add_task(conn, max_attempts=3)
@@ -55,11 +60,15 @@ async def test_a_failed_task_waits_doubling_per_attempt_then_fails_for_good(
     assert await conn.fetchval(FAIL, task, "w1", 3)
     row = await task_row(conn, task)
     assert (row["status"], row["retry_at"], row["error_message"]) == (
-        "Failed", None, "CUDA out of memory")
+        "Failed",
+        None,
+        "CUDA out of memory",
+    )
 
 
 async def test_a_waiting_task_does_not_hold_up_the_queue_behind_it(
-        conn: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection,
+) -> None:
     await _set_delay(conn, 30)
     await add_worker(conn, "w1")
     urgent = await add_task(conn, priority=10)
@@ -80,7 +89,8 @@ async def test_the_delay_is_capped_at_an_hour(conn: asyncpg.Connection) -> None:
 
 
 async def test_requeues_that_are_not_the_tasks_fault_are_immediate(
-        conn: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection,
+) -> None:
     await _set_delay(conn, 30)
     await add_worker(conn, "w1")
     await add_worker(conn, "w2")
@@ -106,7 +116,8 @@ async def test_no_delay_until_a_reactor_sets_one(conn: asyncpg.Connection) -> No
 
 
 async def test_the_reactor_writes_its_retry_delay_at_start(
-        db_dsn: str, conn: asyncpg.Connection) -> None:
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
     async with run_fake_runpod() as runpod:
         reactor = Reactor(runpod_settings(db_dsn, runpod, TASK_RETRY_DELAY_SEC=2.5))
         await reactor.open()
@@ -122,7 +133,8 @@ async def test_the_reactor_writes_its_retry_delay_at_start(
 
 
 async def test_the_snapshot_counts_waiting_tasks_and_when_the_next_is_due(
-        conn: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection,
+) -> None:
     await _set_delay(conn, 30)
     await add_worker(conn, "w1")
     failing, other = await add_task(conn, priority=1), await add_task(conn)

@@ -26,12 +26,16 @@ async def test_the_pod_login_is_only_a_gpu_worker(pod: asyncpg.Connection) -> No
 
 
 async def test_a_worker_runs_its_whole_life_through_the_functions(
-        conn: asyncpg.Connection, pod: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(conn, "w1", "spawning")
     task = await add_task(conn, params='{"prompt": "x"}')
 
     assert await pod.fetchval("SELECT gpu_reactor_arm()") is None
-    assert await pod.fetchval("SELECT func_update_worker_heartbeat('w1', '{\"vram\": 24}')") == "active"
+    assert (
+        await pod.fetchval("SELECT func_update_worker_heartbeat('w1', '{\"vram\": 24}')")
+        == "active"
+    )
     row = await pod.fetchrow("SELECT * FROM func_claim_available_task('w1', NULL)")
     assert row is not None and row["id"] == task and row["params"] == '{"prompt": "x"}'
     assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", task) is True
@@ -45,28 +49,32 @@ async def test_a_worker_runs_its_whole_life_through_the_functions(
     await listener.settle(pod)
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT * FROM workers",
-    "SELECT params FROM tasks",
-    "SELECT count(*) FROM tasks",
-    "UPDATE tasks SET status = 'Complete'",
-    "UPDATE workers SET status = 'active'",
-    "INSERT INTO tasks (task_type) VALUES ('x')",
-    "DELETE FROM tasks",
-    "SELECT * FROM gpu_reactor_settings",
-    "UPDATE gpu_reactor_doorbell SET armed = true",
-    "SELECT * FROM gpu_reactor_migrations",
-    "SELECT * FROM orchestrator_status",
-    "SELECT * FROM active_workers_health",
-    "SELECT * FROM recent_task_activity",
-    "SELECT * FROM worker_performance",
-    "SELECT * FROM fleet_cost",
-    "SELECT * FROM func_reset_orphaned_tasks(ARRAY['w1'])",
-    "SELECT func_requeue_task(gen_random_uuid(), 'w1', 1, 'x')",
-    "SELECT gpu_reactor_ring('task_queued')",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM workers",
+        "SELECT params FROM tasks",
+        "SELECT count(*) FROM tasks",
+        "UPDATE tasks SET status = 'Complete'",
+        "UPDATE workers SET status = 'active'",
+        "INSERT INTO tasks (task_type) VALUES ('x')",
+        "DELETE FROM tasks",
+        "SELECT * FROM gpu_reactor_settings",
+        "UPDATE gpu_reactor_doorbell SET armed = true",
+        "SELECT * FROM gpu_reactor_migrations",
+        "SELECT * FROM orchestrator_status",
+        "SELECT * FROM active_workers_health",
+        "SELECT * FROM recent_task_activity",
+        "SELECT * FROM worker_performance",
+        "SELECT * FROM fleet_cost",
+        "SELECT * FROM func_reset_orphaned_tasks(ARRAY['w1'])",
+        "SELECT func_requeue_task(gen_random_uuid(), 'w1', 1, 'x')",
+        "SELECT gpu_reactor_ring('task_queued')",
+    ],
+)
 async def test_everything_else_is_refused(
-        conn: asyncpg.Connection, pod: asyncpg.Connection, sql: str) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection, sql: str
+) -> None:
     await add_worker(conn, "w1")
     await add_task(conn)
     with pytest.raises(DENIED):
@@ -74,7 +82,8 @@ async def test_everything_else_is_refused(
 
 
 async def test_a_worker_completes_only_the_task_it_holds(
-        conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection
+) -> None:
     await add_worker(conn, "w1")
     await add_worker(conn, "w2")
     mine = await add_task(conn)
@@ -89,7 +98,8 @@ async def test_a_worker_completes_only_the_task_it_holds(
 
 
 async def test_temporary_tables_cannot_redirect_the_functions(
-        conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection
+) -> None:
     # Any role may create temporary tables, and an unqualified name resolves to the
     # session's temporary schema first unless the function's search_path puts pg_temp
     # last. A draining worker must not be able to fake 'active' and keep claiming.
@@ -104,14 +114,19 @@ async def test_temporary_tables_cannot_redirect_the_functions(
 
 
 async def test_every_security_definer_function_pins_its_search_path(
-        conn: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection,
+) -> None:
     rows = await conn.fetch("""
         SELECT p.proname, p.proconfig
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = current_schema() AND p.prosecdef
     """)
     assert rows, "no SECURITY DEFINER functions found"
-    unsafe = {r["proname"]: r["proconfig"] for r in rows
-              if not any(c.startswith("search_path=") and c.endswith("pg_temp")
-                         for c in r["proconfig"] or [])}
+    unsafe = {
+        r["proname"]: r["proconfig"]
+        for r in rows
+        if not any(
+            c.startswith("search_path=") and c.endswith("pg_temp") for c in r["proconfig"] or []
+        )
+    }
     assert unsafe == {}

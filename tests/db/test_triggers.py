@@ -10,7 +10,8 @@ ARM = "SELECT gpu_reactor_arm()"
 
 
 async def test_every_payload_is_json_with_an_event(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await conn.execute(ARM)
     await add_worker(conn, "w1", "spawning")
     await conn.fetchval("SELECT func_update_worker_heartbeat('w1', '{}')")
@@ -22,13 +23,19 @@ async def test_every_payload_is_json_with_an_event(
 
     events = await listener.take(conn)  # parses every payload as JSON
     assert [e["event"] for e in events] == [
-        "worker_status", "worker_status", "task_queued", "task_finished", "worker_status",
-        "worker_drained"]
+        "worker_status",
+        "worker_status",
+        "task_queued",
+        "task_finished",
+        "worker_status",
+        "worker_drained",
+    ]
     assert all(isinstance(e, dict) for e in events)
 
 
 async def test_bulk_insert_rings_once_and_later_inserts_stay_silent_until_rearmed(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await conn.execute(ARM)
     await listener.take(conn)
 
@@ -47,7 +54,8 @@ async def test_bulk_insert_rings_once_and_later_inserts_stay_silent_until_rearme
 
 
 async def test_arming_twice_still_rings_once(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await conn.execute(ARM)
     await conn.execute(ARM)
     await add_task(conn)
@@ -56,7 +64,8 @@ async def test_arming_twice_still_rings_once(
 
 
 async def test_a_rolled_back_insert_leaves_the_bell_armed(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await conn.execute(ARM)
     tx = conn.transaction()
     await tx.start()
@@ -68,7 +77,8 @@ async def test_a_rolled_back_insert_leaves_the_bell_armed(
 
 
 async def test_a_task_leaving_in_progress_notifies_with_status_and_worker(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(conn, "w1")
     done, failed, requeued, cancelled = [await add_task(conn) for _ in range(4)]
     for _ in range(4):
@@ -89,7 +99,8 @@ async def test_a_task_leaving_in_progress_notifies_with_status_and_worker(
 
 
 async def test_updates_that_keep_a_task_where_it_is_stay_silent(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await conn.execute(ARM)
     await add_worker(conn, "w1")
     task = await add_task(conn)
@@ -103,10 +114,12 @@ async def test_updates_that_keep_a_task_where_it_is_stay_silent(
 
 
 async def test_a_worker_status_change_notifies_and_other_updates_do_not(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(conn, "w1", "spawning")
     assert await listener.take(conn) == [
-        {"event": "worker_status", "worker_id": "w1", "status": "spawning"}]
+        {"event": "worker_status", "worker_id": "w1", "status": "spawning"}
+    ]
 
     await conn.execute("UPDATE workers SET last_heartbeat = now(), metadata = '{\"a\": 1}'")
     await conn.execute("UPDATE workers SET status = 'spawning'")
@@ -116,11 +129,13 @@ async def test_a_worker_status_change_notifies_and_other_updates_do_not(
     await conn.execute("UPDATE workers SET status = 'terminated', terminated_at = now()")
     assert await listener.take(conn) == [
         {"event": "worker_status", "worker_id": "w1", "status": "terminating"},
-        {"event": "worker_status", "worker_id": "w1", "status": "terminated"}]
+        {"event": "worker_status", "worker_id": "w1", "status": "terminated"},
+    ]
 
 
 async def test_putting_a_task_back_to_queued_rings_the_doorbell(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     failed = await add_task(conn)
     await conn.execute("UPDATE tasks SET status = 'Failed' WHERE id = $1", failed)
     await conn.execute(ARM)
@@ -131,7 +146,8 @@ async def test_putting_a_task_back_to_queued_rings_the_doorbell(
 
 
 async def test_failed_back_to_queued_rings_an_armed_bell(
-        conn: asyncpg.Connection, listener: Notifications) -> None:
+    conn: asyncpg.Connection, listener: Notifications
+) -> None:
     await add_worker(conn, "w1")
     task = await add_task(conn)
     await claim(conn, "w1")

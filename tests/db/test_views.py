@@ -15,12 +15,12 @@ MIN = timedelta(minutes=1)
 # id, status, cost_per_hr, created (ago), last heartbeat (ago), terminated (ago)
 WORKERS = [
     ("spawn-new", "spawning", "1.0", 1 * MIN, None, None),
-    ("spawn-old", "spawning", "1.0", 20 * MIN, None, None),     # past spawning_timeout 900 s
+    ("spawn-old", "spawning", "1.0", 20 * MIN, None, None),  # past spawning_timeout 900 s
     ("idle", "active", "2.0", 90 * MIN, 1 * MIN, None),
-    ("busy", "active", "2.0", 90 * MIN, 1 * MIN, None),        # task 5 min old
-    ("stuck", "active", "2.0", 180 * MIN, 1 * MIN, None),      # task 2 h old
-    ("stale", "active", "2.0", 90 * MIN, 20 * MIN, None),      # past heartbeat_timeout 600 s
-    ("silent", "terminating", "2.0", 90 * MIN, None, None),    # never beat: stale by age
+    ("busy", "active", "2.0", 90 * MIN, 1 * MIN, None),  # task 5 min old
+    ("stuck", "active", "2.0", 180 * MIN, 1 * MIN, None),  # task 2 h old
+    ("stale", "active", "2.0", 90 * MIN, 20 * MIN, None),  # past heartbeat_timeout 600 s
+    ("silent", "terminating", "2.0", 90 * MIN, None, None),  # never beat: stale by age
     ("draining", "terminating", "2.0", 90 * MIN, 1 * MIN, None),
     ("gone", "terminated", "3.0", 30 * 60 * MIN, 10 * MIN, 5 * MIN),
     ("crashed", "error", "4.0", 40 * 60 * MIN, 35 * 60 * MIN, 34 * 60 * MIN),
@@ -31,13 +31,20 @@ WORKERS = [
 async def fleet(conn: asyncpg.Connection) -> datetime:
     now = await conn.fetchval("SELECT now()")
     for wid, status, cost, created, beat, ended in WORKERS:
-        await conn.execute("""
+        await conn.execute(
+            """
             INSERT INTO workers (id, status, cost_per_hr, created_at, last_heartbeat,
                                  activated_at, terminated_at)
             VALUES ($1, $2, $3::numeric, $4, $5, $6, $7)
-        """, wid, status, cost, now - created, beat and now - beat,
+        """,
+            wid,
+            status,
+            cost,
+            now - created,
+            beat and now - beat,
             None if status == "spawning" or beat is None else now - created + MIN,
-            ended and now - ended)
+            ended and now - ended,
+        )
     tasks = [  # status, worker, created (ago), started (ago), processed (ago), updated (ago)
         ("Queued", None, 10 * MIN, None, None, 10 * MIN),
         ("Queued", None, 3 * MIN, None, None, 3 * MIN),
@@ -51,12 +58,19 @@ async def fleet(conn: asyncpg.Connection) -> datetime:
         ("Cancelled", None, 300 * MIN, None, None, 200 * MIN),
     ]
     for status, worker, created, started, processed, updated in tasks:
-        await conn.execute("""
+        await conn.execute(
+            """
             INSERT INTO tasks (task_type, status, worker_id, created_at, generation_started_at,
                                generation_processed_at, updated_at)
             VALUES ('render', $1, $2, $3, $4, $5, $6)
-        """, status, worker, now - created, started and now - started,
-            processed and now - processed, now - updated)
+        """,
+            status,
+            worker,
+            now - created,
+            started and now - started,
+            processed and now - processed,
+            now - updated,
+        )
     return now  # type: ignore[no-any-return]
 
 
@@ -76,26 +90,47 @@ async def test_orchestrator_status_counts(conn: asyncpg.Connection, fleet: datet
     assert 590 < status.pop("oldest_queued_age_sec") < 700
     status.pop("observed_at")
     assert status == {
-        "queued_tasks": 3, "in_progress_tasks": 2, "completed_tasks": 3, "failed_tasks": 1,
-        "cancelled_tasks": 1, "spawning_workers": 2, "active_workers": 4,
-        "terminating_workers": 2, "error_workers": 1, "stale_workers": 2, "stuck_tasks": 1,
+        "queued_tasks": 3,
+        "in_progress_tasks": 2,
+        "completed_tasks": 3,
+        "failed_tasks": 1,
+        "cancelled_tasks": 1,
+        "spawning_workers": 2,
+        "active_workers": 4,
+        "terminating_workers": 2,
+        "error_workers": 1,
+        "stale_workers": 2,
+        "stuck_tasks": 1,
     }
 
 
 async def test_the_dashboard_overview_counts_finished_tasks_of_the_last_hour(
-        conn: asyncpg.Connection, fleet: datetime) -> None:
+    conn: asyncpg.Connection, fleet: datetime
+) -> None:
     row = dict(await conn.fetchrow(query("ops_orchestrator_status")))  # type: ignore[arg-type]
     status = await _status(conn)
     # The cancelled task changed 200 minutes ago: all-time, not in the last hour.
-    assert (row["completed_last_hour"], row["failed_last_hour"], row["cancelled_last_hour"]) \
-        == (3, 1, 0) and status["cancelled_tasks"] == 1
-    for key in ("queued_tasks", "in_progress_tasks", "spawning_workers", "active_workers",
-                "terminating_workers", "error_workers", "stale_workers", "stuck_tasks"):
+    assert (row["completed_last_hour"], row["failed_last_hour"], row["cancelled_last_hour"]) == (
+        3,
+        1,
+        0,
+    ) and status["cancelled_tasks"] == 1
+    for key in (
+        "queued_tasks",
+        "in_progress_tasks",
+        "spawning_workers",
+        "active_workers",
+        "terminating_workers",
+        "error_workers",
+        "stale_workers",
+        "stuck_tasks",
+    ):
         assert row[key] == status[key], key
 
 
 async def test_thresholds_come_from_the_settings_row(
-        conn: asyncpg.Connection, fleet: datetime) -> None:
+    conn: asyncpg.Connection, fleet: datetime
+) -> None:
     await conn.execute("""
         UPDATE gpu_reactor_settings
         SET heartbeat_timeout_sec = 30, task_stuck_timeout_sec = 240, spawning_timeout_sec = 30
@@ -120,8 +155,14 @@ async def test_thresholds_come_from_the_settings_row(
 
 async def test_active_workers_health(conn: asyncpg.Connection, fleet: datetime) -> None:
     assert await _health(conn) == {
-        "spawn-new": "starting", "spawn-old": "spawn_overdue", "idle": "idle", "busy": "busy",
-        "stuck": "stuck_task", "stale": "stale", "silent": "stale", "draining": "draining",
+        "spawn-new": "starting",
+        "spawn-old": "spawn_overdue",
+        "idle": "idle",
+        "busy": "busy",
+        "stuck": "stuck_task",
+        "stale": "stale",
+        "silent": "stale",
+        "draining": "draining",
     }
     busy = await conn.fetchrow("SELECT * FROM active_workers_health WHERE worker_id = 'busy'")
     assert busy is not None
@@ -131,7 +172,8 @@ async def test_active_workers_health(conn: asyncpg.Connection, fleet: datetime) 
 
 
 async def test_the_stale_count_agrees_with_the_health_view(
-        conn: asyncpg.Connection, fleet: datetime) -> None:
+    conn: asyncpg.Connection, fleet: datetime
+) -> None:
     for timeout in (30, 600, 3600, 2 * 3600):
         await conn.execute("UPDATE gpu_reactor_settings SET heartbeat_timeout_sec = $1", timeout)
         stale = sum(1 for h in (await _health(conn)).values() if h == "stale")
@@ -142,7 +184,15 @@ async def test_recent_task_activity(conn: asyncpg.Connection, fleet: datetime) -
     rows = await conn.fetch("SELECT * FROM recent_task_activity")
     # The last hour only (the stuck task and the Cancelled one changed longer ago), newest first.
     assert [r["status"] for r in rows] == [
-        "Queued", "Queued", "In Progress", "Queued", "Failed", "Complete", "Complete", "Complete"]
+        "Queued",
+        "Queued",
+        "In Progress",
+        "Queued",
+        "Failed",
+        "Complete",
+        "Complete",
+        "Complete",
+    ]
     assert [round(r["processing_sec"]) for r in rows if r["status"] == "Complete"] == [30, 20, 10]
 
 
@@ -164,7 +214,8 @@ async def test_fleet_cost(conn: asyncpg.Connection, fleet: datetime) -> None:
     async with conn.transaction():  # one now() for the view and the expectation
         row = await conn.fetchrow("SELECT *, now() AS now FROM fleet_cost")
         midnight = await conn.fetchval(
-            "SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'")
+            "SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+        )
     assert row is not None
     live = [w for w in WORKERS if w[1] in ("spawning", "active", "terminating")]
     assert row["live_workers"] == len(live)

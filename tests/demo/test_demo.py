@@ -52,8 +52,9 @@ def leftovers(data_dir: Path, summary: dict[str, Any] | None) -> list[int]:
     found = set()
     for proc in (summary or {}).get("processes", {}).get("started", []):
         marker = f"WORKER_ID={proc['id']}\0".encode()
-        if _alive(proc["pid"]) and (proc["kind"] != "worker"
-                                    or marker in _proc_read(proc["pid"], "environ")):
+        if _alive(proc["pid"]) and (
+            proc["kind"] != "worker" or marker in _proc_read(proc["pid"], "environ")
+        ):
             found.add(proc["pid"])
     needle = str(data_dir).encode()
     for pid in (int(e) for e in os.listdir("/proc") if e.isdigit()):
@@ -84,17 +85,33 @@ def _wait_for_http(port: int, proc: subprocess.Popen[str], timeout: float = 60) 
     return {}
 
 
-def run_demo(tmp_path: Path, data_dir: Path
-             ) -> tuple[int, str, dict[str, str], dict[str, Any] | None]:
+def run_demo(
+    tmp_path: Path, data_dir: Path
+) -> tuple[int, str, dict[str, str], dict[str, Any] | None]:
     summary_path, port = tmp_path / "summary.json", free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LOG_FORMAT")}
     env["LOG_FORMAT"] = "text"
-    command = [sys.executable, "-m", "reactor", "demo", "--no-dashboard",
-               "--duration", str(DURATION), "--tasks", str(TASKS), "--data-dir", str(data_dir),
-               "--port", str(port), "--json-summary", str(summary_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "reactor",
+        "demo",
+        "--no-dashboard",
+        "--duration",
+        str(DURATION),
+        "--tasks",
+        str(TASKS),
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--json-summary",
+        str(summary_path),
+    ]
     output: list[str] = []
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     reader = threading.Thread(target=_collect, args=(proc.stdout, output), daemon=True)
     reader.start()
     try:
@@ -152,8 +169,10 @@ def test_demo_scales_recovers_and_leaves_nothing(tmp_path: Path, data_dir: Path)
     workers = summary["workers"]
     assert 2 <= workers["peak_live"] <= MAX_WORKERS
     rows = {w["id"]: w for w in workers["rows"]}
-    assert any(w["status"] == "terminated" and (w["reason"] or "").startswith("idle")
-               for w in rows.values()), workers["ended_by_reason"]
+    assert any(
+        w["status"] == "terminated" and (w["reason"] or "").startswith("idle")
+        for w in rows.values()
+    ), workers["ended_by_reason"]
 
     # The killed worker: 'error' at its heartbeat deadline, replaced, its task finished.
     killed = summary["killed"]

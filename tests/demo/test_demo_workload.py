@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reactor.demo_workload import ACT_TWO_TASKS, BURST_SPACING_SEC, pid_of, plan
+from reactor.demo.workload import ACT_TWO_TASKS, BURST_SPACING_SEC, pid_of, plan
 
 FULL_FLEET = 12  # MAX_ACTIVE_GPUS 4 x TASKS_PER_GPU_THRESHOLD 3
 
@@ -38,8 +38,15 @@ def test_every_task_is_planned_once_within_the_run(tasks: int, duration: float) 
     assert plan(tasks, duration, full_fleet=FULL_FLEET) == p  # deterministic
 
 
-@pytest.mark.parametrize(("pod_id", "pid"), [
-    ("local-1234", 1234), ("local-", None), ("abc123xyz", None), (None, None), ("local-12a", None),
-])
+@pytest.mark.parametrize(
+    ("pod_id", "pid"),
+    [
+        ("local-1234", 1234),
+        ("local-", None),
+        ("abc123xyz", None),
+        (None, None),
+        ("local-12a", None),
+    ],
+)
 def test_pid_of_local_pod_ids(pod_id: str | None, pid: int | None) -> None:
     assert pid_of(pod_id) == pid

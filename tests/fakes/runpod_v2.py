@@ -52,40 +52,53 @@ from tests.fakes.runpod_v2_wire import (
 log = logging.getLogger("tests.fakes.runpod_v2")
 
 Hook = Callable[[FakePod], Awaitable[Any] | Any]
-_ROUTES = [(method, re.compile("^" + path.replace("{id}", "([^/]+)") + "$"), handler)
-           for method, path, handler in [
-               ("GET", "/pods", "_list"),
-               ("POST", "/pods", "_create"),
-               ("GET", "/pods/{id}", "_get"),
-               ("DELETE", "/pods/{id}", "_delete"),
-               ("POST", "/pods/{id}/action", "_action"),
-               ("GET", "/catalog/gpus", "_catalog_gpus"),
-               ("GET", "/catalog/datacenters", "_catalog_data_centers")]]
+_ROUTES = [
+    (method, re.compile("^" + path.replace("{id}", "([^/]+)") + "$"), handler)
+    for method, path, handler in [
+        ("GET", "/pods", "_list"),
+        ("POST", "/pods", "_create"),
+        ("GET", "/pods/{id}", "_get"),
+        ("DELETE", "/pods/{id}", "_delete"),
+        ("POST", "/pods/{id}/action", "_action"),
+        ("GET", "/catalog/gpus", "_catalog_gpus"),
+        ("GET", "/catalog/datacenters", "_catalog_data_centers"),
+    ]
+]
 
 
 @dataclass
 class RecordedRequest:
     method: str
-    path: str                   # relative to /v2, e.g. "/pods"
+    path: str  # relative to /v2, e.g. "/pods"
     query: dict[str, str]
-    body: Any                   # parsed JSON, None when absent or not JSON
-    time: float                 # monotonic, when it arrived
+    body: Any  # parsed JSON, None when absent or not JSON
+    time: float  # monotonic, when it arrived
     request_id: str
     authorized: bool = False
-    status: int | None = None   # filled in once answered
+    status: int | None = None  # filled in once answered
 
 
 class FakeRunpod:
     """State and behaviour of the fake; ``run_fake_runpod`` serves it over HTTP."""
 
-    def __init__(self, *, api_key: str | None = None, provisioning_sec: float = 0.1,
-                 starting_sec: float = 0.1, prices: dict[str, Any] | None = None,
-                 data_centers: list[str] | None = None,
-                 network_volumes: dict[str, str] | None = None, paged: bool = False,
-                 page_size: int = 100, rate_limit_quota: int = 600,
-                 rate_limit_window_sec: float = 60.0, list_terminated: bool = False,
-                 on_create: Hook | None = None, on_terminate: Hook | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        provisioning_sec: float = 0.1,
+        starting_sec: float = 0.1,
+        prices: dict[str, Any] | None = None,
+        data_centers: list[str] | None = None,
+        network_volumes: dict[str, str] | None = None,
+        paged: bool = False,
+        page_size: int = 100,
+        rate_limit_quota: int = 600,
+        rate_limit_window_sec: float = 60.0,
+        list_terminated: bool = False,
+        on_create: Hook | None = None,
+        on_terminate: Hook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """
         :param prices: GPU type id -> USD/h (both clouds) or (secure, community); merged
             over DEFAULT_GPU_TYPES. Unknown GPU ids are refused with 400.
@@ -108,9 +121,9 @@ class FakeRunpod:
         self.on_create, self.on_terminate = on_create, on_terminate
         self.clock = clock
         self.faults = Faults()
-        self.pods: dict[str, FakePod] = {}        # every pod not terminated
+        self.pods: dict[str, FakePod] = {}  # every pod not terminated
         self.terminated: dict[str, FakePod] = {}
-        self.created: list[FakePod] = []          # pods made through POST /pods
+        self.created: list[FakePod] = []  # pods made through POST /pods
         self.requests: list[RecordedRequest] = []
         self.hook_errors: list[BaseException] = []
         self.url = ""
@@ -124,8 +137,11 @@ class FakeRunpod:
         return [r for r in self.requests if r.method == "POST" and r.path == "/pods"]
 
     def calls(self, method: str, path: str | None = None) -> list[RecordedRequest]:
-        return [r for r in self.requests
-                if r.method == method.upper() and (path is None or r.path == path)]
+        return [
+            r
+            for r in self.requests
+            if r.method == method.upper() and (path is None or r.path == path)
+        ]
 
     def pod_by_name(self, name: str) -> FakePod | None:
         return next((p for p in self.pods.values() if p.name == name), None)
@@ -138,8 +154,9 @@ class FakeRunpod:
         now = self.clock()
         return sum(p.cost_at(now) for p in self.pods.values())
 
-    async def wait_until(self, predicate: Callable[[], Any], timeout: float = 5.0,
-                         what: str = "condition") -> Any:
+    async def wait_until(
+        self, predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition"
+    ) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked at every request and every
         20 ms, since pod statuses change with time); return its value."""
         deadline = time.monotonic() + timeout
@@ -156,34 +173,57 @@ class FakeRunpod:
 
     async def wait_for_create(self, timeout: float = 5.0, count: int = 1) -> RecordedRequest:
         """The ``count``-th POST /pods, once it has been answered."""
+
         def answered() -> RecordedRequest | None:
             calls = [c for c in self.create_calls if c.status is not None]
             return calls[count - 1] if len(calls) >= count else None
+
         return await self.wait_until(answered, timeout, f"create call #{count}")
 
-    async def wait_for_request(self, method: str, path: str, timeout: float = 5.0,
-                               count: int = 1) -> RecordedRequest:
+    async def wait_for_request(
+        self, method: str, path: str, timeout: float = 5.0, count: int = 1
+    ) -> RecordedRequest:
         def seen() -> RecordedRequest | None:
             calls = [c for c in self.calls(method, path) if c.status is not None]
             return calls[count - 1] if len(calls) >= count else None
+
         return await self.wait_until(seen, timeout, f"{method} {path} #{count}")
 
     # --- what tests change ---------------------------------------------------------------------
-    def add_pod(self, name: str, *, env: dict[str, str] | None = None,
-                gpu_id: str | None = None, cloud: str = "SECURE",
-                data_center: str | None = None, image: str = "runpod/pytorch:2.4.0",
-                status: str | None = None) -> FakePod:
+    def add_pod(
+        self,
+        name: str,
+        *,
+        env: dict[str, str] | None = None,
+        gpu_id: str | None = None,
+        cloud: str = "SECURE",
+        data_center: str | None = None,
+        image: str = "runpod/pytorch:2.4.0",
+        status: str | None = None,
+    ) -> FakePod:
         """A pod made outside the reactor (someone's notebook, or a fleet pod created behind
         its back). ``status`` pins a status; by default it walks the lifecycle. No hook runs."""
         gpu_id = gpu_id or next(iter(self.gpu_types))
-        pod = self._new_pod(name=name, image=image, env=env or {}, gpu_id=gpu_id, count=1,
-                            cloud=cloud, data_center=data_center or self.data_centers[0])
+        pod = self._new_pod(
+            name=name,
+            image=image,
+            env=env or {},
+            gpu_id=gpu_id,
+            count=1,
+            cloud=cloud,
+            data_center=data_center or self.data_centers[0],
+        )
         pod.forced_status = status
         self.pods[pod.id] = pod
         return pod
 
-    def add_fleet_pod(self, fleet: str = "gpu-reactor", name: str | None = None,
-                      env: dict[str, str] | None = None, **kwargs: Any) -> FakePod:
+    def add_fleet_pod(
+        self,
+        fleet: str = "gpu-reactor",
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> FakePod:
         """A pod carrying both fleet marks (name prefix and GPU_REACTOR_FLEET)."""
         name = name or f"{fleet}-{secrets.token_hex(4)}"
         marks = {"GPU_REACTOR_FLEET": fleet, "WORKER_ID": name}
@@ -201,8 +241,14 @@ class FakeRunpod:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         path = request.path[3:] if request.path.startswith("/v2/") else None
-        record = RecordedRequest(request.method, path or request.path, dict(request.query),
-                                 parse_json(raw), self.clock(), "req_" + secrets.token_hex(8))
+        record = RecordedRequest(
+            request.method,
+            path or request.path,
+            dict(request.query),
+            parse_json(raw),
+            self.clock(),
+            "req_" + secrets.token_hex(8),
+        )
         self.requests.append(record)
         self._notify()
         answer = await self._answer(request, record, path, raw)
@@ -220,8 +266,9 @@ class FakeRunpod:
         finally:
             self._notify()
 
-    async def _answer(self, request: web.Request, record: RecordedRequest, path: str | None,
-                      raw: bytes) -> Answer:
+    async def _answer(
+        self, request: web.Request, record: RecordedRequest, path: str | None, raw: bytes
+    ) -> Answer:
         if path is None:
             return problem(404, f"no route {request.path}")
         auth = request.headers.get("Authorization", "")
@@ -255,18 +302,31 @@ class FakeRunpod:
 
     async def _catalog_gpus(self, record: RecordedRequest) -> Answer:
         wanted = record.query.get("include", "").upper() == "AVAILABILITY"
-        return Answer(200, catalog(self.gpu_types, self.data_centers,
-                                   self.faults.no_capacity_gpus, wanted))
+        return Answer(
+            200, catalog(self.gpu_types, self.data_centers, self.faults.no_capacity_gpus, wanted)
+        )
 
     async def _catalog_data_centers(self, record: RecordedRequest) -> Answer:
-        return Answer(200, {"dataCenters": [
-            {"id": dc, "name": dc, "region": dc.split("-")[0]} for dc in self.data_centers]})
+        return Answer(
+            200,
+            {
+                "dataCenters": [
+                    {"id": dc, "name": dc, "region": dc.split("-")[0]} for dc in self.data_centers
+                ]
+            },
+        )
 
     def _rate_limit(self, record: RecordedRequest) -> Answer | None:
         retry_after = self.faults.rate_limit_for(record.method, record.path)
         if retry_after is not None:
-            return problem(429, "Too many requests.", headers={
-                "Retry-After": f"{retry_after:g}", "RateLimit": f'"minute";r=0;t={retry_after:g}'})
+            return problem(
+                429,
+                "Too many requests.",
+                headers={
+                    "Retry-After": f"{retry_after:g}",
+                    "RateLimit": f'"minute";r=0;t={retry_after:g}',
+                },
+            )
         now = self.clock()
         if now - self._window_start >= self.rate_limit_window_sec:
             self._window_start, self._window_used = now, 0
@@ -283,14 +343,16 @@ class FakeRunpod:
         window = self.rate_limit_window_sec
         name = {60.0: "minute", 3600.0: "hour", 86400.0: "day"}.get(window, "window")
         remaining = max(0, self.rate_limit_quota - self._window_used)
-        return {"RateLimit": f'"{name}";r={remaining};t={self._window_reset(self.clock())}',
-                "RateLimit-Policy": f'"{name}";q={self.rate_limit_quota};w={window:g}'}
+        return {
+            "RateLimit": f'"{name}";r={remaining};t={self._window_reset(self.clock())}',
+            "RateLimit-Policy": f'"{name}";q={self.rate_limit_quota};w={window:g}',
+        }
 
     def _notify(self) -> None:
         self._tick.set()
         self._tick = asyncio.Event()
 
-    # --- pods --------------------------------------------------------------------------------------
+    # --- pods ---------------------------------------------------------------------------
     async def _create(self, record: RecordedRequest) -> Answer:
         body = record.body
         violations = create_violations(body)
@@ -308,10 +370,15 @@ class FakeRunpod:
             return placed
         if self.faults.take_capacity_error() or gpu_id in self.faults.no_capacity_gpus:
             return problem(400, NO_CAPACITY)
-        pod = self._new_pod(name=body["name"], image=body.get("image", "template"),
-                            env=dict(body.get("env", {})), gpu_id=gpu_id,
-                            count=body["gpu"].get("count", 1),
-                            cloud=body.get("cloud", "SECURE"), data_center=placed)
+        pod = self._new_pod(
+            name=body["name"],
+            image=body.get("image", "template"),
+            env=dict(body.get("env", {})),
+            gpu_id=gpu_id,
+            count=body["gpu"].get("count", 1),
+            cloud=body.get("cloud", "SECURE"),
+            data_center=placed,
+        )
         pod.disk, pod.ports = body.get("disk", 20), body.get("ports", [])
         pod.mounts, pod.body = body.get("mounts"), body
         self.pods[pod.id] = pod
@@ -332,20 +399,41 @@ class FakeRunpod:
             if home is None:
                 return problem(400, f"Network volume {volume['volumeId']} does not exist.")
             if home not in wanted:
-                return problem(400, f"Network volume {volume['volumeId']} is in {home}; the "
-                                    "pod must be placed in the same data center.")
+                return problem(
+                    400,
+                    f"Network volume {volume['volumeId']} is in {home}; the "
+                    "pod must be placed in the same data center.",
+                )
             wanted = [home]
         open_ = [dc for dc in wanted if dc not in self.faults.no_capacity_data_centers]
         return open_[0] if open_ else problem(400, NO_CAPACITY)
 
-    def _new_pod(self, *, name: str, image: str, env: dict[str, str], gpu_id: str, count: int,
-                 cloud: str, data_center: str | None) -> FakePod:
+    def _new_pod(
+        self,
+        *,
+        name: str,
+        image: str,
+        env: dict[str, str],
+        gpu_id: str,
+        count: int,
+        cloud: str,
+        data_center: str | None,
+    ) -> FakePod:
         secure, community = self.gpu_types.get(gpu_id, ("", 0, 0.0, 0.0))[2:]
-        return FakePod(id=new_pod_id(), name=name, image=image, env=env, gpu_id=gpu_id,
-                       gpu_count=count, cloud=cloud, data_center_id=data_center,
-                       price_per_gpu=secure if cloud == "SECURE" else community,
-                       phase_start=self.clock(), provisioning_sec=self.provisioning_sec,
-                       starting_sec=self.starting_sec)
+        return FakePod(
+            id=new_pod_id(),
+            name=name,
+            image=image,
+            env=env,
+            gpu_id=gpu_id,
+            gpu_count=count,
+            cloud=cloud,
+            data_center_id=data_center,
+            price_per_gpu=secure if cloud == "SECURE" else community,
+            phase_start=self.clock(),
+            provisioning_sec=self.provisioning_sec,
+            starting_sec=self.starting_sec,
+        )
 
     async def _list(self, record: RecordedRequest) -> Answer:
         pods = list(self.pods.values())
@@ -364,12 +452,18 @@ class FakeRunpod:
             return problem(422, "Invalid query.", errors=["limit: must be 1-1000"])
         end = offset + min(limit, self.page_size)
         more = end < len(items)
-        return Answer(200, {"pods": items[offset:end], "pagination": {
-            "nextCursor": cursor_of(end) if more else None, "hasNextPage": more}})
+        return Answer(
+            200,
+            {
+                "pods": items[offset:end],
+                "pagination": {"nextCursor": cursor_of(end) if more else None, "hasNextPage": more},
+            },
+        )
 
     async def _get(self, record: RecordedRequest, pod_id: str) -> Answer:
-        pod = self.pods.get(pod_id) or (self.terminated.get(pod_id) if self.list_terminated
-                                        else None)
+        pod = self.pods.get(pod_id) or (
+            self.terminated.get(pod_id) if self.list_terminated else None
+        )
         return Answer(200, pod.to_json(self.clock())) if pod else problem(404, "Pod not found.")
 
     async def _delete(self, record: RecordedRequest, pod_id: str) -> Answer:
@@ -382,8 +476,11 @@ class FakeRunpod:
     async def _action(self, record: RecordedRequest, pod_id: str) -> Answer:
         body = record.body
         if not isinstance(body, dict) or set(body) != {"action"} or body["action"] not in ACTIONS:
-            return problem(422, "The request body is invalid.",
-                           errors=[f"action: must be one of {', '.join(ACTIONS)}"])
+            return problem(
+                422,
+                "The request body is invalid.",
+                errors=[f"action: must be one of {', '.join(ACTIONS)}"],
+            )
         pod = self.pods.get(pod_id)
         if pod is None:
             return problem(404, "Pod not found.")

@@ -10,11 +10,27 @@ from __future__ import annotations
 
 from typing import Any
 
-CREATE_FIELDS = frozenset({
-    "name", "image", "gpu", "cloud", "dataCenterIds", "disk", "env", "ports", "args", "mounts",
-    "templateId", "registry", "startSsh", "globalNetworking"})
-GPU_FIELDS = frozenset({"id", "count", "allowedCudaVersions", "minCudaVersion", "minRamPerGpu",
-                        "minVcpuCountPerGpu"})
+CREATE_FIELDS = frozenset(
+    {
+        "name",
+        "image",
+        "gpu",
+        "cloud",
+        "dataCenterIds",
+        "disk",
+        "env",
+        "ports",
+        "args",
+        "mounts",
+        "templateId",
+        "registry",
+        "startSsh",
+        "globalNetworking",
+    }
+)
+GPU_FIELDS = frozenset(
+    {"id", "count", "allowedCudaVersions", "minCudaVersion", "minRamPerGpu", "minVcpuCountPerGpu"}
+)
 CLOUDS = ("SECURE", "COMMUNITY")
 ACTIONS = ("start", "stop", "restart", "terminate")
 
@@ -67,19 +83,31 @@ def _gpu(gpu: Any) -> list[str]:
 def _mounts(mounts: Any) -> list[str]:
     if not isinstance(mounts, dict) or not mounts:
         return ["mounts: must be an object with 'network' or 'persistent'"]
-    errors = [f"mounts.{key}: unknown field" for key in sorted(set(mounts) - {"network", "persistent"})]
+    errors = [
+        f"mounts.{key}: unknown field" for key in sorted(set(mounts) - {"network", "persistent"})
+    ]
     if "network" in mounts and "persistent" in mounts:
         errors.append("mounts: at most one kind of mount")
     network = mounts.get("network")
     if network is not None and not (
-            isinstance(network, list) and network
-            and all(isinstance(m, dict) and set(m) == {"volumeId", "path"}
-                    and _text(m["volumeId"]) and _text(m["path"]) for m in network)):
+        isinstance(network, list)
+        and network
+        and all(
+            isinstance(m, dict)
+            and set(m) == {"volumeId", "path"}
+            and _text(m["volumeId"])
+            and _text(m["path"])
+            for m in network
+        )
+    ):
         errors.append("mounts.network: must be a list of {volumeId, path}")
     persistent = mounts.get("persistent")
     if persistent is not None and not (
-            isinstance(persistent, dict) and set(persistent) == {"size", "path"}
-            and _count(persistent["size"], 10) and _text(persistent["path"])):
+        isinstance(persistent, dict)
+        and set(persistent) == {"size", "path"}
+        and _count(persistent["size"], 10)
+        and _text(persistent["path"])
+    ):
         errors.append("mounts.persistent: must be {size >= 10, path}")
     return errors
 

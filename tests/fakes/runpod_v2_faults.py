@@ -56,23 +56,47 @@ class Faults:
     delays: list[tuple[Rule, float]] = field(default_factory=list)
     corruptions: list[tuple[Rule, str | bytes]] = field(default_factory=list)
 
-    def rate_limit_next(self, n: int | None = 1, *, retry_after: float = 1,
-                        method: str | None = None, path: str | None = None) -> None:
+    def rate_limit_next(
+        self,
+        n: int | None = 1,
+        *,
+        retry_after: float = 1,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
         """The next ``n`` matching requests answer 429 with ``Retry-After``."""
         self.rate_limits.append((Rule(n, method, path), retry_after))
 
-    def fail_next(self, n: int | None = 1, *, status: int = 500, method: str | None = None,
-                  path: str | None = None) -> None:
+    def fail_next(
+        self,
+        n: int | None = 1,
+        *,
+        status: int = 500,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
         """The next ``n`` matching requests answer ``status`` (5xx) without doing anything."""
         self.server_errors.append((Rule(n, method, path), status))
 
-    def delay(self, seconds: float, n: int | None = None, *, method: str | None = None,
-              path: str | None = None) -> None:
+    def delay(
+        self,
+        seconds: float,
+        n: int | None = None,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
         """Matching requests are answered ``seconds`` late (after doing their work)."""
         self.delays.append((Rule(n, method, path), seconds))
 
-    def corrupt_next(self, n: int | None = 1, *, kind: str | bytes = "truncated",
-                     method: str | None = None, path: str | None = None) -> None:
+    def corrupt_next(
+        self,
+        n: int | None = 1,
+        *,
+        kind: str | bytes = "truncated",
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
         """Matching answers' bodies are spoilt: ``truncated`` (half the JSON, honest length),
         ``cut`` (connection closed mid-body), ``garbage`` (an HTML page), ``wrong_shape``
         (valid JSON of the wrong shape), or the given bytes verbatim."""

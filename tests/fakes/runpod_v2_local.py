@@ -1,11 +1,11 @@
 """Real local processes behind fake Runpod pods (for end-to-end tests and benchmarks).
 
-    local = LocalProvider(settings=settings, workdir=tmp_path)
-    behind = LocalWorkersBehindPods(local)
-    async with run_fake_runpod(on_create=behind.on_create,
-                               on_terminate=behind.on_terminate) as runpod:
-        ...
-    await local.close()
+local = LocalProvider(settings=settings, workdir=tmp_path)
+behind = LocalWorkersBehindPods(local)
+async with run_fake_runpod(on_create=behind.on_create,
+                           on_terminate=behind.on_terminate) as runpod:
+    ...
+await local.close()
 """
 
 from __future__ import annotations

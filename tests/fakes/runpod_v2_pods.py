@@ -50,11 +50,11 @@ class FakePod:
     cloud: str
     data_center_id: str | None
     price_per_gpu: float
-    phase_start: float                  # monotonic: when PROVISIONING began
+    phase_start: float  # monotonic: when PROVISIONING began
     provisioning_sec: float
     starting_sec: float
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    forced_status: str | None = None    # EXITED / ERROR / TERMINATED, or a pinned status
+    forced_status: str | None = None  # EXITED / ERROR / TERMINATED, or a pinned status
     disk: int = 20
     ports: list[str] = field(default_factory=list)
     mounts: dict[str, Any] | None = None
@@ -83,15 +83,23 @@ class FakePod:
         running = status == "RUNNING"
         started = self.phase_start + self.provisioning_sec + self.starting_sec
         return {
-            "id": self.id, "name": self.name, "status": status,
-            "actions": self.actions_at(now), "image": self.image, "env": dict(self.env),
-            "ports": list(self.ports), "gpu": {"id": self.gpu_id, "count": self.gpu_count},
-            "cloud": self.cloud, "dataCenterId": self.data_center_id,
+            "id": self.id,
+            "name": self.name,
+            "status": status,
+            "actions": self.actions_at(now),
+            "image": self.image,
+            "env": dict(self.env),
+            "ports": list(self.ports),
+            "gpu": {"id": self.gpu_id, "count": self.gpu_count},
+            "cloud": self.cloud,
+            "dataCenterId": self.data_center_id,
             "cost": self.cost_at(now),
             "runtime": _runtime(now - started, self.gpu_count) if running else None,
             "createdAt": iso(self.created_at),
             "startedAt": iso(self.created_at) if running else None,
-            "ssh": None, "mounts": self.mounts, "cudaVersion": "12.4",
+            "ssh": None,
+            "mounts": self.mounts,
+            "cudaVersion": "12.4",
             "disk": self.disk,
             # Fields a later spec might add: clients must ignore them.
             "lastStatusChange": f"{status} at {iso(datetime.now(UTC))}",
@@ -100,25 +108,37 @@ class FakePod:
 
 
 def _runtime(uptime: float, gpus: int) -> dict[str, Any]:
-    return {"uptime": int(max(uptime, 0)),
-            "gpus": [{"util": 0, "memoryUtil": 0} for _ in range(gpus)], "ports": []}
+    return {
+        "uptime": int(max(uptime, 0)),
+        "gpus": [{"util": 0, "memoryUtil": 0} for _ in range(gpus)],
+        "ports": [],
+    }
 
 
-def catalog(gpu_types: dict[str, tuple[str, int, float, float]], data_centers: list[str],
-            no_capacity: set[str], availability: bool) -> dict[str, Any]:
+def catalog(
+    gpu_types: dict[str, tuple[str, int, float, float]],
+    data_centers: list[str],
+    no_capacity: set[str],
+    availability: bool,
+) -> dict[str, Any]:
     """The ``GET /v2/catalog/gpus`` body."""
     gpus = []
     for gpu_id, (name, memory, secure, community) in gpu_types.items():
         item: dict[str, Any] = {
-            "id": gpu_id, "name": name, "manufacturer": "Nvidia", "memory": memory,
-            "secure": secure > 0, "community": community > 0,
+            "id": gpu_id,
+            "name": name,
+            "manufacturer": "Nvidia",
+            "memory": memory,
+            "secure": secure > 0,
+            "community": community > 0,
             "price": {"secure": secure, "community": community},
             "maxCount": {"secure": 8, "community": 8},
         }
         if availability:
             level = "NONE" if gpu_id in no_capacity else "HIGH"
             item["availability"] = level
-            item["dataCenters"] = [{"id": dc, "name": dc, "availability": level}
-                                   for dc in data_centers]
+            item["dataCenters"] = [
+                {"id": dc, "name": dc, "availability": level} for dc in data_centers
+            ]
         gpus.append(item)
     return {"gpus": gpus}

@@ -10,41 +10,63 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-NO_CAPACITY = ("There are no longer any instances available with the requested "
-               "specifications. Please refresh and try again.")
+NO_CAPACITY = (
+    "There are no longer any instances available with the requested "
+    "specifications. Please refresh and try again."
+)
 
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-           422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
-           502: "Bad Gateway", 503: "Service Unavailable"}
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
 class Answer:
     status: int
-    body: Any = None            # JSON-able; None: no body (204)
+    body: Any = None  # JSON-able; None: no body (204)
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def problem(status: int, detail: str, *, errors: list[str] | None = None,
-            headers: dict[str, str] | None = None) -> Answer:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
     """An ``application/problem+json`` answer."""
-    body: dict[str, Any] = {"title": _TITLES.get(status, "Error"), "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         body["errors"] = errors
     return Answer(status, body, headers or {})
 
 
-async def render(request: web.Request, answer: Answer, headers: dict[str, str],
-                 spoil: str | bytes | None) -> web.StreamResponse:
+async def render(
+    request: web.Request, answer: Answer, headers: dict[str, str], spoil: str | bytes | None
+) -> web.StreamResponse:
     """The aiohttp response of ``answer``, its body spoilt as ``spoil`` says (see
     Faults.corrupt_next)."""
     headers = {**headers, **answer.headers}
     if answer.body is None:
         return web.Response(status=answer.status, headers=headers)
-    headers["Content-Type"] = ("application/problem+json" if answer.status >= 400
-                               else "application/json")
+    headers["Content-Type"] = (
+        "application/problem+json" if answer.status >= 400 else "application/json"
+    )
     data = orjson.dumps(answer.body)
     if spoil == "cut":
         response = web.StreamResponse(status=answer.status, headers=headers)

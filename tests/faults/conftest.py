@@ -16,13 +16,19 @@ FIGURES = pytest.StashKey[list[dict[str, Any]]]()
 
 
 @pytest.fixture
-async def rig(request: pytest.FixtureRequest, db_dsn: str, worker_dsn: str,
-              tmp_path: Path) -> AsyncIterator[FaultRig]:
+async def rig(
+    request: pytest.FixtureRequest, db_dsn: str, worker_dsn: str, tmp_path: Path
+) -> AsyncIterator[FaultRig]:
     """The scenario's world. On the way out every process still running (reactors, pod
     workers) is killed, and the test fails if there was any."""
     async with run_fake_runpod() as runpod:
-        rig = FaultRig(name=request.node.name, db_dsn=db_dsn, worker_dsn=worker_dsn,
-                       runpod=runpod, tmp_path=tmp_path)
+        rig = FaultRig(
+            name=request.node.name,
+            db_dsn=db_dsn,
+            worker_dsn=worker_dsn,
+            runpod=runpod,
+            tmp_path=tmp_path,
+        )
         rig.pods.start_watch()
         rig.checker.start()
         try:
@@ -37,8 +43,10 @@ async def rig(request: pytest.FixtureRequest, db_dsn: str, worker_dsn: str,
 @pytest.fixture
 def record_figures(request: pytest.FixtureRequest) -> Any:
     """``record_figures(row)``: keep a scenario's figures for the end-of-run summary."""
+
     def record(row: dict[str, Any]) -> None:
         request.config.stash.setdefault(FIGURES, []).append(row)
+
     return record
 
 
@@ -56,16 +64,22 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     write = terminalreporter.write_line
     terminalreporter.section("fault scenarios")
-    write(f"{'scenario':<58} {'sec':>5} {'tasks':>5} {'done':>5} {'fail':>4} {'execs':>5} "
-          f"{'refused':>7} {'faults':>6} {'maxpods':>7} {'maxUSD/h':>8} {'lost':>4} {'dup':>3}")
+    write(
+        f"{'scenario':<58} {'sec':>5} {'tasks':>5} {'done':>5} {'fail':>4} {'execs':>5} "
+        f"{'refused':>7} {'faults':>6} {'maxpods':>7} {'maxUSD/h':>8} {'lost':>4} {'dup':>3}"
+    )
     for r in rows:
-        write(f"{r['scenario'][:58]:<58} {r['seconds']:>5} {r['tasks']:>5} {r['complete']:>5} "
-              f"{r['failed']:>4} {r['executions']:>5} {r['refused_completions']:>7} "
-              f"{r['faults_total']:>6} {r['max_live_pods']:>7} {r['max_hourly_cost']:>8} "
-              f"{r['lost']:>4} {r['duplicated']:>3}")
+        write(
+            f"{r['scenario'][:58]:<58} {r['seconds']:>5} {r['tasks']:>5} {r['complete']:>5} "
+            f"{r['failed']:>4} {r['executions']:>5} {r['refused_completions']:>7} "
+            f"{r['faults_total']:>6} {r['max_live_pods']:>7} {r['max_hourly_cost']:>8} "
+            f"{r['lost']:>4} {r['duplicated']:>3}"
+        )
     for r in rows:
         if r["faults"]:
             write(f"  {r['scenario'][:58]}: {r['faults']}")
-    totals = {k: sum(r[k] for r in rows) for k in
-              ("tasks", "complete", "failed", "executions", "faults_total", "lost", "duplicated")}
+    totals = {
+        k: sum(r[k] for r in rows)
+        for k in ("tasks", "complete", "failed", "executions", "faults_total", "lost", "duplicated")
+    }
     write(f"total: {len(rows)} scenarios, {totals}")

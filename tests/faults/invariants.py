@@ -69,13 +69,17 @@ class Ledger:
 # --- sampled during a scenario ---------------------------------------------------------------
 def fleet_pods(runpod: FakeRunpod, fleet: str = "gpu-reactor") -> list[FakePod]:
     """Pods of the fleet that exist at the provider (any status but TERMINATED)."""
-    return [p for p in list(runpod.pods.values())
-            if p.name.startswith(f"{fleet}-") and p.env.get("GPU_REACTOR_FLEET") == fleet]
+    return [
+        p
+        for p in list(runpod.pods.values())
+        if p.name.startswith(f"{fleet}-") and p.env.get("GPU_REACTOR_FLEET") == fleet
+    ]
 
 
 class InvariantChecker:
-    def __init__(self, runpod: FakeRunpod, *, max_pods: int, max_spend: float | None,
-                 interval: float = 0.05) -> None:
+    def __init__(
+        self, runpod: FakeRunpod, *, max_pods: int, max_spend: float | None, interval: float = 0.05
+    ) -> None:
         self.runpod = runpod
         self.max_pods = max_pods
         self.max_spend = max_spend
@@ -97,11 +101,15 @@ class InvariantChecker:
         self.max_live = max(self.max_live, len(live))
         self.max_cost = max(self.max_cost, cost)
         if len(live) > self.max_pods:
-            self.violations.append(f"{where}: {len(live)} live pods > MAX_ACTIVE_GPUS="
-                                   f"{self.max_pods}: {sorted(p.name for p in live)}")
+            self.violations.append(
+                f"{where}: {len(live)} live pods > MAX_ACTIVE_GPUS="
+                f"{self.max_pods}: {sorted(p.name for p in live)}"
+            )
         if self.max_spend is not None and cost > self.max_spend + 1e-9:
-            self.violations.append(f"{where}: pods cost {cost} USD/h > MAX_HOURLY_SPEND_USD="
-                                   f"{self.max_spend}: {sorted(p.name for p in live)}")
+            self.violations.append(
+                f"{where}: pods cost {cost} USD/h > MAX_HOURLY_SPEND_USD="
+                f"{self.max_spend}: {sorted(p.name for p in live)}"
+            )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._sample(), name="invariant-sampler")
@@ -119,7 +127,8 @@ class InvariantChecker:
 
     def assert_held(self) -> None:
         assert not self.violations, "invariants broken during the scenario:\n" + "\n".join(
-            self.violations[:20])
+            self.violations[:20]
+        )
 
 
 # --- checked at the end ---------------------------------------------------------------------
@@ -148,8 +157,9 @@ def completions(worker_logs: list[Path]) -> tuple[Counter[str], Counter[str]]:
     return accepted, refused
 
 
-def _check_one(row: asyncpg.Record, runs: list[Execution], poison: bool,
-               accepted: int) -> list[str]:
+def _check_one(
+    row: asyncpg.Record, runs: list[Execution], poison: bool, accepted: int
+) -> list[str]:
     tid, status, attempts = str(row["id"]), row["status"], row["attempts"]
     problems = []
     if len(runs) > attempts:
@@ -158,8 +168,10 @@ def _check_one(row: asyncpg.Record, runs: list[Execution], poison: bool,
         problems.append(f"{tid}: completed {accepted} times")
     if poison:
         if status != "Failed" or attempts != row["max_attempts"] or len(runs) != attempts:
-            problems.append(f"{tid} (poison): {status} after {attempts}/{row['max_attempts']} "
-                            f"attempts and {len(runs)} executions")
+            problems.append(
+                f"{tid} (poison): {status} after {attempts}/{row['max_attempts']} "
+                f"attempts and {len(runs)} executions"
+            )
         return problems
     if status != "Complete":
         return [*problems, f"{tid}: {status} after {attempts} attempts: {row['error_message']}"]
@@ -170,11 +182,17 @@ def _check_one(row: asyncpg.Record, runs: list[Execution], poison: bool,
     return problems
 
 
-async def check_tasks(conn: asyncpg.Connection, expected: set[str], poison: set[str],
-                      ledger: Ledger, worker_logs: list[Path]) -> TaskFigures:
+async def check_tasks(
+    conn: asyncpg.Connection,
+    expected: set[str],
+    poison: set[str],
+    ledger: Ledger,
+    worker_logs: list[Path],
+) -> TaskFigures:
     rows = await conn.fetch(
         "SELECT id, status::text AS status, attempts, max_attempts, error_message, "
-        "result_data::text AS result FROM tasks")
+        "result_data::text AS result FROM tasks"
+    )
     runs = ledger.executions()
     accepted, refused = completions(worker_logs)
     figures = TaskFigures(tasks=len(rows))
@@ -198,19 +216,29 @@ async def check_tasks(conn: asyncpg.Connection, expected: set[str], poison: set[
 
 async def fleet_problems(conn: asyncpg.Connection, runpod: FakeRunpod) -> list[str]:
     """Why the fleet is not settled and consistent; [] when it is."""
-    rows = await conn.fetch("SELECT id, pod_id, status, managed FROM workers "
-                            "WHERE status = ANY($1::text[])", list(LIVE_ROW_STATES))
+    rows = await conn.fetch(
+        "SELECT id, pod_id, status, managed FROM workers WHERE status = ANY($1::text[])",
+        list(LIVE_ROW_STATES),
+    )
     pods = fleet_pods(runpod)
     by_id = {p.id: p for p in pods}
-    problems = [f"worker {r['id']} is still {r['status']}" for r in rows
-                if r["status"] != "active"]
-    problems += [f"worker {r['id']} has no pod ({r['pod_id']})" for r in rows
-                 if r["managed"] and r["pod_id"] not in by_id]
+    problems = [f"worker {r['id']} is still {r['status']}" for r in rows if r["status"] != "active"]
+    problems += [
+        f"worker {r['id']} has no pod ({r['pod_id']})"
+        for r in rows
+        if r["managed"] and r["pod_id"] not in by_id
+    ]
     explained = {r["pod_id"] for r in rows}
-    problems += [f"pod {p.id} ({p.name}, {p.status_at(runpod.clock())}) has no live worker row"
-                 for p in pods if p.id not in explained]
-    problems += [f"pod {p.id} ({p.name}) is {p.forced_status}" for p in pods
-                 if p.forced_status is not None and p.id in explained]
+    problems += [
+        f"pod {p.id} ({p.name}, {p.status_at(runpod.clock())}) has no live worker row"
+        for p in pods
+        if p.id not in explained
+    ]
+    problems += [
+        f"pod {p.id} ({p.name}) is {p.forced_status}"
+        for p in pods
+        if p.forced_status is not None and p.id in explained
+    ]
     return problems
 
 
@@ -220,12 +248,22 @@ def duplicate_pods(runpod: FakeRunpod) -> list[str]:
     return [f"{name}: {n} pods" for name, n in names.items() if n > 1]
 
 
-def figures_row(name: str, seconds: float, tasks: TaskFigures, checker: InvariantChecker,
-                faults: Counter[str]) -> dict[str, Any]:
-    return {"scenario": name, "seconds": round(seconds, 1), "tasks": tasks.tasks,
-            "complete": tasks.complete, "failed": tasks.failed,
-            "executions": tasks.executions, "refused_completions": tasks.refused_completions,
-            "faults": dict(faults), "faults_total": sum(faults.values()),
-            "observations": checker.observations, "max_live_pods": checker.max_live,
-            "max_hourly_cost": checker.max_cost, "lost": tasks.lost,
-            "duplicated": tasks.duplicated}
+def figures_row(
+    name: str, seconds: float, tasks: TaskFigures, checker: InvariantChecker, faults: Counter[str]
+) -> dict[str, Any]:
+    return {
+        "scenario": name,
+        "seconds": round(seconds, 1),
+        "tasks": tasks.tasks,
+        "complete": tasks.complete,
+        "failed": tasks.failed,
+        "executions": tasks.executions,
+        "refused_completions": tasks.refused_completions,
+        "faults": dict(faults),
+        "faults_total": sum(faults.values()),
+        "observations": checker.observations,
+        "max_live_pods": checker.max_live,
+        "max_hourly_cost": checker.max_cost,
+        "lost": tasks.lost,
+        "duplicated": tasks.duplicated,
+    }

@@ -25,8 +25,14 @@ EXITED = "EXITED"
 
 
 class PodProcesses:
-    def __init__(self, runpod: FakeRunpod, *, log_dir: Path, grace_sec: float = 3.0,
-                 on_created: Callable[[FakePod], None] | None = None) -> None:
+    def __init__(
+        self,
+        runpod: FakeRunpod,
+        *,
+        log_dir: Path,
+        grace_sec: float = 3.0,
+        on_created: Callable[[FakePod], None] | None = None,
+    ) -> None:
         """
         :param runpod: the fake whose ``on_create`` / ``on_terminate`` this takes over.
         :param grace_sec: time between a terminate's SIGTERM and its SIGKILL.
@@ -41,7 +47,7 @@ class PodProcesses:
         self.by_worker: dict[str, WorkerProcess] = {}
         self.held: set[str] = set()
         self.pending: dict[str, FakePod] = {}  # held terminates, by worker id
-        self.terminated: set[str] = set()      # worker ids whose pod was terminated
+        self.terminated: set[str] = set()  # worker ids whose pod was terminated
         self._stoppers: set[asyncio.Task[None]] = set()
         self._watch: asyncio.Task[None] | None = None
         runpod.on_create, runpod.on_terminate = self.on_create, self.on_terminate

@@ -1,4 +1,6 @@
-"""Processors the fault suite's workers run (``WORKER_PROCESSORS=fault=tests.faults.processors:record``).
+"""Processors the fault suite's workers run.
+
+``WORKER_PROCESSORS=fault=tests.faults.processors:record``.
 
 Every execution appends to the ledger file named by ``FAULT_LEDGER`` - a ``start`` line
 when it begins and an ``end`` line when it returns - with a nonce that the result carries,

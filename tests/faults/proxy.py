@@ -73,8 +73,12 @@ class HalfOpenProxy:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     def freeze(self, marker: bytes, *, server_gives_up_after: float | None = None) -> list[Link]:
@@ -84,13 +88,15 @@ class HalfOpenProxy:
         closed that many seconds later, as the server's TCP keepalive would once its probes
         go unanswered (the proxy's own kernel would answer them forever); the client's side
         stays half-open."""
-        hit = [link for link in self.links
-               if marker in link.startup and not link.client.is_closing()]
+        hit = [
+            link for link in self.links if marker in link.startup and not link.client.is_closing()
+        ]
         for link in hit:
             link.frozen.set()
             if server_gives_up_after is not None:
-                asyncio.get_running_loop().call_later(server_gives_up_after,
-                                                      link.upstream.transport.abort)
+                asyncio.get_running_loop().call_later(
+                    server_gives_up_after, link.upstream.transport.abort
+                )
         return hit
 
     def matching(self, marker: bytes) -> list[Link]:
@@ -104,11 +110,18 @@ class HalfOpenProxy:
             return
         link = Link(client=writer, upstream=up_writer)
         self.links.append(link)
-        link.tasks = [asyncio.create_task(self._pump(link, reader, up_writer, True)),
-                      asyncio.create_task(self._pump(link, up_reader, writer, False))]
+        link.tasks = [
+            asyncio.create_task(self._pump(link, reader, up_writer, True)),
+            asyncio.create_task(self._pump(link, up_reader, writer, False)),
+        ]
 
-    async def _pump(self, link: Link, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter, from_client: bool) -> None:
+    async def _pump(
+        self,
+        link: Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        from_client: bool,
+    ) -> None:
         try:
             while True:
                 data = await reader.read(CHUNK)

@@ -29,8 +29,11 @@ SETTING_NAMES = {(f.alias or name).upper() for name, f in Settings.model_fields.
 def clean_environ() -> dict[str, str]:
     """This process's environment without any reactor or worker setting."""
     worker_prefixes = ("WORKER_", "HEARTBEAT_", "POLL_", "TASK_", "FAULT_")
-    return {k: v for k, v in os.environ.items()
-            if k.upper() not in SETTING_NAMES and not k.upper().startswith(worker_prefixes)}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() not in SETTING_NAMES and not k.upper().startswith(worker_prefixes)
+    }
 
 
 def read_events(path: Path, name: str | None = None) -> list[dict[str, Any]]:
@@ -68,8 +71,11 @@ class ReactorProcess:
     @property
     def leading(self) -> bool:
         """Alive, and its latest role change says it leads."""
-        roles = [e["event"] for e in self.events()
-                 if e.get("event") in ("leader_elected", "standby", "leadership_lost")]
+        roles = [
+            e["event"]
+            for e in self.events()
+            if e.get("event") in ("leader_elected", "standby", "leadership_lost")
+        ]
         return self.alive and bool(roles) and roles[-1] == "leader_elected"
 
     def kill(self) -> None:
@@ -84,24 +90,29 @@ class ReactorProcess:
         if self.alive:
             self.popen.send_signal(signal.SIGTERM)
         with contextlib.suppress(AssertionError):
-            await wait_until(lambda: self.popen.poll() is not None, timeout=timeout,
-                             interval=0.05)
+            await wait_until(lambda: self.popen.poll() is not None, timeout=timeout, interval=0.05)
         if self.popen.poll() is None:
             self.kill()
         return self.popen.returncode
 
-    async def wait_for(self, event: str, *, timeout: float = 15.0, count: int = 1) -> dict[str, Any]:
+    async def wait_for(
+        self, event: str, *, timeout: float = 15.0, count: int = 1
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             found = self.events(event)
             if len(found) >= count:
                 return found[count - 1]
             if not self.alive:
-                raise AssertionError(f"reactor {self.name} exited ({self.popen.returncode}) "
-                                     f"before {event!r}:\n{self.log_text()[-3000:]}")
+                raise AssertionError(
+                    f"reactor {self.name} exited ({self.popen.returncode}) "
+                    f"before {event!r}:\n{self.log_text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {event!r} from reactor {self.name} within {timeout}s:\n"
-                                     f"{self.log_text()[-3000:]}")
+                raise AssertionError(
+                    f"no {event!r} from reactor {self.name} within {timeout}s:\n"
+                    f"{self.log_text()[-3000:]}"
+                )
             await asyncio.sleep(0.05)
 
 
@@ -122,9 +133,14 @@ class ReactorProcs:
         full_env = {**clean_environ(), "PYTHONUNBUFFERED": "1", **env}
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "reactor", "run"], env=full_env, cwd=workdir,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [sys.executable, "-m", "reactor", "run"],
+                env=full_env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = ReactorProcess(name, popen, log_path)
         self.procs.append(proc)
         return proc

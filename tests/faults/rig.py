@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from reactor.service import Reactor
+from reactor.engine.service import Reactor
 from reactor.settings import Settings
 from tests.fakes.runpod_v2 import FakePod, FakeRunpod
 from tests.faults.invariants import (
@@ -37,12 +37,17 @@ from tests.faults.pods import PodProcesses
 from tests.faults.processors import LEDGER_ENV
 from tests.faults.reactors import ReactorProcess, ReactorProcs
 
-GPU_A = "NVIDIA GeForce RTX 4090"   # 0.69 USD/h in the fake's price table
-GPU_B = "NVIDIA RTX A6000"          # 0.49 USD/h
+GPU_A = "NVIDIA GeForce RTX 4090"  # 0.69 USD/h in the fake's price table
+GPU_B = "NVIDIA RTX A6000"  # 0.49 USD/h
 PROCESSORS = "fault=tests.faults.processors:record,poison=tests.faults.processors:crash"
 STOP_LIMIT_SEC = 30.0
-CONNECTION_LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                   asyncpg.CannotConnectNowError, TimeoutError)
+CONNECTION_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    TimeoutError,
+)
 
 
 def _task_stacks() -> str:
@@ -55,8 +60,9 @@ def _task_stacks() -> str:
 
 
 class FaultRig:
-    def __init__(self, *, name: str, db_dsn: str, worker_dsn: str, runpod: FakeRunpod,
-                 tmp_path: Path) -> None:
+    def __init__(
+        self, *, name: str, db_dsn: str, worker_dsn: str, runpod: FakeRunpod, tmp_path: Path
+    ) -> None:
         self.name = name
         self.db_dsn, self.worker_dsn = db_dsn, worker_dsn
         self.runpod = runpod
@@ -88,20 +94,40 @@ class FaultRig:
     # --- settings ------------------------------------------------------------------------
     def _defaults(self) -> dict[str, Any]:
         worker_env = {
-            "HEARTBEAT_INTERVAL_SEC": "0.3", "POLL_INTERVAL_SEC": "0.3", "WORKER_GRACE_SEC": "2",
-            "WORKER_CONNECT_RETRIES": "30", "WORKER_RECONNECT_MAX_SEC": "0.5",
-            "WORKER_DB_TIMEOUT_SEC": "5", "WORKER_PROCESSORS": PROCESSORS,
-            LEDGER_ENV: str(self.ledger.path), "LOG_FORMAT": "json"}
+            "HEARTBEAT_INTERVAL_SEC": "0.3",
+            "POLL_INTERVAL_SEC": "0.3",
+            "WORKER_GRACE_SEC": "2",
+            "WORKER_CONNECT_RETRIES": "30",
+            "WORKER_RECONNECT_MAX_SEC": "0.5",
+            "WORKER_DB_TIMEOUT_SEC": "5",
+            "WORKER_PROCESSORS": PROCESSORS,
+            LEDGER_ENV: str(self.ledger.path),
+            "LOG_FORMAT": "json",
+        }
         return {
-            "DATABASE_URL": self.db_dsn, "WORKER_DATABASE_URL": self.worker_dsn,
-            "REACTOR_PROVIDER": "runpod", "RUNPOD_API_URL": self.runpod.url,
-            "RUNPOD_API_KEY": self.runpod.api_key, "RUNPOD_GPU_TYPES": GPU_A,
-            "RUNPOD_REQUEST_TIMEOUT_SEC": 5, "MIN_ACTIVE_GPUS": 0, "MAX_ACTIVE_GPUS": 3,
-            "TASKS_PER_GPU_THRESHOLD": 2, "GPU_IDLE_TIMEOUT_SEC": 3, "SPAWNING_TIMEOUT_SEC": 10,
-            "TASK_STUCK_TIMEOUT_SEC": 60, "GRACEFUL_SHUTDOWN_TIMEOUT_SEC": 10,
-            "SCALE_DOWN_IDLE_SEC": 1, "SWEEP_INTERVAL_SEC": 2, "LISTENER_CHECK_INTERVAL_SEC": 1,
-            "SPAWN_FAILURE_BACKOFF_SEC": 0.5, "REACTOR_HTTP_PORT": 0, "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO", "WORKER_EXTRA_ENV": worker_env}
+            "DATABASE_URL": self.db_dsn,
+            "WORKER_DATABASE_URL": self.worker_dsn,
+            "REACTOR_PROVIDER": "runpod",
+            "RUNPOD_API_URL": self.runpod.url,
+            "RUNPOD_API_KEY": self.runpod.api_key,
+            "RUNPOD_GPU_TYPES": GPU_A,
+            "RUNPOD_REQUEST_TIMEOUT_SEC": 5,
+            "MIN_ACTIVE_GPUS": 0,
+            "MAX_ACTIVE_GPUS": 3,
+            "TASKS_PER_GPU_THRESHOLD": 2,
+            "GPU_IDLE_TIMEOUT_SEC": 3,
+            "SPAWNING_TIMEOUT_SEC": 10,
+            "TASK_STUCK_TIMEOUT_SEC": 60,
+            "GRACEFUL_SHUTDOWN_TIMEOUT_SEC": 10,
+            "SCALE_DOWN_IDLE_SEC": 1,
+            "SWEEP_INTERVAL_SEC": 2,
+            "LISTENER_CHECK_INTERVAL_SEC": 1,
+            "SPAWN_FAILURE_BACKOFF_SEC": 0.5,
+            "REACTOR_HTTP_PORT": 0,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "WORKER_EXTRA_ENV": worker_env,
+        }
 
     def configure(self, **values: Any) -> None:
         """Change reactor settings for every reactor started from now on."""
@@ -117,8 +143,11 @@ class FaultRig:
     def env(self, **overrides: Any) -> dict[str, str]:
         """The environment of a reactor process."""
         values = {**self.values, **overrides}
-        return {k: json.dumps(v) if isinstance(v, dict) else str(v)
-                for k, v in values.items() if v is not None}
+        return {
+            k: json.dumps(v) if isinstance(v, dict) else str(v)
+            for k, v in values.items()
+            if v is not None
+        }
 
     def start_reactor(self, **overrides: Any) -> ReactorProcess:
         return self.reactors.start(self.env(**overrides))
@@ -144,22 +173,29 @@ class FaultRig:
         assert self._conn is not None
         return self._conn
 
-    async def insert(self, count: int, *, kind: str = "fault", seconds: float = 0.2,
-                     max_attempts: int = 3) -> list[str]:
+    async def insert(
+        self, count: int, *, kind: str = "fault", seconds: float = 0.2, max_attempts: int = 3
+    ) -> list[str]:
         """Queue ``count`` tasks in one transaction; each task's params name its id."""
         ids = [str(uuid.uuid4()) for _ in range(count)]
         await self.fetch(
             "INSERT INTO tasks (id, task_type, params, max_attempts) "
             "SELECT k::uuid, $1, jsonb_build_object('key', k, 'seconds', $2::float8), $3 "
-            "FROM unnest($4::text[]) AS k", kind, seconds, max_attempts, ids)
+            "FROM unnest($4::text[]) AS k",
+            kind,
+            seconds,
+            max_attempts,
+            ids,
+        )
         self.expected.update(ids)
         if kind == "poison":
             self.poison.update(ids)
         return ids
 
     async def task_counts(self) -> dict[str, int]:
-        rows = await self.fetch("SELECT status::text AS status, count(*) AS n FROM tasks "
-                                "GROUP BY 1")
+        rows = await self.fetch(
+            "SELECT status::text AS status, count(*) AS n FROM tasks GROUP BY 1"
+        )
         return {r["status"]: r["n"] for r in rows}
 
     # --- waiting ---------------------------------------------------------------------------
@@ -176,14 +212,17 @@ class FaultRig:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: timed out after {timeout}s waiting for {what}"
-                                     f"\n{await self.describe()}")
+                raise AssertionError(
+                    f"{self.name}: timed out after {timeout}s waiting for {what}"
+                    f"\n{await self.describe()}"
+                )
             await asyncio.sleep(interval)
 
     async def wait_done(self, timeout: float = 60.0) -> None:
         async def done() -> bool:
             counts = await self.task_counts()
             return counts.get("Complete", 0) + counts.get("Failed", 0) >= len(self.expected)
+
         await self.until(done, timeout=timeout, what="every task to finish")
 
     async def settle(self, timeout: float = 30.0) -> None:
@@ -193,23 +232,30 @@ class FaultRig:
 
         async def consistent() -> bool:
             return not await fleet_problems(await self.connection(), self.runpod)
+
         await self.until(consistent, timeout=timeout, what="the fleet to settle")
 
     async def drain_to_zero(self, timeout: float = 30.0) -> None:
         """With MIN_ACTIVE_GPUS=0 an idle fleet scales to nothing: no pod, no live row,
         no worker process."""
+
         async def empty() -> bool:
-            rows = await self.fetch("SELECT 1 FROM workers WHERE status IN "
-                                    "('spawning', 'active', 'terminating')")
+            rows = await self.fetch(
+                "SELECT 1 FROM workers WHERE status IN ('spawning', 'active', 'terminating')"
+            )
             return not rows and not fleet_pods(self.runpod) and not self.pods.alive()
+
         await self.until(empty, timeout=timeout, what="the fleet to scale to zero")
 
     async def drain_by_operator(self) -> None:
         """Ask the reactor to drain every live worker (NOTIFY drain, as an operator would)."""
         rows = await self.fetch("SELECT id FROM workers WHERE status = 'active'")
         for row in rows:
-            await self.fetch("SELECT pg_notify('gpu_reactor', json_build_object("
-                             "'event', 'drain', 'worker_id', $1::text)::text)", row["id"])
+            await self.fetch(
+                "SELECT pg_notify('gpu_reactor', json_build_object("
+                "'event', 'drain', 'worker_id', $1::text)::text)",
+                row["id"],
+            )
 
     @contextlib.asynccontextmanager
     async def running(self, settings: Settings | None = None) -> AsyncIterator[Reactor]:
@@ -221,9 +267,13 @@ class FaultRig:
         reactor.task = task  # type: ignore[attr-defined]
         self._reactor_tasks.append(task)
         try:
-            await self.until(lambda: task.done() or (reactor.state.role == "leader"
-                                                     and reactor.state.reconciles > 0),
-                             timeout=15, what="the reactor to lead")
+            await self.until(
+                lambda: (
+                    task.done() or (reactor.state.role == "leader" and reactor.state.reconciles > 0)
+                ),
+                timeout=15,
+                what="the reactor to lead",
+            )
             if task.done():
                 task.result()
             yield reactor
@@ -234,8 +284,10 @@ class FaultRig:
                 stacks = _task_stacks()
                 task.cancel()
                 await asyncio.wait({task}, timeout=5)
-                raise AssertionError(f"the reactor did not stop within {STOP_LIMIT_SEC}s of "
-                                     f"its stop event (cancelled: {task.done()}):\n{stacks}")
+                raise AssertionError(
+                    f"the reactor did not stop within {STOP_LIMIT_SEC}s of "
+                    f"its stop event (cancelled: {task.done()}):\n{stacks}"
+                )
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
@@ -243,17 +295,25 @@ class FaultRig:
         lines = []
         try:
             lines.append(f"tasks: {await self.task_counts()}")
-            rows = await self.fetch("SELECT id, status, pod_id, error_reason FROM workers "
-                                    "ORDER BY created_at")
-            lines += [f"worker row {r['id']}: {r['status']} pod={r['pod_id']} "
-                      f"{(r['error_reason'] or '')[:100]}" for r in rows]
+            rows = await self.fetch(
+                "SELECT id, status, pod_id, error_reason FROM workers ORDER BY created_at"
+            )
+            lines += [
+                f"worker row {r['id']}: {r['status']} pod={r['pod_id']} "
+                f"{(r['error_reason'] or '')[:100]}"
+                for r in rows
+            ]
             lines += await fleet_problems(await self.connection(), self.runpod)
         except CONNECTION_LOST as exc:
             lines.append(f"(database unreachable: {exc})")
-        lines.append(f"pods: {[(p.name, p.status_at(self.runpod.clock())) for p in fleet_pods(self.runpod)]}")
+        lines.append(
+            f"pods: {[(p.name, p.status_at(self.runpod.clock())) for p in fleet_pods(self.runpod)]}"
+        )
         lines.append(f"worker processes alive: {[p.worker_id for p in self.pods.alive()]}")
         for proc in self.reactors.procs:
-            lines.append(f"--- {proc.name} (alive={proc.alive}) log tail:\n{proc.log_text()[-1500:]}")
+            lines.append(
+                f"--- {proc.name} (alive={proc.alive}) log tail:\n{proc.log_text()[-1500:]}"
+            )
         if any(not t.done() for t in self._reactor_tasks):
             lines.append(_task_stacks())
         text = "\n".join(lines)
@@ -268,12 +328,14 @@ class FaultRig:
         assert not duplicate_pods(self.runpod), duplicate_pods(self.runpod)
         assert not self.runpod.hook_errors, self.runpod.hook_errors
         logs = [p.log_path for p in self.pods.procs.procs]
-        tasks = await check_tasks(await self.connection(), self.expected, self.poison,
-                                  self.ledger, logs)
+        tasks = await check_tasks(
+            await self.connection(), self.expected, self.poison, self.ledger, logs
+        )
         assert not tasks.problems, f"{self.name}:\n" + "\n".join(tasks.problems[:20])
         assert tasks.lost == 0 and tasks.duplicated == 0
-        return figures_row(self.name, time.monotonic() - self.started, tasks, self.checker,
-                           self.faults)
+        return figures_row(
+            self.name, time.monotonic() - self.started, tasks, self.checker, self.faults
+        )
 
     async def close(self) -> list[str]:
         """Stop whatever still runs; return what had been left running."""

@@ -60,20 +60,24 @@ def _cases() -> list[tuple[str, str]]:
             found += [(alias, value) for value in _numeric_cases(name, field)]
         elif getattr(annotation, "__origin__", None) is not None and "Literal" in str(annotation):
             found.append((alias, "bogus"))
-    found += [("REACTOR_FLEET", "Bad Fleet!"), ("REACTOR_FLEET", "x"),
-              ("WORKER_EXTRA_ENV", "{"), ("WORKER_EXTRA_ENV", "[1, 2]"),
-              ("WORKER_EXTRA_ENV", '{"A": {"nested": 1}}'),
-              ("WORKER_EXTRA_ENV", '{"NOT A NAME": "x"}'),
-              ("WORKER_EXTRA_ENV", '{"A": "nul \\u0000"}'),
-              ("MIN_ACTIVE_GPUS", "5"),  # above MAX_ACTIVE_GPUS=2
-              ("GPU_HOURLY_PRICE_USD", "1e-300"),  # any budget would "afford" ~infinity
-              ("DATABASE_URL", "postgresql://u:pw@127.0.0.1:notaport/x"),
-              ("DATABASE_URL", "postgresql://u:pw@127.0.0.1:99999/x"),
-              ("DATABASE_URL", "postgresql://u:p@ss@127.0.0.1/x"),
-              ("DATABASE_URL", "postgresql://u:pw@127.0.0.1/x?sslmode"),
-              ("DATABASE_URL", "not a url"),
-              ("WORKER_DATABASE_URL", "postgresql://u:pw@127.0.0.1:notaport/x"),
-              ("WORKER_DATABASE_URL", "mysql://u:pw@127.0.0.1/x")]
+    found += [
+        ("REACTOR_FLEET", "Bad Fleet!"),
+        ("REACTOR_FLEET", "x"),
+        ("WORKER_EXTRA_ENV", "{"),
+        ("WORKER_EXTRA_ENV", "[1, 2]"),
+        ("WORKER_EXTRA_ENV", '{"A": {"nested": 1}}'),
+        ("WORKER_EXTRA_ENV", '{"NOT A NAME": "x"}'),
+        ("WORKER_EXTRA_ENV", '{"A": "nul \\u0000"}'),
+        ("MIN_ACTIVE_GPUS", "5"),  # above MAX_ACTIVE_GPUS=2
+        ("GPU_HOURLY_PRICE_USD", "1e-300"),  # any budget would "afford" ~infinity
+        ("DATABASE_URL", "postgresql://u:pw@127.0.0.1:notaport/x"),
+        ("DATABASE_URL", "postgresql://u:pw@127.0.0.1:99999/x"),
+        ("DATABASE_URL", "postgresql://u:p@ss@127.0.0.1/x"),
+        ("DATABASE_URL", "postgresql://u:pw@127.0.0.1/x?sslmode"),
+        ("DATABASE_URL", "not a url"),
+        ("WORKER_DATABASE_URL", "postgresql://u:pw@127.0.0.1:notaport/x"),
+        ("WORKER_DATABASE_URL", "mysql://u:pw@127.0.0.1/x"),
+    ]
     return found
 
 
@@ -84,13 +88,21 @@ CASES = _cases()
 KNOWN: dict[tuple[str, str], str] = {}
 
 
-async def _run_case(sem: asyncio.Semaphore, env: dict[str, str], name: str,
-                    value: str) -> tuple[int, str, str]:
+async def _run_case(
+    sem: asyncio.Semaphore, env: dict[str, str], name: str, value: str
+) -> tuple[int, str, str]:
     async with sem:
         with tempfile.TemporaryDirectory() as cwd:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "reactor", "once", env={**env, name: value}, cwd=cwd,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "reactor",
+                "once",
+                env={**env, name: value},
+                cwd=cwd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), 60)
             finally:
@@ -103,15 +115,25 @@ async def _run_case(sem: asyncio.Semaphore, env: dict[str, str], name: str,
 
 async def _run_all(dsn: str, worker_dsn: str) -> dict[tuple[str, str], tuple[int, str, str]]:
     async with run_fake_runpod() as runpod:
-        env = {**clean_environ(), "DATABASE_URL": dsn, "WORKER_DATABASE_URL": worker_dsn,
-               "RUNPOD_API_URL": runpod.url, "RUNPOD_API_KEY": runpod.api_key,
-               "RUNPOD_GPU_TYPES": "NVIDIA L4", "LOG_LEVEL": "ERROR", "LOG_FORMAT": "json",
-               "RUNPOD_REQUEST_TIMEOUT_SEC": "5"}
+        env = {
+            **clean_environ(),
+            "DATABASE_URL": dsn,
+            "WORKER_DATABASE_URL": worker_dsn,
+            "RUNPOD_API_URL": runpod.url,
+            "RUNPOD_API_KEY": runpod.api_key,
+            "RUNPOD_GPU_TYPES": "NVIDIA L4",
+            "LOG_LEVEL": "ERROR",
+            "LOG_FORMAT": "json",
+            "RUNPOD_REQUEST_TIMEOUT_SEC": "5",
+        }
         sem = asyncio.Semaphore(PARALLEL)
         # A fleet per case: every accepted value gets the leader lock of its own.
-        results = await asyncio.gather(*(
-            _run_case(sem, {**env, "REACTOR_FLEET": f"bad-settings-{i}"}, n, v)
-            for i, (n, v) in enumerate(CASES)))
+        results = await asyncio.gather(
+            *(
+                _run_case(sem, {**env, "REACTOR_FLEET": f"bad-settings-{i}"}, n, v)
+                for i, (n, v) in enumerate(CASES)
+            )
+        )
     return dict(zip(CASES, results, strict=True))
 
 
@@ -119,22 +141,34 @@ async def _run_all(dsn: str, worker_dsn: str) -> dict[tuple[str, str], tuple[int
 def outcomes(pg_server: PgServer) -> Iterator[dict[tuple[str, str], tuple[int, str, str]]]:
     name = asyncio.run(pg_server.create_database())
     try:
-        yield asyncio.run(_run_all(pg_server.dsn(name), pg_server.dsn(
-            name, user=WORKER_LOGIN, password=WORKER_PASSWORD)))
+        yield asyncio.run(
+            _run_all(
+                pg_server.dsn(name),
+                pg_server.dsn(name, user=WORKER_LOGIN, password=WORKER_PASSWORD),
+            )
+        )
     finally:
         asyncio.run(pg_server.drop_database(name))
 
 
 def _params() -> list[Any]:
-    return [pytest.param(name, value, id=f"{name}={value[:20]}",
-                         marks=[pytest.mark.xfail(strict=True, reason=f"BUG: {KNOWN[(name, value)]}")]
-                         if (name, value) in KNOWN else [])
-            for name, value in CASES]
+    return [
+        pytest.param(
+            name,
+            value,
+            id=f"{name}={value[:20]}",
+            marks=[pytest.mark.xfail(strict=True, reason=f"BUG: {KNOWN[(name, value)]}")]
+            if (name, value) in KNOWN
+            else [],
+        )
+        for name, value in CASES
+    ]
 
 
 @pytest.mark.parametrize(("name", "value"), _params())
 def test_an_out_of_range_setting_is_one_line_naming_it(
-        outcomes: dict[tuple[str, str], tuple[int, str, str]], name: str, value: str) -> None:
+    outcomes: dict[tuple[str, str], tuple[int, str, str]], name: str, value: str
+) -> None:
     code, out, err = outcomes[(name, value)]
     lines = err.strip().splitlines()
     assert code != 0, f"{name}={value!r} was accepted (exit 0): {out[:300]}"

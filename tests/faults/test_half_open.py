@@ -23,7 +23,8 @@ DETECTION_LIMIT_SEC = 15.0
 
 
 async def test_half_open_listener_is_detected_and_nothing_is_missed(
-        rig: FaultRig, db_dsn: str, record_figures: Callable[[dict[str, Any]], None]) -> None:
+    rig: FaultRig, db_dsn: str, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, SWEEP_INTERVAL_SEC=600, LISTENER_CHECK_INTERVAL_SEC=1)
     upstream = urlsplit(db_dsn)
     assert upstream.hostname and upstream.port
@@ -31,22 +32,33 @@ async def test_half_open_listener_is_detected_and_nothing_is_missed(
         settings = rig.settings(DATABASE_URL=proxy.dsn(db_dsn))
         async with rig.running(settings) as reactor:
             listener = reactor.state.listener
-            await rig.until(lambda: listener.connected and proxy.matching(LISTENER), timeout=10,
-                            what="the listener connected through the proxy")
+            await rig.until(
+                lambda: listener.connected and proxy.matching(LISTENER),
+                timeout=10,
+                what="the listener connected through the proxy",
+            )
             # Quiet first: a sweep event, then no wake-up pending and a reconcile since it.
             await rig.fetch("""SELECT pg_notify('gpu_reactor', '{"event":"sweep"}')""")
-            await rig.until(lambda: listener.last_event_at is not None
-                            and not reactor._dirty.is_set()
-                            and (reactor.state.last_reconcile_at or 0) > listener.last_event_at,
-                            timeout=10, what="the reactor to be idle")
+            await rig.until(
+                lambda: (
+                    listener.last_event_at is not None
+                    and not reactor._dirty.is_set()
+                    and (reactor.state.last_reconcile_at or 0) > listener.last_event_at
+                ),
+                timeout=10,
+                what="the reactor to be idle",
+            )
             reconnects = reactor.metrics.listener_reconnects._value.get()
             assert len(proxy.freeze(LISTENER)) == 1
             frozen_at = time.time()
             rig.faults["listener connection half-open"] += 1
             await rig.insert(3, seconds=0.2)
 
-            await rig.until(lambda: listener.reconnects > 0 and listener.connected,
-                            timeout=DETECTION_LIMIT_SEC, what="the listener to reconnect")
+            await rig.until(
+                lambda: listener.reconnects > 0 and listener.connected,
+                timeout=DETECTION_LIMIT_SEC,
+                what="the listener to reconnect",
+            )
             assert listener.since is not None
             detected_in = listener.since - frozen_at
             assert detected_in < DETECTION_LIMIT_SEC
@@ -56,8 +68,9 @@ async def test_half_open_listener_is_detected_and_nothing_is_missed(
 
             call = await rig.runpod.wait_for_create(timeout=10)
             created_at = call.time + (time.time() - time.monotonic())
-            assert created_at >= listener.since - 0.05, \
+            assert created_at >= listener.since - 0.05, (
                 "a pod was created before the reconnect: the freeze did not hold"
+            )
             await rig.settle(timeout=30)
             await rig.drain_to_zero()
             assert len(proxy.matching(LISTENER)) == 2
@@ -73,15 +86,21 @@ PARTITION_LIMIT_SEC = 20.0
 
 
 async def test_a_partition_of_every_reactor_connection_is_survived(
-        rig: FaultRig, db_dsn: str) -> None:
+    rig: FaultRig, db_dsn: str
+) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, SWEEP_INTERVAL_SEC=600, LISTENER_CHECK_INTERVAL_SEC=1)
     upstream = urlsplit(db_dsn)
     assert upstream.hostname and upstream.port
-    async with HalfOpenProxy(upstream.hostname, upstream.port) as proxy, \
-            rig.running(rig.settings(DATABASE_URL=proxy.dsn(db_dsn))) as reactor:
+    async with (
+        HalfOpenProxy(upstream.hostname, upstream.port) as proxy,
+        rig.running(rig.settings(DATABASE_URL=proxy.dsn(db_dsn))) as reactor,
+    ):
         try:
-            await rig.until(lambda: reactor.state.listener.connected, timeout=10,
-                            what="the listener connected")
+            await rig.until(
+                lambda: reactor.state.listener.connected,
+                timeout=10,
+                what="the listener connected",
+            )
             frozen = proxy.freeze(b"gpu-reactor", server_gives_up_after=SERVER_GIVES_UP_SEC)
             assert len(frozen) >= 3  # the lock, the LISTEN and the pooled connections
             await rig.insert(2, seconds=0.2)

@@ -18,8 +18,10 @@ from tests.faults.rig import FaultRig
 
 
 def _elected_at(reactor: ReactorProcess) -> list[float]:
-    return [datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
-            for e in reactor.events("leader_elected")]
+    return [
+        datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
+        for e in reactor.events("leader_elected")
+    ]
 
 
 def _activity(rig: FaultRig) -> int:
@@ -29,14 +31,18 @@ def _activity(rig: FaultRig) -> int:
 
 
 async def _one_leader(rig: FaultRig) -> ReactorProcess:
-    leaders = await rig.until(lambda: rig.reactors.leaders() if len(
-        rig.reactors.leaders()) == 1 else None, timeout=15, what="exactly one leader")
+    leaders = await rig.until(
+        lambda: rig.reactors.leaders() if len(rig.reactors.leaders()) == 1 else None,
+        timeout=15,
+        what="exactly one leader",
+    )
     return leaders[0]
 
 
 @pytest.mark.parametrize("count", [2, 3])
 async def test_leader_killed_mid_burst_a_standby_takes_over(
-        rig: FaultRig, record_figures: Callable[[dict[str, Any]], None], count: int) -> None:
+    rig: FaultRig, record_figures: Callable[[dict[str, Any]], None], count: int
+) -> None:
     rig.configure(MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=2.5)
     reactors = [rig.start_reactor() for _ in range(count)]
     try:
@@ -46,14 +52,18 @@ async def test_leader_killed_mid_burst_a_standby_takes_over(
         await rig.insert(10, seconds=0.4)
         for _ in range(count - 1):
             before = _activity(rig)
-            await rig.until(lambda n=before: _activity(rig) >= n + 2, timeout=15,
-                            what="the leader to act on the burst")
+            await rig.until(
+                lambda n=before: _activity(rig) >= n + 2,
+                timeout=15,
+                what="the leader to act on the burst",
+            )
             leader.kill()
             rig.faults["leader SIGKILL mid-burst"] += 1
             previous, leader = leader, await _one_leader(rig)
             assert previous.killed_at is not None
-            assert max(_elected_at(leader)) + 0.002 >= previous.killed_at, \
+            assert max(_elected_at(leader)) + 0.002 >= previous.killed_at, (
                 "a standby took over while the old leader was still alive"
+            )
             await rig.insert(8, seconds=0.4)
         await rig.settle(timeout=60)
         await rig.drain_to_zero()

@@ -15,19 +15,27 @@ from tests.faults.rig import FaultRig
 
 
 async def test_a_poison_task_fails_after_max_attempts_and_the_rest_completes(
-        rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
+    rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, TASKS_PER_GPU_THRESHOLD=3)
     async with rig.running(rig.settings()) as reactor:
         [poison] = await rig.insert(1, kind="poison", max_attempts=3)
         await rig.insert(12, seconds=0.2)
         await rig.settle(timeout=60)
         await rig.drain_to_zero()
-        row = (await rig.fetch("SELECT status::text AS status, attempts, error_message "
-                               "FROM tasks WHERE id = $1::uuid", poison))[0]
+        row = (
+            await rig.fetch(
+                "SELECT status::text AS status, attempts, error_message "
+                "FROM tasks WHERE id = $1::uuid",
+                poison,
+            )
+        )[0]
         assert row["status"] == "Failed" and row["attempts"] == 3
         assert "no attempts left" in row["error_message"]
-        lost = sum(reactor.metrics.tasks_requeued.labels(reason=r)._value.get()
-                   for r in ("heartbeat", "pod_dead", "orphaned"))
+        lost = sum(
+            reactor.metrics.tasks_requeued.labels(reason=r)._value.get()
+            for r in ("heartbeat", "pod_dead", "orphaned")
+        )
         assert lost == 3, f"{lost} requeues for 3 lost attempts"
     rig.faults["worker crash (poison task)"] = len(rig.ledger.executions()[poison])
     record_figures(await rig.verify())

@@ -36,8 +36,8 @@ async def test_an_interruptible_wait_never_swallows_a_cancellation() -> None:
 
 
 async def test_postgres_restarted_mid_burst(
-        rig: FaultRig, pg_server: PgServer,
-        record_figures: Callable[[dict[str, Any]], None]) -> None:
+    rig: FaultRig, pg_server: PgServer, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
     if not pg_server.restartable:
         pytest.skip("the test Postgres is not ours to restart")
     assert pg_server.embedded is not None
@@ -46,19 +46,30 @@ async def test_postgres_restarted_mid_burst(
         await rig.insert(12, seconds=0.4)
         for restart in range(2):
             seen = {e.nonce for runs in rig.ledger.executions().values() for e in runs}
-            await rig.until(lambda seen=seen: len([e for e in rig.ledger.running()
-                                                   if e.nonce not in seen]) >= 2,
-                            timeout=20, what="workers busy with new tasks")
-            await rig.until(lambda n=restart: reactor.state.listener.reconnects >= n
-                            and reactor.state.listener.connected, timeout=20,
-                            what="the reactor to listen again")
+            await rig.until(
+                lambda seen=seen: (
+                    len([e for e in rig.ledger.running() if e.nonce not in seen]) >= 2
+                ),
+                timeout=20,
+                what="workers busy with new tasks",
+            )
+            await rig.until(
+                lambda n=restart: (
+                    reactor.state.listener.reconnects >= n and reactor.state.listener.connected
+                ),
+                timeout=20,
+                what="the reactor to listen again",
+            )
             await asyncio.to_thread(pg_server.embedded.restart)
             rig.faults["postgres restart mid-burst"] += 1
             await rig.insert(6, seconds=0.4)
         await rig.settle(timeout=60)
         await rig.drain_to_zero()
         listener = reactor.state.listener
-        await rig.until(lambda: listener.reconnects >= 2 and listener.connected, timeout=15,
-                        what="the reactor listening again after both restarts")
+        await rig.until(
+            lambda: listener.reconnects >= 2 and listener.connected,
+            timeout=15,
+            what="the reactor listening again after both restarts",
+        )
         assert reactor.state.role == "leader"
     record_figures(await rig.verify())

@@ -65,17 +65,25 @@ def _injected(runpod: FakeRunpod) -> Counter[str]:
         elif request.status == 400 and request.method == "POST":
             seen["400 no capacity (first-choice GPU)"] += 1
     seen["answer slower than the client timeout"] = sum(
-        1 for rule, _ in faults.delays if rule.remaining == 0)
+        1 for rule, _ in faults.delays if rule.remaining == 0
+    )
     seen["create answered 500 after making the pod"] = sum(
-        1 for pod in runpod.created if pod.name in lost)
+        1 for pod in runpod.created if pod.name in lost
+    )
     return seen
 
 
 async def test_provider_faults_at_a_high_rate(
-        rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
-    rig.configure(RUNPOD_GPU_TYPES=f"{GPU_A},{GPU_B}", RUNPOD_REQUEST_TIMEOUT_SEC=TIMEOUT_SEC,
-                  MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=1.5, SPAWN_FAILURE_BACKOFF_SEC=0.5,
-                  SPAWNING_TIMEOUT_SEC=4)  # a create left uncertain holds its slot this long
+    rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
+    rig.configure(
+        RUNPOD_GPU_TYPES=f"{GPU_A},{GPU_B}",
+        RUNPOD_REQUEST_TIMEOUT_SEC=TIMEOUT_SEC,
+        MAX_ACTIVE_GPUS=3,
+        MAX_HOURLY_SPEND_USD=1.5,
+        SPAWN_FAILURE_BACKOFF_SEC=0.5,
+        SPAWNING_TIMEOUT_SEC=4,
+    )  # a create left uncertain holds its slot this long
     rig.runpod.faults.no_capacity_gpus.add(GPU_A)
     faults = rig.runpod.faults
     stop = asyncio.Event()
@@ -85,10 +93,13 @@ async def test_provider_faults_at_a_high_rate(
             # Three waves, the fleet scaling to zero in between, so creates keep coming;
             # each wave's first create meets its faults for certain, the chaos adds more.
             for first_create_fault in (
-                    lambda: (faults.rate_limit_next(1, retry_after=0.3, method="POST"),
-                             setattr(faults, "create_fails_after_pod", 1)),
-                    lambda: faults.delay(TIMEOUT_SEC * 2, 1, method="POST", path="/pods"),
-                    lambda: faults.fail_next(1, status=503, method="POST", path="/pods")):
+                lambda: (
+                    faults.rate_limit_next(1, retry_after=0.3, method="POST"),
+                    setattr(faults, "create_fails_after_pod", 1),
+                ),
+                lambda: faults.delay(TIMEOUT_SEC * 2, 1, method="POST", path="/pods"),
+                lambda: faults.fail_next(1, status=503, method="POST", path="/pods"),
+            ):
                 first_create_fault()
                 await rig.insert(6, seconds=0.3)
                 await rig.wait_done(timeout=60)
@@ -109,24 +120,35 @@ async def test_provider_faults_at_a_high_rate(
 
 
 async def test_a_provider_list_outage_does_not_stop_recovery(
-        rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
+    rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
     rig.configure(MAX_ACTIVE_GPUS=2, TASKS_PER_GPU_THRESHOLD=1, SWEEP_INTERVAL_SEC=1)
     async with rig.running(rig.settings()) as reactor:
         await rig.insert(2, seconds=3.0)
-        running_now = await rig.until(lambda: len(rig.ledger.running()) == 2 and
-                                      rig.ledger.running(), timeout=15, what="both tasks running")
+        running_now = await rig.until(
+            lambda: len(rig.ledger.running()) == 2 and rig.ledger.running(),
+            timeout=15,
+            what="both tasks running",
+        )
         rig.runpod.faults.fail_next(None, status=503, method="GET", path="/pods")
         errors = reactor.metrics.reconcile_errors._value.get()
-        await rig.until(lambda: reactor.metrics.reconcile_errors._value.get() > errors,
-                        timeout=10, what="a sweep to fail on the list")
+        await rig.until(
+            lambda: reactor.metrics.reconcile_errors._value.get() > errors,
+            timeout=10,
+            what="a sweep to fail on the list",
+        )
         victim = next(p for p in rig.pods.procs.procs if p.pid == running_now[0].pid)
         rig.pods.kill(victim.worker_id)
         rig.faults["pod list down (503 on every GET /pods)"] += 1
         rig.faults["worker SIGKILL mid-task"] += 1
         # The heartbeat deadline needs nothing from the provider's list.
-        await rig.until(lambda: rig.fetch("SELECT 1 FROM workers WHERE id = $1 AND status = "
-                                          "'error'", victim.worker_id),
-                        timeout=3 + 5, what="the dead worker retired at its heartbeat deadline")
+        await rig.until(
+            lambda: rig.fetch(
+                "SELECT 1 FROM workers WHERE id = $1 AND status = 'error'", victim.worker_id
+            ),
+            timeout=3 + 5,
+            what="the dead worker retired at its heartbeat deadline",
+        )
         rig.runpod.faults.clear()
         await rig.settle(timeout=30)
         await rig.drain_to_zero()
@@ -142,9 +164,13 @@ async def test_a_refused_create_frees_its_slot_whatever_the_refusal_says(rig: Fa
         await rig.insert(1, seconds=0.1)
         refused = await rig.runpod.wait_for_create(timeout=5)
         assert refused.status == 400
-        await rig.until(lambda: rig.fetch("SELECT 1 FROM workers WHERE id = $1 AND status = "
-                                          "'error'", refused.body["name"]),
-                        timeout=5, what="the refused worker's row ended")
+        await rig.until(
+            lambda: rig.fetch(
+                "SELECT 1 FROM workers WHERE id = $1 AND status = 'error'", refused.body["name"]
+            ),
+            timeout=5,
+            what="the refused worker's row ended",
+        )
         await rig.settle(timeout=20)
         await rig.drain_to_zero()
     await rig.verify()

@@ -23,7 +23,8 @@ async def _restart(rig: FaultRig) -> ReactorProcess:
 
 
 async def test_reactor_killed_mid_burst_and_restarted_several_times(
-        rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
+    rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
     rig.configure(MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=2.5)
     reactor = await _restart(rig)
     try:
@@ -37,8 +38,11 @@ async def test_reactor_killed_mid_burst_and_restarted_several_times(
 
         # Kill 2: while the workers are busy with the burst.
         reactor = await _restart(rig)
-        await rig.until(lambda: sum(e.ended for runs in rig.ledger.executions().values()
-                                    for e in runs) >= 4, timeout=20, what="4 tasks processed")
+        await rig.until(
+            lambda: sum(e.ended for runs in rig.ledger.executions().values() for e in runs) >= 4,
+            timeout=20,
+            what="4 tasks processed",
+        )
         reactor.kill()
         rig.faults["reactor SIGKILL while workers are busy"] += 1
 
@@ -53,8 +57,9 @@ async def test_reactor_killed_mid_burst_and_restarted_several_times(
         [orphan] = killed_inside
         row = await rig.fetch("SELECT pod_id, status FROM workers WHERE id = $1", orphan)
         made = next(p for p in rig.runpod.created if p.name == orphan)
-        assert row and row[0]["pod_id"] == made.id, \
+        assert row and row[0]["pod_id"] == made.id, (
             "the pod created as its reactor died was adopted by name"
+        )
         await rig.drain_to_zero()
         assert await reactor.stop() == 0, reactor.log_text()[-2000:]
     finally:

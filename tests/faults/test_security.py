@@ -41,37 +41,42 @@ async def pod(worker_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 # --- the gpu_worker role -----------------------------------------------------------------------
-@pytest.mark.parametrize("sql", [
-    "SET ROLE postgres",
-    "SELECT pg_read_file('/etc/hostname')",
-    "SELECT rolpassword FROM pg_authid",
-    "SELECT lo_import('/etc/hostname')",
-    "COPY tasks TO STDOUT",
-    "COPY (SELECT 1) TO '/tmp/gpu-reactor-escape'",
-    "TRUNCATE tasks",
-    "BEGIN; LOCK TABLE tasks; ROLLBACK",
-    "CREATE TABLE gpu_reactor_shadow (a int)",
-    "CREATE FUNCTION now_shadow() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-    "CREATE SCHEMA escape",
-    "ALTER ROLE CURRENT_USER CREATEROLE",
-    "ALTER FUNCTION func_claim_available_task(text, text[]) SECURITY INVOKER",
-    "CREATE ROLE intruder LOGIN SUPERUSER",
-    "GRANT EXECUTE ON FUNCTION func_reset_orphaned_tasks(text[]) TO gpu_worker",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET ROLE postgres",
+        "SELECT pg_read_file('/etc/hostname')",
+        "SELECT rolpassword FROM pg_authid",
+        "SELECT lo_import('/etc/hostname')",
+        "COPY tasks TO STDOUT",
+        "COPY (SELECT 1) TO '/tmp/gpu-reactor-escape'",
+        "TRUNCATE tasks",
+        "BEGIN; LOCK TABLE tasks; ROLLBACK",
+        "CREATE TABLE gpu_reactor_shadow (a int)",
+        "CREATE FUNCTION now_shadow() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE SCHEMA escape",
+        "ALTER ROLE CURRENT_USER CREATEROLE",
+        "ALTER FUNCTION func_claim_available_task(text, text[]) SECURITY INVOKER",
+        "CREATE ROLE intruder LOGIN SUPERUSER",
+        "GRANT EXECUTE ON FUNCTION func_reset_orphaned_tasks(text[]) TO gpu_worker",
+    ],
+)
 async def test_the_pod_role_cannot_escape_its_functions(pod: asyncpg.Connection, sql: str) -> None:
     with pytest.raises(DENIED):
         await pod.execute(sql)
 
 
 async def test_the_pod_role_cannot_see_what_other_sessions_run(
-        pod: asyncpg.Connection, conn: asyncpg.Connection) -> None:
+    pod: asyncpg.Connection, conn: asyncpg.Connection
+) -> None:
     await conn.execute("SELECT 'reactor-session-marker'")
     queries = await pod.fetch("SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
     assert queries and all("marker" not in (r["query"] or "") for r in queries)
 
 
 async def test_a_stale_attempt_cannot_complete_a_reclaimed_task(
-        conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection
+) -> None:
     await add_worker(conn, "w1")
     task = await add_task(conn)
     first = await pod.fetchrow("SELECT * FROM func_claim_available_task('w1')")
@@ -88,35 +93,50 @@ async def test_a_stale_attempt_cannot_complete_a_reclaimed_task(
 
 
 async def test_a_task_nobody_holds_cannot_be_completed_or_failed(
-        conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection
+) -> None:
     await add_worker(conn, "w1")
     queued = await add_task(conn)
     for worker in ("w1", "", "' OR true --"):
-        assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', $2)", queued,
-                                  worker) is False
-        assert await pod.fetchval("SELECT func_mark_task_failed($1, 'x', $2)", queued,
-                                  worker) is False
+        assert (
+            await pod.fetchval("SELECT func_mark_task_complete($1, '{}', $2)", queued, worker)
+            is False
+        )
+        assert (
+            await pod.fetchval("SELECT func_mark_task_failed($1, 'x', $2)", queued, worker) is False
+        )
     assert (await task_row(conn, queued))["status"] == "Queued"
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1')",
-                              uuid.uuid4()) is False
+    assert (
+        await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1')", uuid.uuid4()) is False
+    )
 
 
 async def _holding(pod: asyncpg.Connection, token: str) -> None:
     await pod.execute("SELECT set_config('gpu_reactor.worker_token', $1, false)", token)
 
 
-@pytest.mark.parametrize("token", [None, "", "a-token-of-another-pod", "t0ken"],
-                         ids=["no token", "empty token", "another pod's token", "a prefix"])
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "a-token-of-another-pod", "t0ken"],
+    ids=["no token", "empty token", "another pod's token", "a prefix"],
+)
 async def test_a_pod_cannot_act_in_another_workers_name(
-        conn: asyncpg.Connection, pod: asyncpg.Connection, token: str | None) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection, token: str | None
+) -> None:
     """Worker ids are no secret (pod names, broadcast on the channel): the reactor gives each
     pod a token and keeps its hash; a session without it changes nothing of that worker."""
     victim_token = "t0ken-of-the-victim-" + secrets.token_hex(8)
-    await add_worker(conn, "victim", last_heartbeat=None,
-                     token_hash=hashlib.sha256(victim_token.encode()).digest())
+    await add_worker(
+        conn,
+        "victim",
+        last_heartbeat=None,
+        token_hash=hashlib.sha256(victim_token.encode()).digest(),
+    )
     held = await add_task(conn)
-    await conn.execute("UPDATE tasks SET status = 'In Progress', worker_id = 'victim', "
-                       "attempts = 1 WHERE id = $1", held)
+    await conn.execute(
+        "UPDATE tasks SET status = 'In Progress', worker_id = 'victim', attempts = 1 WHERE id = $1",
+        held,
+    )
     queued = await add_task(conn)
     if token is not None:
         await _holding(pod, token)
@@ -135,12 +155,14 @@ async def test_a_pod_cannot_act_in_another_workers_name(
     await _holding(pod, victim_token)
     assert await pod.fetchval("SELECT func_update_worker_heartbeat('victim', '{}')") == "active"
     assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'victim')", held) is True
-    assert [r["id"] for r in await pod.fetch(
-        "SELECT * FROM func_claim_available_task('victim')")] == [queued]
+    assert [
+        r["id"] for r in await pod.fetch("SELECT * FROM func_claim_available_task('victim')")
+    ] == [queued]
 
 
 async def test_a_worker_that_registers_itself_binds_its_row_to_its_token(
-        conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection
+) -> None:
     await _holding(pod, "self-registered-" + secrets.token_hex(8))
     assert await pod.fetchval("SELECT func_update_worker_heartbeat('own', '{}')") == "active"
     await _holding(pod, "someone-else-" + secrets.token_hex(8))
@@ -148,19 +170,30 @@ async def test_a_worker_that_registers_itself_binds_its_row_to_its_token(
 
 
 async def test_a_pod_cannot_drain_another_worker_through_notify(
-        db_dsn: str, conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
-    async with run_fake_runpod() as runpod, \
-            running(runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=1)) as reactor:
+    db_dsn: str, conn: asyncpg.Connection, pod: asyncpg.Connection
+) -> None:
+    async with (
+        run_fake_runpod() as runpod,
+        running(runpod_settings(db_dsn, runpod, MAX_ACTIVE_GPUS=1)) as reactor,
+    ):
         await conn.execute("INSERT INTO tasks (task_type) VALUES ('echo')")
         await runpod.wait_for_create(timeout=5)
-        victim = await wait_until(lambda: conn.fetchval(
-            "SELECT id FROM workers WHERE pod_id IS NOT NULL"), what="a spawned worker")
-        await conn.execute("UPDATE workers SET status = 'active', last_heartbeat = now() "
-                           "WHERE id = $1", victim)  # as its own heartbeat would
-        await pod.execute("SELECT pg_notify('gpu_reactor', json_build_object("
-                          "'event', 'drain', 'worker_id', $1::text)::text)", victim)
-        await wait_until(lambda: reactor.metrics.events.labels(event="drain")._value.get() == 1,
-                         what="the drain request received")
+        victim = await wait_until(
+            lambda: conn.fetchval("SELECT id FROM workers WHERE pod_id IS NOT NULL"),
+            what="a spawned worker",
+        )
+        await conn.execute(
+            "UPDATE workers SET status = 'active', last_heartbeat = now() WHERE id = $1", victim
+        )  # as its own heartbeat would
+        await pod.execute(
+            "SELECT pg_notify('gpu_reactor', json_build_object("
+            "'event', 'drain', 'worker_id', $1::text)::text)",
+            victim,
+        )
+        await wait_until(
+            lambda: reactor.metrics.events.labels(event="drain")._value.get() == 1,
+            what="the drain request received",
+        )
         await conn.execute("""SELECT pg_notify('gpu_reactor', '{"event":"sweep"}')""")
         reconciles = reactor.state.reconciles
         await wait_until(lambda: reactor.state.reconciles > reconciles, what="a reconcile")
@@ -168,16 +201,23 @@ async def test_a_pod_cannot_drain_another_worker_through_notify(
         refused = reactor.metrics.refused_drains.labels(reason="worker login")
         assert refused._value.get() == 1
         # The same request from the operator's session is honoured.
-        await conn.execute("SELECT pg_notify('gpu_reactor', json_build_object("
-                           "'event', 'drain', 'worker_id', $1::text)::text)", victim)
-        await wait_until(lambda: conn.fetchval(
-            "SELECT status = 'terminating' FROM workers WHERE id = $1", victim),
-            what="the operator's drain")
+        await conn.execute(
+            "SELECT pg_notify('gpu_reactor', json_build_object("
+            "'event', 'drain', 'worker_id', $1::text)::text)",
+            victim,
+        )
+        await wait_until(
+            lambda: conn.fetchval(
+                "SELECT status = 'terminating' FROM workers WHERE id = $1", victim
+            ),
+            what="the operator's drain",
+        )
         assert refused._value.get() == 1
 
 
 async def test_the_sql_drain_is_the_operators_not_a_pods(
-        conn: asyncpg.Connection, pod: asyncpg.Connection) -> None:
+    conn: asyncpg.Connection, pod: asyncpg.Connection
+) -> None:
     await add_worker(conn, "w1")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await pod.fetchval("SELECT gpu_reactor_drain('w1')")
@@ -204,8 +244,7 @@ WRONG_CREDENTIALS = {
 }
 
 
-async def test_status_refuses_every_wrong_credential_and_accepts_the_token(
-        db_dsn: str) -> None:
+async def test_status_refuses_every_wrong_credential_and_accepts_the_token(db_dsn: str) -> None:
     settings = reactor_settings(db_dsn)
     url = base_url(settings)
     async with serving(settings), aiohttp.ClientSession() as http:
@@ -215,14 +254,16 @@ async def test_status_refuses_every_wrong_credential_and_accepts_the_token(
                 assert TOKEN not in await resp.text()
         async with http.get(f"{url}/status", params={"token": TOKEN}) as resp:
             assert resp.status == 401, "token in the query string"
-        async with http.get(f"{url}/status",
-                            headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        async with http.get(f"{url}/status", headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
             assert resp.status == 200
 
 
 def _listening(pid: int, port: int) -> list[str]:
-    return [c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    return [
+        c.laddr.ip
+        for c in psutil.Process(pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    ]
 
 
 async def test_the_http_server_binds_loopback_unless_told_otherwise(rig: FaultRig) -> None:

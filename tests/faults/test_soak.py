@@ -64,10 +64,15 @@ def _kill_busy_worker(rig: FaultRig) -> None:
 
 @pytest.mark.soak
 async def test_soak_every_fault_at_once(
-        rig: FaultRig, pg_server: PgServer,
-        record_figures: Callable[[dict[str, Any]], None]) -> None:
-    rig.configure(RUNPOD_GPU_TYPES=f"{GPU_A},{GPU_B}", RUNPOD_REQUEST_TIMEOUT_SEC=1,
-                  MAX_ACTIVE_GPUS=4, MAX_HOURLY_SPEND_USD=2.5, TASKS_PER_GPU_THRESHOLD=3)
+    rig: FaultRig, pg_server: PgServer, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
+    rig.configure(
+        RUNPOD_GPU_TYPES=f"{GPU_A},{GPU_B}",
+        RUNPOD_REQUEST_TIMEOUT_SEC=1,
+        MAX_ACTIVE_GPUS=4,
+        MAX_HOURLY_SPEND_USD=2.5,
+        TASKS_PER_GPU_THRESHOLD=3,
+    )
     rng = random.Random(SEED)
     stop = asyncio.Event()
     for _ in range(2):

@@ -26,14 +26,16 @@ def _busy(rig: FaultRig, exclude: set[int] = frozenset()) -> tuple[Execution, Wo
 
 
 async def test_workers_killed_mid_task_are_replaced_and_nothing_is_lost(
-        rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
+    rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
     rig.configure(MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=2.5)
     async with rig.running(rig.settings()):
         await rig.insert(12, seconds=1.0)
         killed: set[int] = set()
         for _ in range(3):
-            execution, proc = await rig.until(lambda: _busy(rig, killed), timeout=20,
-                                              what="a worker in the middle of a task")
+            execution, proc = await rig.until(
+                lambda: _busy(rig, killed), timeout=20, what="a worker in the middle of a task"
+            )
             rig.pods.kill(proc.worker_id)
             killed.add(proc.pid)
             rig.faults["worker SIGKILL mid-task"] += 1
@@ -45,33 +47,45 @@ async def test_workers_killed_mid_task_are_replaced_and_nothing_is_lost(
 
 
 async def test_a_hung_worker_is_retired_and_its_late_completion_refused(
-        rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]) -> None:
+    rig: FaultRig, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
     # Two workers, two tasks; the survivor (kept: no idle scale-down) takes the hung
     # worker's task over, so no replacement is needed (see the replacement test below).
     rig.configure(MAX_ACTIVE_GPUS=2, TASKS_PER_GPU_THRESHOLD=1, SCALE_DOWN_IDLE_SEC=60)
     async with rig.running(rig.settings()) as reactor:
         await rig.insert(2, seconds=1.0)
         execution, hung = await rig.until(
-            lambda: len(rig.pods.alive()) == 2 and _busy(rig), timeout=20,
-            what="two workers, one in the middle of a task")
+            lambda: len(rig.pods.alive()) == 2 and _busy(rig),
+            timeout=20,
+            what="two workers, one in the middle of a task",
+        )
         rig.pods.hold(hung.worker_id)  # its pod's terminate reaches it only on release
         rig.pods.freeze(hung.worker_id)
         rig.faults["worker SIGSTOP mid-task"] += 1
 
         async def finished_elsewhere() -> bool:
-            rows = await rig.fetch("SELECT status::text AS status, worker_id FROM tasks "
-                                   "WHERE id = $1::uuid", execution.key)
+            rows = await rig.fetch(
+                "SELECT status::text AS status, worker_id FROM tasks WHERE id = $1::uuid",
+                execution.key,
+            )
             return rows[0]["status"] == "Complete" and rows[0]["worker_id"] != hung.worker_id
-        await rig.until(finished_elsewhere, timeout=20, what="the hung worker's task done by another")
+
+        await rig.until(
+            finished_elsewhere, timeout=20, what="the hung worker's task done by another"
+        )
         assert hung.alive and hung.worker_id in rig.pods.terminated
-        row = (await rig.fetch("SELECT status, error_reason FROM workers WHERE id = $1",
-                               hung.worker_id))[0]
+        row = (
+            await rig.fetch(
+                "SELECT status, error_reason FROM workers WHERE id = $1", hung.worker_id
+            )
+        )[0]
         assert row["status"] == "error" and "heartbeat" in row["error_reason"]
         assert reactor.metrics.tasks_requeued.labels(reason="heartbeat")._value.get() >= 1
 
         rig.pods.thaw(hung.worker_id)
         refused = await hung.wait_for_event(
-            "lease_lost", timeout=10, where=lambda r: r.get("task_id") == execution.key)
+            "lease_lost", timeout=10, where=lambda r: r.get("task_id") == execution.key
+        )
         assert refused["discarded"] == "result"
         assert not [r for r in hung.events("task_completed") if r["task_id"] == execution.key]
         rig.pods.release(hung.worker_id)
@@ -83,8 +97,7 @@ async def test_a_hung_worker_is_retired_and_its_late_completion_refused(
     record_figures(figures)
 
 
-async def test_a_replacement_pod_is_not_created_before_the_dead_one_is_gone(
-        rig: FaultRig) -> None:
+async def test_a_replacement_pod_is_not_created_before_the_dead_one_is_gone(rig: FaultRig) -> None:
     rig.configure(MAX_ACTIVE_GPUS=1, MAX_HOURLY_SPEND_USD=1.0, TASKS_PER_GPU_THRESHOLD=1)
     async with rig.running(rig.settings()):
         await rig.insert(1, seconds=2.0)

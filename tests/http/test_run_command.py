@@ -14,7 +14,7 @@ import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from reactor.db.embedded import free_port
-from reactor.http.status import StatusView
+from reactor.ops.status import StatusView
 from tests.fakes import run_fake_runpod
 from tests.pg import WORKER_PASSWORD
 from tests.util import wait_until
@@ -31,26 +31,44 @@ async def _get(http: aiohttp.ClientSession, url: str, **kwargs: object) -> tuple
 
 
 async def test_gpu_reactor_run_serves_and_stops_on_sigterm(
-        db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, tmp_path: Path) -> None:
+    db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "reactor.log"
     async with run_fake_runpod() as runpod, aiohttp.ClientSession() as http:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATABASE_URL": db_dsn,
-               "WORKER_DATABASE_URL": worker_dsn, "REACTOR_PROVIDER": "runpod",
-               "RUNPOD_API_URL": runpod.url, "RUNPOD_API_KEY": runpod.api_key,
-               "RUNPOD_GPU_TYPES": "NVIDIA GeForce RTX 4090", "REACTOR_HTTP_PORT": str(port),
-               "REACTOR_HTTP_TOKEN": TOKEN, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG",
-               "LISTENER_CHECK_INTERVAL_SEC": "1"}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DATABASE_URL": db_dsn,
+            "WORKER_DATABASE_URL": worker_dsn,
+            "REACTOR_PROVIDER": "runpod",
+            "RUNPOD_API_URL": runpod.url,
+            "RUNPOD_API_KEY": runpod.api_key,
+            "RUNPOD_GPU_TYPES": "NVIDIA GeForce RTX 4090",
+            "REACTOR_HTTP_PORT": str(port),
+            "REACTOR_HTTP_TOKEN": TOKEN,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "DEBUG",
+            "LISTENER_CHECK_INTERVAL_SEC": "1",
+        }
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "reactor", "run", env=env, cwd=tmp_path,
-                stdout=log, stderr=asyncio.subprocess.STDOUT)
+                sys.executable,
+                "-m",
+                "reactor",
+                "run",
+                env=env,
+                cwd=tmp_path,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
         try:
+
             async def ready() -> bool:
                 if proc.returncode is not None:
                     raise AssertionError(f"gpu-reactor run exited: {log_path.read_text()[-2000:]}")
                 return (await _get(http, f"{base}/readyz"))[0] == 200
+
             await wait_until(ready, timeout=20, what="/readyz to answer 200")
 
             await conn.execute("INSERT INTO tasks (task_type) VALUES ('echo')")
@@ -61,14 +79,21 @@ async def test_gpu_reactor_run_serves_and_stops_on_sigterm(
                 code, body = await _get(http, f"{base}/status", headers=auth)
                 view = StatusView.model_validate_json(body) if code == 200 else None
                 return view if view and any(w.pod_id for w in view.workers) else None
-            view = await wait_until(status_with_pod, timeout=10, what="a worker with a pod in /status")
+
+            view = await wait_until(
+                status_with_pod, timeout=10, what="a worker with a pod in /status"
+            )
             assert view.role == "leader" and view.provider == "runpod"
             assert {w.pod_id for w in view.workers} == set(runpod.pods)
 
             code, text = await _get(http, f"{base}/metrics")
             assert code == 200
-            found = {(s.name, s.labels.get("outcome")) for f in text_string_to_metric_families(text)
-                     for s in f.samples if s.value}
+            found = {
+                (s.name, s.labels.get("outcome"))
+                for f in text_string_to_metric_families(text)
+                for s in f.samples
+                if s.value
+            }
             assert ("gpu_reactor_spawns_total", "ok") in found
             assert ("gpu_reactor_provider_requests_total", "ok") in found
         finally:

@@ -14,10 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reactor.db.embedded import free_port
+from reactor.engine.service import Reactor
 from reactor.errors import ConfigError
 from reactor.http.server import start_http
-from reactor.http.status import StatusView
-from reactor.service import Reactor
+from reactor.ops.status import StatusView
 from tests.http.conftest import (
     API_KEY,
     EXTRA_SECRET,
@@ -33,43 +33,72 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What the issue asks /metrics to carry (counter families are named without _total).
 FAMILIES = {
-    "gpu_reactor_tasks", "gpu_reactor_workers", "gpu_reactor_queue_oldest_age_seconds",
-    "gpu_reactor_reaction_latency_seconds", "gpu_reactor_reconcile_duration_seconds",
-    "gpu_reactor_provider_requests", "gpu_reactor_spawns", "gpu_reactor_terminations",
-    "gpu_reactor_tasks_requeued", "gpu_reactor_events", "gpu_reactor_malformed_events",
-    "gpu_reactor_leader", "gpu_reactor_hourly_burn_usd", "gpu_reactor_listener_reconnects",
-    "gpu_reactor_last_sweep_timestamp_seconds", "gpu_reactor_listener_up",
-    "gpu_reactor_stale_workers", "gpu_reactor_stuck_tasks", "gpu_reactor_info",
-    "gpu_reactor_hourly_budget_usd", "gpu_reactor_spawn_blocked",
+    "gpu_reactor_tasks",
+    "gpu_reactor_workers",
+    "gpu_reactor_queue_oldest_age_seconds",
+    "gpu_reactor_reaction_latency_seconds",
+    "gpu_reactor_reconcile_duration_seconds",
+    "gpu_reactor_provider_requests",
+    "gpu_reactor_spawns",
+    "gpu_reactor_terminations",
+    "gpu_reactor_tasks_requeued",
+    "gpu_reactor_events",
+    "gpu_reactor_malformed_events",
+    "gpu_reactor_leader",
+    "gpu_reactor_hourly_burn_usd",
+    "gpu_reactor_listener_reconnects",
+    "gpu_reactor_last_sweep_timestamp_seconds",
+    "gpu_reactor_listener_up",
+    "gpu_reactor_stale_workers",
+    "gpu_reactor_stuck_tasks",
+    "gpu_reactor_info",
+    "gpu_reactor_hourly_budget_usd",
+    "gpu_reactor_spawn_blocked",
 }
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def _busy_worker(reactor: Reactor, conn: asyncpg.Connection) -> tuple[str, str]:
     """Queue two tasks, let the reactor spawn, then play the worker: heartbeat + claim."""
-    await conn.execute("INSERT INTO tasks (task_type, params) VALUES ('echo', '{}'), ('echo', '{}')")
-    snap = await wait_until(lambda: reactor.state.snapshot if reactor.state.snapshot and any(
-        w.pod_id for w in reactor.state.snapshot.workers) else None, timeout=10,
-        what="a spawned worker with a pod")
+    await conn.execute(
+        "INSERT INTO tasks (task_type, params) VALUES ('echo', '{}'), ('echo', '{}')"
+    )
+    snap = await wait_until(
+        lambda: (
+            reactor.state.snapshot
+            if reactor.state.snapshot and any(w.pod_id for w in reactor.state.snapshot.workers)
+            else None
+        ),
+        timeout=10,
+        what="a spawned worker with a pod",
+    )
     worker = next(w for w in snap.workers if w.pod_id)
     # The local stand-in pod runs no gpu-worker: play it without its token.
     await conn.execute("UPDATE workers SET token_hash = NULL WHERE id = $1", worker.id)
     assert await conn.fetchval("SELECT func_update_worker_heartbeat($1)", worker.id) == "active"
     task_id = str(await conn.fetchval("SELECT id FROM func_claim_available_task($1)", worker.id))
     await conn.execute("""SELECT pg_notify('gpu_reactor', '{"event":"sweep"}')""")
-    await wait_until(lambda: reactor.state.snapshot is not None and any(
-        t.id == task_id for t in reactor.state.snapshot.running), timeout=10,
-        what="the claimed task in the reactor's snapshot")
+    await wait_until(
+        lambda: (
+            reactor.state.snapshot is not None
+            and any(t.id == task_id for t in reactor.state.snapshot.running)
+        ),
+        timeout=10,
+        what="the claimed task in the reactor's snapshot",
+    )
     return worker.id, task_id
 
 
 async def test_a_leading_reactor_serves_status_metrics_and_probes(
-        db_dsn: str, worker_dsn: str, conn: asyncpg.Connection,
-        http: aiohttp.ClientSession) -> None:
+    db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, http: aiohttp.ClientSession
+) -> None:
     settings = reactor_settings(db_dsn, WORKER_DATABASE_URL=worker_dsn)
     url = base_url(settings)
     async with serving(settings) as reactor:
@@ -96,7 +125,9 @@ async def test_a_leading_reactor_serves_status_metrics_and_probes(
         assert worker.current_task_id == task_id and worker.cost_per_hr == 1.5
         assert worker.heartbeat_age_sec is not None and worker.heartbeat_age_sec < 10
         spawn = next(a for a in view.actions if a.kind == "spawn")
-        assert spawn.outcome == "ok" and spawn.worker_id == worker_id and "tasks need" in spawn.reason
+        assert (
+            spawn.outcome == "ok" and spawn.worker_id == worker_id and "tasks need" in spawn.reason
+        )
         assert view.listener.connected
         assert view.budget.max_hourly_spend_usd == 10 and view.budget.hourly_burn_usd == 1.5
         assert view.budget.used_ratio == pytest.approx(0.15)
@@ -134,13 +165,17 @@ async def test_a_leading_reactor_serves_status_metrics_and_probes(
         command = re.search(r'CMD \["python", "-c", "(.+)"\]', (ROOT / "Dockerfile").read_text())
         assert command is not None
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", command.group(1),
-            env={**os.environ, "REACTOR_HTTP_PORT": str(settings.reactor_http_port)})
+            sys.executable,
+            "-c",
+            command.group(1),
+            env={**os.environ, "REACTOR_HTTP_PORT": str(settings.reactor_http_port)},
+        )
         assert await asyncio.wait_for(proc.wait(), 10) == 0
 
 
 async def test_a_standby_is_ready_says_so_and_takes_over(
-        db_dsn: str, http: aiohttp.ClientSession) -> None:
+    db_dsn: str, http: aiohttp.ClientSession
+) -> None:
     first = reactor_settings(db_dsn, REACTOR_HTTP_TOKEN=None)
     second = reactor_settings(db_dsn, REACTOR_HTTP_TOKEN=None)
     async with serving(first) as leader, serving(second, lead=False) as standby:
@@ -153,8 +188,11 @@ async def test_a_standby_is_ready_says_so_and_takes_over(
             assert samples(await resp.text())[("gpu_reactor_leader", frozenset())] == 0
 
         leader.stop_event.set()
-        await wait_until(lambda: standby.state.role == "leader" and standby.state.listener.connected,
-                         timeout=10, what="the standby to take over")
+        await wait_until(
+            lambda: standby.state.role == "leader" and standby.state.listener.connected,
+            timeout=10,
+            what="the standby to take over",
+        )
         async with http.get(f"{base_url(second)}/status") as resp:
             assert StatusView.model_validate_json(await resp.read()).role == "leader"
 
@@ -177,8 +215,9 @@ async def test_a_taken_port_is_one_clear_config_error() -> None:
     port = free_port()
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", port)
     try:
-        reactor = Reactor(reactor_settings("postgresql://nobody@127.0.0.1:1/none",
-                                           REACTOR_HTTP_PORT=port))
+        reactor = Reactor(
+            reactor_settings("postgresql://nobody@127.0.0.1:1/none", REACTOR_HTTP_PORT=port)
+        )
         with pytest.raises(ConfigError, match=rf"cannot serve HTTP on 127.0.0.1:{port}"):
             await start_http(reactor)
     finally:

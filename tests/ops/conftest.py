@@ -30,8 +30,7 @@ Cli = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        tmp_path: Path) -> Cli:
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Cli:
     """``cli("workers", "list", DATABASE_URL=...)``: exit code, stdout, stderr.
 
     Safe to call from a worker thread (``asyncio.to_thread``) while a test's event loop
@@ -70,5 +69,6 @@ def dsn_with_secret(db_dsn: str) -> tuple[str, str]:
     if parts.password:
         return db_dsn, parts.password
     secret = "db-pass-5e1f7c"
-    return with_database(db_dsn, parts.path.lstrip("/"), user=parts.username or "postgres",
-                         password=secret), secret
+    return with_database(
+        db_dsn, parts.path.lstrip("/"), user=parts.username or "postgres", password=secret
+    ), secret

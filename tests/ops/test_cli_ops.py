@@ -10,15 +10,29 @@ import asyncpg
 import orjson
 import pytest
 
-from reactor.http.status import StatusView
+from reactor.ops.status import StatusView
 from tests.fakes import FakeRunpod, run_fake_runpod
 from tests.ops.conftest import Cli, dsn_with_secret
 from tests.pg import WORKER_PASSWORD
 
 API_KEY = "rpa_cli_secret_0b7d55"
-HELP = [[], ["status"], ["check"], ["workers"], ["workers", "list"], ["workers", "spawn"],
-        ["workers", "drain"], ["workers", "terminate"], ["tasks"], ["tasks", "create"],
-        ["tasks", "list"], ["dashboard"], ["run"], ["once"], ["migrate"]]
+HELP = [
+    [],
+    ["status"],
+    ["check"],
+    ["workers"],
+    ["workers", "list"],
+    ["workers", "spawn"],
+    ["workers", "drain"],
+    ["workers", "terminate"],
+    ["tasks"],
+    ["tasks", "create"],
+    ["tasks", "list"],
+    ["dashboard"],
+    ["run"],
+    ["once"],
+    ["migrate"],
+]
 
 
 def one_line_error(result: object, fragment: str) -> None:
@@ -29,7 +43,9 @@ def one_line_error(result: object, fragment: str) -> None:
     assert "Traceback" not in out + err
 
 
-async def active_worker(conn: asyncpg.Connection, worker_id: str, *, claim: bool = False) -> str | None:
+async def active_worker(
+    conn: asyncpg.Connection, worker_id: str, *, claim: bool = False
+) -> str | None:
     """Play a worker: a heartbeat registers it active; optionally claim a task."""
     assert await conn.fetchval("SELECT func_update_worker_heartbeat($1)", worker_id) == "active"
     if claim:
@@ -39,28 +55,46 @@ async def active_worker(conn: asyncpg.Connection, worker_id: str, *, claim: bool
 
 @pytest.mark.parametrize("argv", HELP, ids=lambda a: " ".join(a) or "top")
 def test_every_subcommand_has_help_without_secrets(cli: Cli, argv: list[str]) -> None:
-    result = cli(*argv, "--help", DATABASE_URL="postgresql://u:help-pass-91@db/x",
-                 RUNPOD_API_KEY=API_KEY)
+    result = cli(
+        *argv, "--help", DATABASE_URL="postgresql://u:help-pass-91@db/x", RUNPOD_API_KEY=API_KEY
+    )
     assert result.code == 0
     assert result.out.startswith("usage: gpu-reactor")
     assert "help-pass-91" not in result.text and API_KEY not in result.text
 
 
 def test_tasks_create_and_list(cli: Cli, db_dsn: str) -> None:
-    made = cli("tasks", "create", "--type", "echo", "--params", '{"n": 1}', "--count", "3",
-               "--priority", "5", DATABASE_URL=db_dsn)
+    made = cli(
+        "tasks",
+        "create",
+        "--type",
+        "echo",
+        "--params",
+        '{"n": 1}',
+        "--count",
+        "3",
+        "--priority",
+        "5",
+        DATABASE_URL=db_dsn,
+    )
     assert made.code == 0 and "queued 3 task(s) of type echo" in made.out
     listed = cli("tasks", "list", "--status", "queued", "--json", DATABASE_URL=db_dsn)
     rows = orjson.loads(listed.out)
-    assert [(r["task_type"], r["status"], r["priority"]) for r in rows] == [("echo", "Queued", 5)] * 3
+    assert [(r["task_type"], r["status"], r["priority"]) for r in rows] == [
+        ("echo", "Queued", 5)
+    ] * 3
     table = cli("tasks", "list", "--limit", "2", DATABASE_URL=db_dsn)
     assert table.code == 0 and table.out.count("Queued") == 2
     assert sum(r["id"] in table.out for r in rows) == 2  # full ids, not cut by the table
 
-    one_line_error(cli("tasks", "create", "--type", "echo", "--params", "{nope",
-                       DATABASE_URL=db_dsn), "--params is not valid JSON")
-    one_line_error(cli("tasks", "create", "--type", "echo", "--params", "[1, 2]",
-                       DATABASE_URL=db_dsn), "--params must be a JSON object")
+    one_line_error(
+        cli("tasks", "create", "--type", "echo", "--params", "{nope", DATABASE_URL=db_dsn),
+        "--params is not valid JSON",
+    )
+    one_line_error(
+        cli("tasks", "create", "--type", "echo", "--params", "[1, 2]", DATABASE_URL=db_dsn),
+        "--params must be a JSON object",
+    )
     again = cli("tasks", "list", "--json", DATABASE_URL=db_dsn)
     assert len(orjson.loads(again.out)) == 3  # nothing inserted by the bad ones
     bad_status = cli("tasks", "list", "--status", "bogus", DATABASE_URL=db_dsn)
@@ -71,15 +105,20 @@ async def test_status_json_and_table(cli: Cli, db_dsn: str, conn: asyncpg.Connec
     dsn, secret = dsn_with_secret(db_dsn)
     await conn.execute("INSERT INTO tasks (task_type) SELECT 'echo' FROM generate_series(1, 4)")
     task_id = await active_worker(conn, "gpu-reactor-cafe0001", claim=True)
-    result = await asyncio.to_thread(cli, "status", "--json", DATABASE_URL=dsn,
-                                     RUNPOD_API_KEY=API_KEY)
+    result = await asyncio.to_thread(
+        cli, "status", "--json", DATABASE_URL=dsn, RUNPOD_API_KEY=API_KEY
+    )
     assert result.code == 0, result.err
     view = StatusView.model_validate_json(result.out)
     assert view.role == "cli" and view.leader_present is False
     assert view.queue is not None and (view.queue.queued, view.queue.in_progress) == (3, 1)
     assert view.queue.desired_workers == 2
     [worker] = view.workers
-    assert (worker.id, worker.health, worker.current_task_id) == ("gpu-reactor-cafe0001", "busy", task_id)
+    assert (worker.id, worker.health, worker.current_task_id) == (
+        "gpu-reactor-cafe0001",
+        "busy",
+        task_id,
+    )
     assert any(a.kind == "spawn" and a.worker_id == worker.id for a in view.actions)
     table = await asyncio.to_thread(cli, "status", DATABASE_URL=dsn, RUNPOD_API_KEY=API_KEY)
     assert table.code == 0
@@ -89,7 +128,9 @@ async def test_status_json_and_table(cli: Cli, db_dsn: str, conn: asyncpg.Connec
         assert secret not in text and API_KEY not in text
 
 
-async def test_workers_list_drain_terminate(cli: Cli, db_dsn: str, conn: asyncpg.Connection) -> None:
+async def test_workers_list_drain_terminate(
+    cli: Cli, db_dsn: str, conn: asyncpg.Connection
+) -> None:
     env = {"DATABASE_URL": db_dsn, "REACTOR_PROVIDER": "local"}
     await conn.execute("INSERT INTO tasks (task_type) VALUES ('echo')")
     task_id = await active_worker(conn, "gpu-reactor-aaaa0001", claim=True)
@@ -102,56 +143,93 @@ async def test_workers_list_drain_terminate(cli: Cli, db_dsn: str, conn: asyncpg
 
     drained = await asyncio.to_thread(cli, "workers", "drain", "gpu-reactor-bbbb0002", **env)
     assert drained.code == 0 and "drain ok: gpu-reactor-bbbb0002" in drained.out
-    row = await conn.fetchrow("SELECT status, drain_reason FROM workers WHERE id = 'gpu-reactor-bbbb0002'")
+    row = await conn.fetchrow(
+        "SELECT status, drain_reason FROM workers WHERE id = 'gpu-reactor-bbbb0002'"
+    )
     assert row["status"] == "terminating" and "operator" in row["drain_reason"]
-    one_line_error(await asyncio.to_thread(cli, "workers", "drain", "gpu-reactor-bbbb0002", **env),
-                   "already draining")
-    one_line_error(await asyncio.to_thread(cli, "workers", "drain", "no-such-worker", **env),
-                   "no worker with id 'no-such-worker'")
+    one_line_error(
+        await asyncio.to_thread(cli, "workers", "drain", "gpu-reactor-bbbb0002", **env),
+        "already draining",
+    )
+    one_line_error(
+        await asyncio.to_thread(cli, "workers", "drain", "no-such-worker", **env),
+        "no worker with id 'no-such-worker'",
+    )
 
     # Not a terminal and no --yes: refuse, change nothing.
-    one_line_error(await asyncio.to_thread(cli, "workers", "terminate", "gpu-reactor-aaaa0001", **env),
-                   "pass --yes")
-    assert await conn.fetchval("SELECT status FROM workers WHERE id = 'gpu-reactor-aaaa0001'") == "active"
-    ended = await asyncio.to_thread(cli, "workers", "terminate", "gpu-reactor-aaaa0001", "--yes", **env)
+    one_line_error(
+        await asyncio.to_thread(cli, "workers", "terminate", "gpu-reactor-aaaa0001", **env),
+        "pass --yes",
+    )
+    assert (
+        await conn.fetchval("SELECT status FROM workers WHERE id = 'gpu-reactor-aaaa0001'")
+        == "active"
+    )
+    ended = await asyncio.to_thread(
+        cli, "workers", "terminate", "gpu-reactor-aaaa0001", "--yes", **env
+    )
     assert ended.code == 0 and "retire ok: gpu-reactor-aaaa0001" in ended.out
     assert "1 task(s) requeued" in ended.out
-    assert await conn.fetchval("SELECT status FROM workers WHERE id = 'gpu-reactor-aaaa0001'") == "terminated"
-    assert await conn.fetchval("SELECT status::text FROM tasks WHERE id = $1::uuid", task_id) == "Queued"
-    one_line_error(await asyncio.to_thread(cli, "workers", "terminate", "gpu-reactor-aaaa0001", "-y", **env),
-                   "has already ended (terminated)")
-    one_line_error(await asyncio.to_thread(cli, "workers", "terminate", "nobody", "--yes", **env),
-                   "no worker with id 'nobody'")
+    assert (
+        await conn.fetchval("SELECT status FROM workers WHERE id = 'gpu-reactor-aaaa0001'")
+        == "terminated"
+    )
+    assert (
+        await conn.fetchval("SELECT status::text FROM tasks WHERE id = $1::uuid", task_id)
+        == "Queued"
+    )
+    one_line_error(
+        await asyncio.to_thread(cli, "workers", "terminate", "gpu-reactor-aaaa0001", "-y", **env),
+        "has already ended (terminated)",
+    )
+    one_line_error(
+        await asyncio.to_thread(cli, "workers", "terminate", "nobody", "--yes", **env),
+        "no worker with id 'nobody'",
+    )
 
     with_ended = await asyncio.to_thread(cli, "workers", "list", "--ended", "5", "--json", **env)
     data = orjson.loads(with_ended.out)
     assert [w["worker_id"] for w in data["ended"]] == ["gpu-reactor-aaaa0001"]
-    one_line_error(await asyncio.to_thread(cli, "workers", "spawn", **env),
-                   "REACTOR_PROVIDER=local")
+    one_line_error(
+        await asyncio.to_thread(cli, "workers", "spawn", **env), "REACTOR_PROVIDER=local"
+    )
 
 
-def runpod_env(server: FakeRunpod, db_dsn: str, worker_dsn: str, **extra: object) -> dict[str, object]:
-    return {"DATABASE_URL": db_dsn, "WORKER_DATABASE_URL": worker_dsn, "REACTOR_PROVIDER": "runpod",
-            "RUNPOD_API_URL": server.url, "RUNPOD_API_KEY": server.api_key,
-            "RUNPOD_GPU_TYPES": "NVIDIA GeForce RTX 4090", "RUNPOD_REQUEST_TIMEOUT_SEC": 5,
-            "MAX_ACTIVE_GPUS": 2, **extra}
+def runpod_env(
+    server: FakeRunpod, db_dsn: str, worker_dsn: str, **extra: object
+) -> dict[str, object]:
+    return {
+        "DATABASE_URL": db_dsn,
+        "WORKER_DATABASE_URL": worker_dsn,
+        "REACTOR_PROVIDER": "runpod",
+        "RUNPOD_API_URL": server.url,
+        "RUNPOD_API_KEY": server.api_key,
+        "RUNPOD_GPU_TYPES": "NVIDIA GeForce RTX 4090",
+        "RUNPOD_REQUEST_TIMEOUT_SEC": 5,
+        "MAX_ACTIVE_GPUS": 2,
+        **extra,
+    }
 
 
 async def test_spawn_check_and_terminate_through_the_runpod_provider(
-        cli: Cli, db_dsn: str, worker_dsn: str, conn: asyncpg.Connection) -> None:
+    cli: Cli, db_dsn: str, worker_dsn: str, conn: asyncpg.Connection
+) -> None:
     async with run_fake_runpod() as runpod:
         env = runpod_env(runpod, db_dsn, worker_dsn)
         spawned = await asyncio.to_thread(cli, "workers", "spawn", "--count", "2", **env)
         assert spawned.code == 0, spawned.text
         assert spawned.out.count("spawn ok: gpu-reactor-") == 2
         assert len(runpod.create_calls) == 2
-        rows = await conn.fetch("SELECT id, pod_id, status, metadata->>'spawn_reason' AS why "
-                                "FROM workers ORDER BY id")
+        rows = await conn.fetch(
+            "SELECT id, pod_id, status, metadata->>'spawn_reason' AS why FROM workers ORDER BY id"
+        )
         assert {r["pod_id"] for r in rows} == set(runpod.pods)
         assert all(r["status"] == "spawning" and "operator" in r["why"] for r in rows)
 
-        one_line_error(await asyncio.to_thread(cli, "workers", "spawn", **env),
-                       "MAX_ACTIVE_GPUS=2 leave room for 0")
+        one_line_error(
+            await asyncio.to_thread(cli, "workers", "spawn", **env),
+            "MAX_ACTIVE_GPUS=2 leave room for 0",
+        )
 
         checked = await asyncio.to_thread(cli, "check", **env)
         assert checked.code == 0, checked.text
@@ -165,9 +243,13 @@ async def test_spawn_check_and_terminate_through_the_runpod_provider(
         ended = await asyncio.to_thread(cli, "workers", "terminate", victim, "--yes", **env)
         assert ended.code == 0, ended.text
         assert rows[0]["pod_id"] in runpod.terminated
-        assert await conn.fetchval("SELECT status FROM workers WHERE id = $1", victim) == "terminated"
+        assert (
+            await conn.fetchval("SELECT status FROM workers WHERE id = $1", victim) == "terminated"
+        )
 
-        wrong_key = await asyncio.to_thread(cli, "check", "--json", **{**env, "RUNPOD_API_KEY": "rpa_wrong"})
+        wrong_key = await asyncio.to_thread(
+            cli, "check", "--json", **{**env, "RUNPOD_API_KEY": "rpa_wrong"}
+        )
         assert wrong_key.code == 1
         verdicts = {r["name"]: r["verdict"] for r in orjson.loads(wrong_key.out)}
         assert verdicts["provider"] == "FAIL" and verdicts["database"] == "PASS"
@@ -180,7 +262,9 @@ def test_check_with_the_local_provider(cli: Cli, db_dsn: str) -> None:
 
 
 def test_check_says_what_fails_and_exits_non_zero(cli: Cli) -> None:
-    result = cli("check", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none", REACTOR_PROVIDER="runpod")
+    result = cli(
+        "check", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none", REACTOR_PROVIDER="runpod"
+    )
     assert result.code == 1
     words = " ".join(result.out.split())
     assert "FAIL database cannot reach the database" in words
@@ -189,35 +273,61 @@ def test_check_says_what_fails_and_exits_non_zero(cli: Cli) -> None:
     assert "verdict: FAIL (database, worker-database, provider)" in words
 
 
-@pytest.mark.parametrize(("argv", "env", "fragment"), [
-    (["status"], {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, "cannot reach the database"),
-    (["workers", "list"], {"DATABASE_URL": "mysql://x"}, "DATABASE_URL is not a valid DSN"),
-    (["tasks", "list"], {}, "DATABASE_URL is not set"),
-    (["dashboard", "--export"], {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
-     "cannot reach the database"),
-])
-def test_mistakes_are_one_line(cli: Cli, argv: list[str], env: dict[str, str], fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "env", "fragment"),
+    [
+        (
+            ["status"],
+            {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+            "cannot reach the database",
+        ),
+        (["workers", "list"], {"DATABASE_URL": "mysql://x"}, "DATABASE_URL is not a valid DSN"),
+        (["tasks", "list"], {}, "DATABASE_URL is not set"),
+        (
+            ["dashboard", "--export"],
+            {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+            "cannot reach the database",
+        ),
+    ],
+)
+def test_mistakes_are_one_line(
+    cli: Cli, argv: list[str], env: dict[str, str], fragment: str
+) -> None:
     one_line_error(cli(*argv, **env), fragment)
 
 
 def test_missing_api_key_is_one_line(cli: Cli, db_dsn: str, worker_dsn: str) -> None:
-    one_line_error(cli("workers", "spawn", DATABASE_URL=db_dsn, WORKER_DATABASE_URL=worker_dsn,
-                       REACTOR_PROVIDER="runpod"), "RUNPOD_API_KEY is not set")
+    one_line_error(
+        cli(
+            "workers",
+            "spawn",
+            DATABASE_URL=db_dsn,
+            WORKER_DATABASE_URL=worker_dsn,
+            REACTOR_PROVIDER="runpod",
+        ),
+        "RUNPOD_API_KEY is not set",
+    )
 
 
 def test_a_missing_schema_says_migrate(cli: Cli, pg_server: object) -> None:
     name = asyncio.run(pg_server.create_empty_database())  # type: ignore[attr-defined]
     try:
-        one_line_error(cli("workers", "list", DATABASE_URL=pg_server.dsn(name)),  # type: ignore[attr-defined]
-                       "run 'gpu-reactor migrate'")
+        one_line_error(
+            cli("workers", "list", DATABASE_URL=pg_server.dsn(name)),  # type: ignore[attr-defined]
+            "run 'gpu-reactor migrate'",
+        )
     finally:
         asyncio.run(pg_server.drop_database(name))  # type: ignore[attr-defined]
 
 
 def test_the_real_entry_point_prints_no_traceback() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "reactor", "workers", "drain", "x"], capture_output=True, text=True,
-        timeout=60, env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://u:pw-77ab@127.0.0.1:1/x"})
+        [sys.executable, "-m", "reactor", "workers", "drain", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://u:pw-77ab@127.0.0.1:1/x"},
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("gpu-reactor: cannot reach the database")
     assert "Traceback" not in proc.stderr and "pw-77ab" not in proc.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.events import SweepRequest, parse_event
+from reactor.domain.events import SweepRequest, parse_event
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "ops" / "k8s"
@@ -40,8 +40,9 @@ def test_k8s_deployment() -> None:
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_k8s_kustomization_builds() -> None:
-    result = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "kind: Deployment" in result.stdout and "kind: Secret" not in result.stdout
 
@@ -57,7 +58,17 @@ def test_supabase_notes_and_cron_job() -> None:
 
 def test_operations_section_names_every_command_and_endpoint() -> None:
     text = (ROOT / "README.md").read_text()
-    for needle in ("/metrics", "/status", "/healthz", "/readyz", "gpu-reactor check",
-                   "gpu-reactor status", "workers terminate", "tasks create", "dashboard",
-                   "NOTIFY gpu_reactor", "alerts.yml"):
+    for needle in (
+        "/metrics",
+        "/status",
+        "/healthz",
+        "/readyz",
+        "gpu-reactor check",
+        "gpu-reactor status",
+        "workers terminate",
+        "tasks create",
+        "dashboard",
+        "NOTIFY gpu_reactor",
+        "alerts.yml",
+    ):
         assert needle in text, needle

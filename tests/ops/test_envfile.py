@@ -21,7 +21,8 @@ def test_every_setting_is_in_env_example() -> None:
 
 def test_env_example_is_current() -> None:
     assert EXAMPLE.read_text() == render(), (
-        ".env.example is out of date: python -m reactor.envfile > .env.example")
+        ".env.example is out of date: python -m reactor.envfile > .env.example"
+    )
 
 
 def test_env_example_loads_as_valid_settings() -> None:

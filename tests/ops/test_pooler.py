@@ -18,7 +18,8 @@ from tests.ops.conftest import Cli
 from tests.pg import with_database
 
 PGBOUNCER = shutil.which("pgbouncer") or next(
-    (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).exists()), None)
+    (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).exists()), None
+)
 pytestmark = pytest.mark.skipif(PGBOUNCER is None, reason="pgbouncer not installed")
 
 
@@ -49,10 +50,17 @@ ignore_startup_parameters = extra_float_digits,application_name
     runner = _run_as_user()  # pgbouncer refuses to run as root
     log = tmp_path / "pgbouncer.out"
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(PGBOUNCER), str(ini)], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=tmp_path,
-                                **({"user": runner.pw_uid, "group": runner.pw_gid,
-                                    "extra_groups": []} if runner is not None else {}))
+        proc = subprocess.Popen(
+            [str(PGBOUNCER), str(ini)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            **(
+                {"user": runner.pw_uid, "group": runner.pw_gid, "extra_groups": []}
+                if runner is not None
+                else {}
+            ),
+        )
     try:
         deadline = time.monotonic() + 10
         while True:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reactor.metrics import Metrics
+from reactor.engine.metrics import Metrics
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed "
-                                                             "(Debian package: prometheus)")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not installed (Debian package: prometheus)"
+)
 
 
 def exposed_names() -> set[str]:
@@ -43,7 +44,9 @@ def grafana_exprs() -> list[str]:
 
 def test_alerts_use_real_metric_names() -> None:
     unknown = referenced((OPS / "prometheus" / "alerts.yml").read_text()) - exposed_names()
-    assert not unknown, f"alerts.yml names metrics reactor/metrics.py does not define: {unknown}"
+    assert not unknown, (
+        f"alerts.yml names metrics reactor/engine/metrics.py does not define: {unknown}"
+    )
 
 
 def test_grafana_uses_real_metric_names() -> None:
@@ -55,9 +58,15 @@ def test_grafana_uses_real_metric_names() -> None:
 
 def test_alerts_cover_what_the_issue_asks() -> None:
     text = (OPS / "prometheus" / "alerts.yml").read_text()
-    for alert in ("GpuReactorStaleWorkers", "GpuReactorStuckTasks", "GpuReactorQueueNoCapacity",
-                  "GpuReactorSpawnFailures", "GpuReactorBudgetNearCap", "GpuReactorNoLeader",
-                  "GpuReactorListenerDown"):
+    for alert in (
+        "GpuReactorStaleWorkers",
+        "GpuReactorStuckTasks",
+        "GpuReactorQueueNoCapacity",
+        "GpuReactorSpawnFailures",
+        "GpuReactorBudgetNearCap",
+        "GpuReactorNoLeader",
+        "GpuReactorListenerDown",
+    ):
         assert f"alert: {alert}\n" in text
 
 
@@ -68,8 +77,10 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 @needs_promtool
 def test_promtool_checks_rules_and_config() -> None:
-    for args in (("check", "rules", str(OPS / "prometheus" / "alerts.yml")),
-                 ("check", "config", str(OPS / "prometheus" / "prometheus.yml"))):
+    for args in (
+        ("check", "rules", str(OPS / "prometheus" / "alerts.yml")),
+        ("check", "config", str(OPS / "prometheus" / "prometheus.yml")),
+    ):
         result = _promtool(*args)
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -83,9 +94,13 @@ def test_alert_unit_tests_pass() -> None:
 @needs_promtool
 def test_grafana_queries_are_valid_promql(tmp_path: Path) -> None:
     # JSON is YAML: every panel query as a recording rule, with Grafana's variables filled.
-    rules = [{"record": f"grafana:panel_query_{i}",
-              "expr": e.replace("$__rate_interval", "5m").replace("$job", ".*")}
-             for i, e in enumerate(grafana_exprs())]
+    rules = [
+        {
+            "record": f"grafana:panel_query_{i}",
+            "expr": e.replace("$__rate_interval", "5m").replace("$job", ".*"),
+        }
+        for i, e in enumerate(grafana_exprs())
+    ]
     path = tmp_path / "grafana_rules.yml"
     path.write_text(json.dumps({"groups": [{"name": "grafana", "rules": rules}]}))
     result = _promtool("check", "rules", str(path))

@@ -32,11 +32,17 @@ class FakeClock:
 
 def runpod_settings(server: FakeRunpod, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "RUNPOD_API_URL": server.url, "RUNPOD_API_KEY": server.api_key,
-        "RUNPOD_GPU_TYPES": f"{GPU_A},{GPU_B},{GPU_C}", "RUNPOD_DATA_CENTERS": "",
-        "RUNPOD_NETWORK_VOLUME_ID": None, "SPAWN_FAILURE_BACKOFF_SEC": 30,
-        "GPU_HOURLY_PRICE_USD": 0, "RUNPOD_CLOUD": "SECURE",
-        "RUNPOD_REQUEST_TIMEOUT_SEC": 5, "REACTOR_PROVIDER": "runpod"}
+        "RUNPOD_API_URL": server.url,
+        "RUNPOD_API_KEY": server.api_key,
+        "RUNPOD_GPU_TYPES": f"{GPU_A},{GPU_B},{GPU_C}",
+        "RUNPOD_DATA_CENTERS": "",
+        "RUNPOD_NETWORK_VOLUME_ID": None,
+        "SPAWN_FAILURE_BACKOFF_SEC": 30,
+        "GPU_HOURLY_PRICE_USD": 0,
+        "RUNPOD_CLOUD": "SECURE",
+        "RUNPOD_REQUEST_TIMEOUT_SEC": 5,
+        "REACTOR_PROVIDER": "runpod",
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -60,15 +66,17 @@ def outcomes() -> list[tuple[str, str]]:
 
 @pytest.fixture
 async def make_runpod_provider(
-        runpod: FakeRunpod, clock: FakeClock,
-        outcomes: list[tuple[str, str]]) -> AsyncIterator[Callable[..., RunpodProvider]]:
+    runpod: FakeRunpod, clock: FakeClock, outcomes: list[tuple[str, str]]
+) -> AsyncIterator[Callable[..., RunpodProvider]]:
     made: list[RunpodProvider] = []
 
     def make(server: FakeRunpod | None = None, **overrides: Any) -> RunpodProvider:
         provider = RunpodProvider(
             settings=runpod_settings(server or runpod, **overrides),
             on_request=lambda op, outcome: outcomes.append((op, outcome)),
-            clock=clock, retry_base_sec=0.01)
+            clock=clock,
+            retry_base_sec=0.01,
+        )
         made.append(provider)
         return provider
 
@@ -82,8 +90,9 @@ def provider(make_runpod_provider: Callable[..., RunpodProvider]) -> RunpodProvi
     return make_runpod_provider()
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 5.0,
-                     what: str = "condition") -> Any:
+async def eventually(
+    predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition"
+) -> Any:
     """Wait until ``predicate()`` (maybe a coroutine) is truthy, checked every 10 ms, and
     return its value."""
     deadline = time.monotonic() + timeout

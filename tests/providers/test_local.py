@@ -19,16 +19,23 @@ from tests.fakes import LocalWorkersBehindPods, run_fake_runpod
 from tests.providers.conftest import eventually, runpod_settings
 
 # Prints what a worker would read, then waits to be stopped.
-WORKER = ("import os, sys, time; "
-          "print('worker', os.environ.get('WORKER_ID'), os.environ.get('RUNPOD_API_KEY'), "
-          "flush=True); time.sleep(60)")
-STUBBORN = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(60)")
+WORKER = (
+    "import os, sys, time; "
+    "print('worker', os.environ.get('WORKER_ID'), os.environ.get('RUNPOD_API_KEY'), "
+    "flush=True); time.sleep(60)"
+)
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(60)"
+)
 
 
 def local_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"REACTOR_PROVIDER": "local", "GPU_HOURLY_PRICE_USD": 0.5,
-                              "LOCAL_WORKER_COMMAND": ""}
+    values: dict[str, Any] = {
+        "REACTOR_PROVIDER": "local",
+        "GPU_HOURLY_PRICE_USD": 0.5,
+        "LOCAL_WORKER_COMMAND": "",
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -75,8 +82,9 @@ def spec(name: str) -> PodSpec:
     return PodSpec(name=name, env={"WORKER_ID": name, "GPU_REACTOR_FLEET": "gpu-reactor"})
 
 
-async def test_create_list_terminate(make_local: Callable[..., LocalProvider],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_create_list_terminate(
+    make_local: Callable[..., LocalProvider], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "not-for-workers")
     provider = make_local()
 
@@ -99,7 +107,8 @@ async def test_create_list_terminate(make_local: Callable[..., LocalProvider],
 
 
 async def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(
-        make_local: Callable[..., LocalProvider]) -> None:
+    make_local: Callable[..., LocalProvider],
+) -> None:
     provider = make_local(STUBBORN, grace_sec=0.2)
     pod = await provider.create(spec("gpu-reactor-bbbb"))
     log_path = provider.log_path(pod.id)
@@ -112,7 +121,8 @@ async def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(
 
 
 async def test_an_exited_worker_is_listed_as_exited_and_costs_nothing(
-        make_local: Callable[..., LocalProvider]) -> None:
+    make_local: Callable[..., LocalProvider],
+) -> None:
     provider = make_local("raise SystemExit(3)")
     pod = await provider.create(spec("gpu-reactor-cccc"))
 
@@ -143,23 +153,29 @@ async def test_the_command_comes_from_the_setting(tmp_path: Path) -> None:
     provider = LocalProvider(settings=settings, workdir=tmp_path)
     assert provider.command == [sys.executable, "-c", "print(42)"]
     assert LocalProvider(settings=local_settings(), workdir=tmp_path).command == [
-        sys.executable, "-m", "worker"]
+        sys.executable,
+        "-m",
+        "worker",
+    ]
     assert await provider.estimated_price() == 0.5
 
 
 async def test_a_missing_command_is_a_permanent_error(
-        make_local: Callable[..., LocalProvider], tmp_path: Path) -> None:
+    make_local: Callable[..., LocalProvider], tmp_path: Path
+) -> None:
     provider = make_local(command=[str(tmp_path / "no-such-worker")])
     with pytest.raises(PermanentProviderError, match="no-such-worker"):
         await provider.create(spec("gpu-reactor-dddd"))
 
 
 async def test_local_workers_run_behind_fake_runpod_pods(
-        make_local: Callable[..., LocalProvider]) -> None:
+    make_local: Callable[..., LocalProvider],
+) -> None:
     local = make_local()
     behind = LocalWorkersBehindPods(local)
-    async with run_fake_runpod(on_create=behind.on_create,
-                               on_terminate=behind.on_terminate) as runpod:
+    async with run_fake_runpod(
+        on_create=behind.on_create, on_terminate=behind.on_terminate
+    ) as runpod:
         provider = RunpodProvider(settings=runpod_settings(runpod))
         try:
             pod = await provider.create(spec("gpu-reactor-eeee"))
@@ -167,8 +183,9 @@ async def test_local_workers_run_behind_fake_runpod_pods(
             assert pid is not None and alive(pid)
             log_path = local.log_path(f"local-{pid}")
             assert log_path is not None
-            await eventually(lambda: "gpu-reactor-eeee" in log_path.read_text(),
-                             what="the worker behind the pod")
+            await eventually(
+                lambda: "gpu-reactor-eeee" in log_path.read_text(), what="the worker behind the pod"
+            )
 
             await provider.terminate(pod.id)
             assert not alive(pid)

@@ -26,19 +26,25 @@ async def test_local(tmp_path: Path) -> None:
 
 async def test_runpod() -> None:
     seen: list[tuple[str, str]] = []
-    provider = make_provider(settings(REACTOR_PROVIDER="runpod", RUNPOD_API_KEY="rpa_x",
-                                      RUNPOD_GPU_TYPES="NVIDIA L4"),
-                             on_request=lambda op, outcome: seen.append((op, outcome)))
+    provider = make_provider(
+        settings(REACTOR_PROVIDER="runpod", RUNPOD_API_KEY="rpa_x", RUNPOD_GPU_TYPES="NVIDIA L4"),
+        on_request=lambda op, outcome: seen.append((op, outcome)),
+    )
     assert isinstance(provider, RunpodProvider)
     await provider.close()
 
 
-@pytest.mark.parametrize(("values", "names"), [
-    ({"RUNPOD_API_KEY": None, "RUNPOD_GPU_TYPES": "NVIDIA L4"}, "RUNPOD_API_KEY"),
-    ({"RUNPOD_API_KEY": " ", "RUNPOD_GPU_TYPES": "NVIDIA L4"}, "RUNPOD_API_KEY"),
-    ({"RUNPOD_API_KEY": "rpa_x", "RUNPOD_GPU_TYPES": "", "RUNPOD_INSTANCE_TYPE": None},
-     "RUNPOD_GPU_TYPES"),
-])
+@pytest.mark.parametrize(
+    ("values", "names"),
+    [
+        ({"RUNPOD_API_KEY": None, "RUNPOD_GPU_TYPES": "NVIDIA L4"}, "RUNPOD_API_KEY"),
+        ({"RUNPOD_API_KEY": " ", "RUNPOD_GPU_TYPES": "NVIDIA L4"}, "RUNPOD_API_KEY"),
+        (
+            {"RUNPOD_API_KEY": "rpa_x", "RUNPOD_GPU_TYPES": "", "RUNPOD_INSTANCE_TYPE": None},
+            "RUNPOD_GPU_TYPES",
+        ),
+    ],
+)
 def test_runpod_needs_a_key_and_gpu_types(values: dict[str, Any], names: str) -> None:
     with pytest.raises(ConfigError) as caught:
         make_provider(settings(REACTOR_PROVIDER="runpod", **values))

@@ -9,15 +9,21 @@ from reactor.errors import CapacityError, ProviderError, RateLimited, one_line
 from reactor.providers.runpod_http import Reply, RunpodHttp
 
 
-@pytest.mark.parametrize(("text", "line"), [
-    ("no capacity\x00\r\n", "no capacity"),
-    ("<html>\n<head>\t<title>403</title>\n</html>\n", "<html> <head> <title>403</title> </html>"),
-    ("a\x1b[31mred\x1b[0m", "a [31mred [0m"),
-    ("right\u202eto left\u200b\ufeff", "right to left"),
-    ("line\u2028sep\x85next", "line sep next"),
-    ("caf\u00e9 \U0001f680", "caf\u00e9 \U0001f680"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("no capacity\x00\r\n", "no capacity"),
+        (
+            "<html>\n<head>\t<title>403</title>\n</html>\n",
+            "<html> <head> <title>403</title> </html>",
+        ),
+        ("a\x1b[31mred\x1b[0m", "a [31mred [0m"),
+        ("right\u202eto left\u200b\ufeff", "right to left"),
+        ("line\u2028sep\x85next", "line sep next"),
+        ("caf\u00e9 \U0001f680", "caf\u00e9 \U0001f680"),
+        ("", ""),
+    ],
+)
 def test_one_line(text: str, line: str) -> None:
     assert one_line(text) == line
 
@@ -39,8 +45,11 @@ def test_a_provider_error_message_is_made_one_printable_line(cls: type[ProviderE
 
 
 def test_a_reply_detail_and_errors_are_one_printable_line() -> None:
-    reply = Reply(400, {"detail": "no\u0000 capacity\n" + "z" * 1000,
-                        "errors": ["bad\r\nfield", {"x": "\u0000"}]}, None)
+    reply = Reply(
+        400,
+        {"detail": "no\u0000 capacity\n" + "z" * 1000, "errors": ["bad\r\nfield", {"x": "\u0000"}]},
+        None,
+    )
     detail = reply.detail()
     assert detail.startswith("no capacity zzz") and detail.isprintable()
     assert len(detail) <= 200

@@ -19,9 +19,14 @@ from tests.fakes import FakeRunpod, run_fake_runpod
 from tests.fakes.runpod_v2_wire import NO_CAPACITY
 from tests.providers.conftest import GPU_A, GPU_B, GPU_C, FakeClock
 
-SPEC = PodSpec(name="gpu-reactor-0a1b2c3d",
-               env={"WORKER_ID": "gpu-reactor-0a1b2c3d", "DATABASE_URL": "postgresql://w@db/x",
-                    "GPU_REACTOR_FLEET": "gpu-reactor"})
+SPEC = PodSpec(
+    name="gpu-reactor-0a1b2c3d",
+    env={
+        "WORKER_ID": "gpu-reactor-0a1b2c3d",
+        "DATABASE_URL": "postgresql://w@db/x",
+        "GPU_REACTOR_FLEET": "gpu-reactor",
+    },
+)
 
 
 def gpus_asked(runpod: FakeRunpod) -> list[str]:
@@ -29,18 +34,28 @@ def gpus_asked(runpod: FakeRunpod) -> list[str]:
 
 
 async def test_create_sends_exactly_the_documented_body(
-        runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]
+) -> None:
     pod = await provider.create(SPEC)
 
     [call] = runpod.create_calls
     assert call.body == {
-        "name": SPEC.name, "image": "ghcr.io/gpu-reactor/gpu-worker:latest",
-        "gpu": {"id": GPU_A, "count": 1}, "cloud": "SECURE", "disk": 50, "env": SPEC.env}
+        "name": SPEC.name,
+        "image": "ghcr.io/gpu-reactor/gpu-worker:latest",
+        "gpu": {"id": GPU_A, "count": 1},
+        "cloud": "SECURE",
+        "disk": 50,
+        "env": SPEC.env,
+    }
     assert call.status == 201
     made = runpod.pod_by_name(SPEC.name)
     assert made is not None
-    assert (pod.id, pod.name, pod.status, pod.gpu_type) == (made.id, SPEC.name, "PROVISIONING",
-                                                            GPU_A)
+    assert (pod.id, pod.name, pod.status, pod.gpu_type) == (
+        made.id,
+        SPEC.name,
+        "PROVISIONING",
+        GPU_A,
+    )
     assert pod.cost_per_hr == pytest.approx(0.69)
     assert pod.env == SPEC.env
     assert pod.belongs_to("gpu-reactor")
@@ -48,27 +63,31 @@ async def test_create_sends_exactly_the_documented_body(
 
 
 async def test_data_center_and_network_volume_are_sent_per_candidate(
-        make_runpod_provider: Callable[..., RunpodProvider]) -> None:
+    make_runpod_provider: Callable[..., RunpodProvider],
+) -> None:
     async with run_fake_runpod(network_volumes={"vol-1": "EU-RO-1"}) as server:
-        provider = make_runpod_provider(server, RUNPOD_GPU_TYPES=GPU_A,
-                                        RUNPOD_DATA_CENTERS="US-TX-3,EU-RO-1",
-                                        RUNPOD_NETWORK_VOLUME_ID="vol-1",
-                                        RUNPOD_CLOUD="COMMUNITY")
+        provider = make_runpod_provider(
+            server,
+            RUNPOD_GPU_TYPES=GPU_A,
+            RUNPOD_DATA_CENTERS="US-TX-3,EU-RO-1",
+            RUNPOD_NETWORK_VOLUME_ID="vol-1",
+            RUNPOD_CLOUD="COMMUNITY",
+        )
         pod = await provider.create(SPEC)
 
         first, second = server.create_calls
         assert first.body["dataCenterIds"] == ["US-TX-3"]
         assert first.status == 400  # the volume lives elsewhere: a cross-field refusal
         assert second.body["dataCenterIds"] == ["EU-RO-1"]
-        assert second.body["mounts"] == {"network": [{"volumeId": "vol-1",
-                                                      "path": "/workspace"}]}
+        assert second.body["mounts"] == {"network": [{"volumeId": "vol-1", "path": "/workspace"}]}
         assert second.body["cloud"] == "COMMUNITY"
         assert server.pods[pod.id].data_center_id == "EU-RO-1"
         assert pod.cost_per_hr == pytest.approx(0.34)
 
 
 async def test_a_body_with_a_field_v2_rejects_is_a_permanent_error(
-        runpod: FakeRunpod, provider: RunpodProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build = provider.create_body
 
     def with_spot_bid(spec: PodSpec, candidate: Any) -> dict[str, Any]:
@@ -86,7 +105,8 @@ async def test_a_body_with_a_field_v2_rejects_is_a_permanent_error(
 
 
 async def test_no_capacity_falls_back_to_the_next_gpu_type(
-        runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]
+) -> None:
     runpod.faults.no_capacity_gpus |= {GPU_A, GPU_B}
 
     pod = await provider.create(SPEC)
@@ -98,7 +118,8 @@ async def test_no_capacity_falls_back_to_the_next_gpu_type(
 
 
 async def test_a_candidate_without_capacity_is_backed_off_then_retried(
-        runpod: FakeRunpod, provider: RunpodProvider, clock: FakeClock) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider, clock: FakeClock
+) -> None:
     runpod.faults.no_capacity_gpus.add(GPU_A)
     await provider.create(SPEC)
     await provider.create(PodSpec(name="gpu-reactor-2", env={}))
@@ -114,7 +135,8 @@ async def test_a_candidate_without_capacity_is_backed_off_then_retried(
 
 
 async def test_every_candidate_refused_raises_capacity_error_with_the_last_detail(
-        runpod: FakeRunpod, provider: RunpodProvider) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
     runpod.faults.no_capacity_gpus |= {GPU_A, GPU_B, GPU_C}
 
     with pytest.raises(CapacityError) as caught:
@@ -132,7 +154,8 @@ async def test_every_candidate_refused_raises_capacity_error_with_the_last_detai
 
 
 async def test_insufficient_balance_stops_at_once(
-        runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]
+) -> None:
     runpod.faults.insufficient_balance = True
 
     with pytest.raises(InsufficientBalance) as caught:
@@ -144,8 +167,9 @@ async def test_insufficient_balance_stops_at_once(
     assert outcomes == [("create", "insufficient_balance")]
 
 
-async def test_forbidden_candidates_are_skipped(runpod: FakeRunpod,
-                                                provider: RunpodProvider) -> None:
+async def test_forbidden_candidates_are_skipped(
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
     runpod.faults.forbidden_gpus.add(GPU_A)
     pod = await provider.create(SPEC)
     assert pod.gpu_type == GPU_B
@@ -158,7 +182,8 @@ async def test_forbidden_candidates_are_skipped(runpod: FakeRunpod,
 
 # --- a create whose answer is lost: look up by name, never create twice -------------------------
 async def test_create_answered_500_after_making_the_pod_returns_that_pod(
-        runpod: FakeRunpod, provider: RunpodProvider) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
     runpod.faults.create_fails_after_pod = 1
 
     pod = await provider.create(SPEC)
@@ -171,7 +196,8 @@ async def test_create_answered_500_after_making_the_pod_returns_that_pod(
 
 @pytest.mark.parametrize("spoil", ["truncated", "garbage", "cut", "wrong_shape"])
 async def test_create_with_an_unreadable_answer_returns_the_pod_it_made(
-        runpod: FakeRunpod, provider: RunpodProvider, spoil: str) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider, spoil: str
+) -> None:
     runpod.faults.corrupt_next(1, kind=spoil, method="POST", path="/pods")
 
     pod = await provider.create(SPEC)
@@ -181,8 +207,10 @@ async def test_create_with_an_unreadable_answer_returns_the_pod_it_made(
 
 
 async def test_create_that_times_out_returns_the_pod_it_made(
-        make_runpod_provider: Callable[..., RunpodProvider], runpod: FakeRunpod,
-        outcomes: list[tuple[str, str]]) -> None:
+    make_runpod_provider: Callable[..., RunpodProvider],
+    runpod: FakeRunpod,
+    outcomes: list[tuple[str, str]],
+) -> None:
     provider = make_runpod_provider(RUNPOD_REQUEST_TIMEOUT_SEC=0.2)
     runpod.faults.delay(1.0, 1, method="POST", path="/pods")
 
@@ -194,7 +222,8 @@ async def test_create_that_times_out_returns_the_pod_it_made(
 
 
 async def test_create_answered_500_without_a_pod_is_not_repeated(
-        runpod: FakeRunpod, provider: RunpodProvider) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
     runpod.faults.fail_next(1, status=503, method="POST", path="/pods")
 
     with pytest.raises(TransientProviderError, match="no pod of that name exists") as caught:
@@ -206,7 +235,8 @@ async def test_create_answered_500_without_a_pod_is_not_repeated(
 
 
 async def test_create_lookup_failing_too_is_a_transient_error(
-        runpod: FakeRunpod, provider: RunpodProvider) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
     runpod.faults.fail_next(1, method="POST", path="/pods")
     runpod.faults.fail_next(None, method="GET", path="/pods")
 

@@ -23,7 +23,8 @@ SPEC = PodSpec(name="gpu-reactor-0a1b2c3d", env={"WORKER_ID": "gpu-reactor-0a1b2
 
 
 async def test_429_on_create_waits_retry_after_then_creates_once(
-        runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider, outcomes: list[tuple[str, str]]
+) -> None:
     runpod.faults.rate_limit_next(1, retry_after=1, method="POST", path="/pods")
 
     pod = await provider.create(SPEC)
@@ -35,8 +36,7 @@ async def test_429_on_create_waits_retry_after_then_creates_once(
     assert outcomes == [("create", "rate_limited"), ("create", "ok")]
 
 
-async def test_429_is_retried_at_most_twice(runpod: FakeRunpod,
-                                            provider: RunpodProvider) -> None:
+async def test_429_is_retried_at_most_twice(runpod: FakeRunpod, provider: RunpodProvider) -> None:
     runpod.faults.rate_limit_next(None, retry_after=0.05)
 
     with pytest.raises(RateLimited) as caught:
@@ -48,7 +48,8 @@ async def test_429_is_retried_at_most_twice(runpod: FakeRunpod,
 
 
 async def test_a_long_retry_after_is_raised_at_once_and_later_calls_hold_back(
-        runpod: FakeRunpod, provider: RunpodProvider) -> None:
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
     runpod.faults.rate_limit_next(1, retry_after=120)
 
     with pytest.raises(RateLimited) as caught:
@@ -63,7 +64,8 @@ async def test_a_long_retry_after_is_raised_at_once_and_later_calls_hold_back(
 
 
 async def test_an_exhausted_rate_limit_window_slows_requests_down(
-        make_runpod_provider: Callable[..., RunpodProvider]) -> None:
+    make_runpod_provider: Callable[..., RunpodProvider],
+) -> None:
     async with run_fake_runpod(rate_limit_quota=2, rate_limit_window_sec=1) as server:
         provider = make_runpod_provider(server)
         for _ in range(3):
@@ -86,8 +88,7 @@ async def test_a_failing_metrics_hook_does_not_break_calls(runpod: FakeRunpod) -
 
 
 # --- the API key never leaks -------------------------------------------------------------------
-def assert_not_leaked(secret: str, exc: BaseException,
-                      records: list[logging.LogRecord]) -> None:
+def assert_not_leaked(secret: str, exc: BaseException, records: list[logging.LogRecord]) -> None:
     chain: BaseException | None = exc
     while chain is not None:
         assert secret not in str(chain) and secret not in repr(chain.args)
@@ -98,8 +99,10 @@ def assert_not_leaked(secret: str, exc: BaseException,
 
 
 async def test_a_rejected_key_is_not_in_the_error_or_the_logs(
-        runpod: FakeRunpod, make_runpod_provider: Callable[..., RunpodProvider],
-        caplog: pytest.LogCaptureFixture) -> None:
+    runpod: FakeRunpod,
+    make_runpod_provider: Callable[..., RunpodProvider],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "rpa_WRONGKEY_0123456789abcdef"
     provider = make_runpod_provider(RUNPOD_API_KEY=wrong)
@@ -112,12 +115,21 @@ async def test_a_rejected_key_is_not_in_the_error_or_the_logs(
 
 
 async def test_a_key_echoed_by_the_server_is_scrubbed(
-        runpod: FakeRunpod, provider: RunpodProvider, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    runpod: FakeRunpod,
+    provider: RunpodProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     key = runpod.api_key
-    echo = orjson.dumps({"title": "Payment Required", "status": 402,
-                         "detail": f"key {key} has no funds", "errors": [f"key={key}"]})
+    echo = orjson.dumps(
+        {
+            "title": "Payment Required",
+            "status": 402,
+            "detail": f"key {key} has no funds",
+            "errors": [f"key={key}"],
+        }
+    )
     runpod.faults.insufficient_balance = True
     runpod.faults.corrupt_next(2, kind=echo, method="POST")
 
@@ -127,8 +139,7 @@ async def test_a_key_echoed_by_the_server_is_scrubbed(
     assert_not_leaked(key, balance.value, caplog.records)
 
     build = provider.create_body
-    monkeypatch.setattr(provider, "create_body",
-                        lambda spec, cand: {**build(spec, cand), "bid": 1})
+    monkeypatch.setattr(provider, "create_body", lambda spec, cand: {**build(spec, cand), "bid": 1})
     runpod.faults.insufficient_balance = False
     with pytest.raises(PermanentProviderError) as invalid:
         await provider.create(SPEC)
@@ -138,8 +149,10 @@ async def test_a_key_echoed_by_the_server_is_scrubbed(
 
 @pytest.mark.parametrize("trouble", ["timeout", "cut", "refused"])
 async def test_network_failures_do_not_leak_the_key(
-        make_runpod_provider: Callable[..., RunpodProvider], caplog: pytest.LogCaptureFixture,
-        trouble: str) -> None:
+    make_runpod_provider: Callable[..., RunpodProvider],
+    caplog: pytest.LogCaptureFixture,
+    trouble: str,
+) -> None:
     caplog.set_level(logging.DEBUG)
     async with run_fake_runpod() as server:
         provider = make_runpod_provider(server, RUNPOD_REQUEST_TIMEOUT_SEC=0.1)

@@ -23,16 +23,21 @@ from tests.providers.conftest import FakeClock
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
-    max_leaves=20)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 POD_KEYS = ["id", "name", "status", "gpu", "cost", "env", "createdAt", "runtime", "actions"]
 pod_like = st.dictionaries(st.sampled_from(POD_KEYS), json_values, max_size=len(POD_KEYS))
 list_like = st.fixed_dictionaries(
     {"pods": st.lists(pod_like | json_values, max_size=4)},
-    optional={"pagination": st.dictionaries(st.sampled_from(["nextCursor", "hasNextPage"]),
-                                            json_values) | json_values})
+    optional={
+        "pagination": st.dictionaries(st.sampled_from(["nextCursor", "hasNextPage"]), json_values)
+        | json_values
+    },
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -61,13 +66,28 @@ def test_any_catalog_body_gives_a_price_or_is_malformed(body: Any, cloud: str) -
 
 
 def test_a_documented_pod_parses() -> None:
-    pod = parse_pod({
-        "id": "abc", "name": "gpu-reactor-1", "status": "RUNNING", "actions": ["stop"],
-        "gpu": {"id": "NVIDIA L4", "count": 1}, "cloud": "SECURE", "dataCenterId": None,
-        "cost": 0.43, "runtime": {}, "env": {"GPU_REACTOR_FLEET": "gpu-reactor"},
-        "createdAt": "2026-08-18T12:00:00.000Z", "startedAt": None})
-    assert (pod.id, pod.status, pod.gpu_type, pod.cost_per_hr) == ("abc", "RUNNING",
-                                                                   "NVIDIA L4", 0.43)
+    pod = parse_pod(
+        {
+            "id": "abc",
+            "name": "gpu-reactor-1",
+            "status": "RUNNING",
+            "actions": ["stop"],
+            "gpu": {"id": "NVIDIA L4", "count": 1},
+            "cloud": "SECURE",
+            "dataCenterId": None,
+            "cost": 0.43,
+            "runtime": {},
+            "env": {"GPU_REACTOR_FLEET": "gpu-reactor"},
+            "createdAt": "2026-08-18T12:00:00.000Z",
+            "startedAt": None,
+        }
+    )
+    assert (pod.id, pod.status, pod.gpu_type, pod.cost_per_hr) == (
+        "abc",
+        "RUNNING",
+        "NVIDIA L4",
+        0.43,
+    )
     assert pod.created_at is not None and pod.created_at.tzinfo is not None
     assert pod.belongs_to("gpu-reactor")
     only_named = parse_pod({"id": "a", "name": "gpu-reactor-1", "env": None})
@@ -79,33 +99,52 @@ def test_an_unusable_cost_reads_as_zero(cost: Any) -> None:
     assert parse_pod({"id": "a", "cost": cost}).cost_per_hr == 0.0
 
 
-@pytest.mark.parametrize(("header", "wait"), [
-    (None, None),
-    ('"minute";r=5;t=12, "hour";r=2800;t=1812', None),
-    ('"minute";r=0;t=12, "hour";r=2800;t=1812', 12.0),
-    ('"minute";r=0;t=12, "hour";r=0;t=1812', 1812.0),
-    ("limit=60, remaining=0, reset=7", 7.0),
-    ("limit=60, remaining=3, reset=7", None),
-    ('"minute";r=zero;t=x', None),
-    ("garbage", None),
-])
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        (None, None),
+        ('"minute";r=5;t=12, "hour";r=2800;t=1812', None),
+        ('"minute";r=0;t=12, "hour";r=2800;t=1812', 12.0),
+        ('"minute";r=0;t=12, "hour";r=0;t=1812', 1812.0),
+        ("limit=60, remaining=0, reset=7", 7.0),
+        ("limit=60, remaining=3, reset=7", None),
+        ('"minute";r=zero;t=x', None),
+        ("garbage", None),
+    ],
+)
 def test_ratelimit_header(header: str | None, wait: float | None) -> None:
     assert parse_ratelimit(header) == wait
 
 
-@pytest.mark.parametrize(("header", "wait"), [
-    ("3", 3.0), ("0.5", 0.5), ("-4", 0.0), ("soon", None), (None, None), ("nan", None),
-    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
-])
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-4", 0.0),
+        ("soon", None),
+        (None, None),
+        ("nan", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
+)
 def test_retry_after_header(header: str | None, wait: float | None) -> None:
     assert parse_retry_after(header) == wait
 
 
-@pytest.mark.parametrize(("status", "operation", "outcome"), [
-    (201, "create", "ok"), (400, "create", "capacity"), (400, "list", "client_error"),
-    (402, "create", "insufficient_balance"), (404, "terminate", "not_found"),
-    (429, "list", "rate_limited"), (503, "get", "server_error"), (422, "create", "client_error"),
-])
+@pytest.mark.parametrize(
+    ("status", "operation", "outcome"),
+    [
+        (201, "create", "ok"),
+        (400, "create", "capacity"),
+        (400, "list", "client_error"),
+        (402, "create", "insufficient_balance"),
+        (404, "terminate", "not_found"),
+        (429, "list", "rate_limited"),
+        (503, "get", "server_error"),
+        (422, "create", "client_error"),
+    ],
+)
 def test_outcome_labels(status: int, operation: str, outcome: str) -> None:
     assert outcome_of(status, operation) == outcome
 
@@ -125,14 +164,22 @@ def test_candidate_backoff_doubles_caps_and_resets() -> None:
 
 
 def test_candidates_are_gpu_types_in_order_times_data_centers() -> None:
-    values: dict[str, Any] = {"RUNPOD_API_KEY": "k", "RUNPOD_GPU_TYPES": "A,B",
-                              "RUNPOD_DATA_CENTERS": "X,Y"}
+    values: dict[str, Any] = {
+        "RUNPOD_API_KEY": "k",
+        "RUNPOD_GPU_TYPES": "A,B",
+        "RUNPOD_DATA_CENTERS": "X,Y",
+    }
     settings_ = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     provider = RunpodProvider(settings=settings_)
     assert [(c.gpu_type, c.data_center) for c in provider.candidates()] == [
-        ("A", "X"), ("A", "Y"), ("B", "X"), ("B", "Y")]
+        ("A", "X"),
+        ("A", "Y"),
+        ("B", "X"),
+        ("B", "Y"),
+    ]
     assert provider.create_body(PodSpec("n", {"K": "v"}), provider.candidates()[1])[
-        "dataCenterIds"] == ["Y"]
+        "dataCenterIds"
+    ] == ["Y"]
     values.update(RUNPOD_GPU_TYPES="", RUNPOD_INSTANCE_TYPE="NVIDIA A40", RUNPOD_DATA_CENTERS="")
     seed = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     assert RunpodProvider(settings=seed).candidates() == [Candidate("NVIDIA A40", None)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from reactor.service import Reactor
+from reactor.engine.service import Reactor
 from reactor.settings import Settings
 from tests.fakes.runpod_v2 import FakeRunpod
 from tests.util import wait_until
@@ -19,11 +19,22 @@ GPU = "NVIDIA GeForce RTX 4090"
 
 def runpod_settings(db_dsn: str, runpod: FakeRunpod, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        DATABASE_URL=db_dsn, WORKER_DATABASE_URL=db_dsn, REACTOR_PROVIDER="runpod",
-        RUNPOD_API_URL=runpod.url, RUNPOD_API_KEY=runpod.api_key, RUNPOD_GPU_TYPES=GPU,
-        MIN_ACTIVE_GPUS=0, MAX_ACTIVE_GPUS=3, TASKS_PER_GPU_THRESHOLD=1,
-        GPU_IDLE_TIMEOUT_SEC=30, SWEEP_INTERVAL_SEC=60, LISTENER_CHECK_INTERVAL_SEC=1,
-        SCALE_DOWN_IDLE_SEC=300, REACTOR_HTTP_PORT=0, LOG_FORMAT="text")
+        DATABASE_URL=db_dsn,
+        WORKER_DATABASE_URL=db_dsn,
+        REACTOR_PROVIDER="runpod",
+        RUNPOD_API_URL=runpod.url,
+        RUNPOD_API_KEY=runpod.api_key,
+        RUNPOD_GPU_TYPES=GPU,
+        MIN_ACTIVE_GPUS=0,
+        MAX_ACTIVE_GPUS=3,
+        TASKS_PER_GPU_THRESHOLD=1,
+        GPU_IDLE_TIMEOUT_SEC=30,
+        SWEEP_INTERVAL_SEC=60,
+        LISTENER_CHECK_INTERVAL_SEC=1,
+        SCALE_DOWN_IDLE_SEC=300,
+        REACTOR_HTTP_PORT=0,
+        LOG_FORMAT="text",
+    )
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -53,4 +64,7 @@ async def running(settings: Settings, *, lead: bool = True) -> AsyncIterator[Rea
 async def insert_tasks(conn: asyncpg.Connection, count: int, task_type: str = "echo") -> None:
     await conn.execute(
         "INSERT INTO tasks (task_type, params) SELECT $1, jsonb_build_object('i', g) "
-        "FROM generate_series(1, $2) g", task_type, count)
+        "FROM generate_series(1, $2) g",
+        task_type,
+        count,
+    )

@@ -20,7 +20,12 @@ def test_a_worker_token_is_scrubbed_from_any_text() -> None:
 
 def test_a_token_in_a_log_record_is_scrubbed() -> None:
     token = WORKER_TOKEN_PREFIX + "a" * 43
-    record = logging.makeLogRecord({"msg": "create_failed", "levelno": logging.ERROR,
-                                    "levelname": "ERROR", "detail": f"env={{'T': '{token}'}}"})
+    record = logging.makeLogRecord(
+        {
+            "msg": "create_failed",
+            "levelno": logging.ERROR,
+            "levelname": "ERROR",
+            "detail": f"env={{'T': '{token}'}}",
+        }
+    )
     assert token not in JsonFormatter().format(record)
-

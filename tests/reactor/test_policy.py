@@ -9,21 +9,24 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from reactor.model import (
-    START_FAILURES_BEFORE_PROBING,
+from reactor.domain.actions import (
     AttachPod,
     Drain,
-    Limits,
     RequeueOrphans,
     RequeueTask,
     Retire,
-    Snapshot,
     Spawn,
-    TaskState,
     TerminatePod,
+)
+from reactor.domain.model import (
+    START_FAILURES_BEFORE_PROBING,
+    Limits,
+    Snapshot,
+    TaskState,
     WorkerState,
 )
-from reactor.policy import decide, desired_workers, next_deadline
+from reactor.domain.policy import decide, next_deadline
+from reactor.domain.rules import desired_workers
 from reactor.providers.base import FLEET_ENV, Pod
 from reactor.settings import Settings
 
@@ -31,9 +34,16 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def make_settings(**overrides: object) -> Settings:
-    base = dict(MIN_ACTIVE_GPUS=0, MAX_ACTIVE_GPUS=4, TASKS_PER_GPU_THRESHOLD=2,
-                GPU_IDLE_TIMEOUT_SEC=60, TASK_STUCK_TIMEOUT_SEC=600, SPAWNING_TIMEOUT_SEC=300,
-                GRACEFUL_SHUTDOWN_TIMEOUT_SEC=120, SCALE_DOWN_IDLE_SEC=30)
+    base = dict(
+        MIN_ACTIVE_GPUS=0,
+        MAX_ACTIVE_GPUS=4,
+        TASKS_PER_GPU_THRESHOLD=2,
+        GPU_IDLE_TIMEOUT_SEC=60,
+        TASK_STUCK_TIMEOUT_SEC=600,
+        SPAWNING_TIMEOUT_SEC=300,
+        GRACEFUL_SHUTDOWN_TIMEOUT_SEC=120,
+        SCALE_DOWN_IDLE_SEC=30,
+    )
     base.update({k: v for k, v in overrides.items()})
     return Settings(**base)  # type: ignore[arg-type]
 
@@ -42,21 +52,44 @@ def ago(seconds: float) -> datetime:
     return NOW - timedelta(seconds=seconds)
 
 
-def worker(wid: str, status: str = "active", *, age: float = 1000, beat: float = 5,
-           idle: float | None = None, **kw: object) -> WorkerState:
+def worker(
+    wid: str,
+    status: str = "active",
+    *,
+    age: float = 1000,
+    beat: float = 5,
+    idle: float | None = None,
+    **kw: object,
+) -> WorkerState:
     activated = ago(age - 10) if status != "spawning" else None
     fields: dict[str, object] = dict(
-        id=wid, status=status, created_at=ago(age), pod_id=f"pod-{wid}", cost_per_hr=1.0,
-        activated_at=activated, last_heartbeat=ago(beat) if status != "spawning" else None,
-        last_task_finished_at=ago(idle) if idle is not None else None)
+        id=wid,
+        status=status,
+        created_at=ago(age),
+        pod_id=f"pod-{wid}",
+        cost_per_hr=1.0,
+        activated_at=activated,
+        last_heartbeat=ago(beat) if status != "spawning" else None,
+        last_task_finished_at=ago(idle) if idle is not None else None,
+    )
     fields.update(kw)
     return WorkerState(**fields)  # type: ignore[arg-type]
 
 
-def snap(queued: int = 0, workers: tuple[WorkerState, ...] = (),
-         running: tuple[TaskState, ...] = (), pods: tuple[Pod, ...] | None = None) -> Snapshot:
-    return Snapshot(now=NOW, queued=queued, in_progress=len(running), workers=workers,
-                    running=running, pods=pods)
+def snap(
+    queued: int = 0,
+    workers: tuple[WorkerState, ...] = (),
+    running: tuple[TaskState, ...] = (),
+    pods: tuple[Pod, ...] | None = None,
+) -> Snapshot:
+    return Snapshot(
+        now=NOW,
+        queued=queued,
+        in_progress=len(running),
+        workers=workers,
+        running=running,
+        pods=pods,
+    )
 
 
 def task(tid: str, wid: str | None, started: float = 10, attempts: int = 1) -> TaskState:
@@ -69,19 +102,25 @@ def kinds(actions: list[object]) -> list[str]:
 
 # --- scaling ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("queued", "minimum", "maximum", "per_gpu", "expected"), [
-    (0, 0, 4, 2, 0),
-    (1, 0, 4, 2, 1),
-    (2, 0, 4, 2, 1),
-    (3, 0, 4, 2, 2),
-    (100, 0, 4, 2, 4),
-    (0, 1, 4, 2, 1),
-    (0, 3, 3, 1, 3),
-])
-def test_desired_is_clamped_ceiling(queued: int, minimum: int, maximum: int, per_gpu: int,
-                                    expected: int) -> None:
-    s = make_settings(MIN_ACTIVE_GPUS=minimum, MAX_ACTIVE_GPUS=maximum,
-                      TASKS_PER_GPU_THRESHOLD=per_gpu)
+
+@pytest.mark.parametrize(
+    ("queued", "minimum", "maximum", "per_gpu", "expected"),
+    [
+        (0, 0, 4, 2, 0),
+        (1, 0, 4, 2, 1),
+        (2, 0, 4, 2, 1),
+        (3, 0, 4, 2, 2),
+        (100, 0, 4, 2, 4),
+        (0, 1, 4, 2, 1),
+        (0, 3, 3, 1, 3),
+    ],
+)
+def test_desired_is_clamped_ceiling(
+    queued: int, minimum: int, maximum: int, per_gpu: int, expected: int
+) -> None:
+    s = make_settings(
+        MIN_ACTIVE_GPUS=minimum, MAX_ACTIVE_GPUS=maximum, TASKS_PER_GPU_THRESHOLD=per_gpu
+    )
     assert desired_workers(snap(queued), s) == expected
 
 
@@ -92,8 +131,10 @@ def test_single_task_on_idle_system_spawns_one() -> None:
 
 def test_spawning_workers_count_as_capacity() -> None:
     s = make_settings()
-    actions = decide(snap(queued=3, workers=(worker("a", "spawning", age=20),
-                                             worker("b", "spawning", age=20))), s)
+    actions = decide(
+        snap(queued=3, workers=(worker("a", "spawning", age=20), worker("b", "spawning", age=20))),
+        s,
+    )
     assert actions == []
 
 
@@ -112,8 +153,9 @@ def test_draining_workers_count_against_max_but_not_capacity() -> None:
 def test_budget_caps_spawns() -> None:
     s = make_settings(MAX_ACTIVE_GPUS=10, MAX_HOURLY_SPEND_USD=2.5)
     live = (worker("a", cost_per_hr=1.0),)
-    actions = decide(snap(queued=100, workers=live, running=(task("t", "a"),)), s,
-                     Limits(expected_price=0.7))
+    actions = decide(
+        snap(queued=100, workers=live, running=(task("t", "a"),)), s, Limits(expected_price=0.7)
+    )
     assert kinds(actions) == ["spawn", "spawn"]  # 1.0 + 2*0.7 = 2.4 <= 2.5 < 3.1
 
 
@@ -133,8 +175,7 @@ def test_scale_down_drains_only_idle_workers_past_idle_time() -> None:
     busy = worker("busy")
     idle_long = worker("idle-long", idle=100)
     idle_short = worker("idle-short", idle=5)
-    actions = decide(snap(workers=(busy, idle_long, idle_short),
-                          running=(task("t", "busy"),)), s)
+    actions = decide(snap(workers=(busy, idle_long, idle_short), running=(task("t", "busy"),)), s)
     assert actions == [Drain("idle-long", reason=actions[0].reason)]  # type: ignore[attr-defined]
 
 
@@ -152,6 +193,7 @@ def test_young_worker_is_not_scaled_down() -> None:
 
 
 # --- recovery --------------------------------------------------------------------------
+
 
 def test_stale_heartbeat_retires_requeues_and_replaces() -> None:
     s = make_settings(GPU_IDLE_TIMEOUT_SEC=60)
@@ -179,8 +221,11 @@ def test_drained_worker_without_task_is_terminated() -> None:
 def test_drain_waits_for_task_then_times_out() -> None:
     s = make_settings(GRACEFUL_SHUTDOWN_TIMEOUT_SEC=120)
     busy = worker("d", "terminating", draining_since=ago(60))
-    assert [a for a in decide(snap(workers=(busy,), running=(task("t", "d"),)), s)
-            if isinstance(a, Retire)] == []
+    assert [
+        a
+        for a in decide(snap(workers=(busy,), running=(task("t", "d"),)), s)
+        if isinstance(a, Retire)
+    ] == []
     late = worker("d", "terminating", draining_since=ago(121))
     actions = decide(snap(workers=(late,), running=(task("t", "d"),)), s)
     assert isinstance(actions[0], Retire) and actions[0].cause == "drain_timeout"
@@ -201,6 +246,7 @@ def test_task_of_unknown_worker_is_requeued() -> None:
 
 # --- the sweep against the provider's pods -------------------------------------------------
 
+
 def pod(pid: str, name: str, *, fleet: str | None = "gpu-reactor", status: str = "RUNNING") -> Pod:
     env = {FLEET_ENV: fleet} if fleet else {}
     return Pod(id=pid, name=name, status=status, env=env)
@@ -209,14 +255,17 @@ def pod(pid: str, name: str, *, fleet: str | None = "gpu-reactor", status: str =
 def test_sweep_terminates_unexplained_fleet_pod_only() -> None:
     s = make_settings()
     w = worker("gpu-reactor-aaaa", pod_id="p1")
-    pods = (pod("p1", "gpu-reactor-aaaa"),
-            pod("p2", "gpu-reactor-bbbb"),                    # ours, unexplained
-            pod("p3", "notebook", fleet=None),                # someone else's
-            pod("p4", "gpu-reactor-cccc", fleet=None),        # name only: not ours
-            pod("p5", "other-dddd", fleet="gpu-reactor"))     # marker only: not ours
+    pods = (
+        pod("p1", "gpu-reactor-aaaa"),
+        pod("p2", "gpu-reactor-bbbb"),  # ours, unexplained
+        pod("p3", "notebook", fleet=None),  # someone else's
+        pod("p4", "gpu-reactor-cccc", fleet=None),  # name only: not ours
+        pod("p5", "other-dddd", fleet="gpu-reactor"),
+    )  # marker only: not ours
     actions = decide(snap(workers=(w,), running=(task("t", w.id),), pods=pods), s)
     assert [a for a in actions if isinstance(a, TerminatePod)] == [
-        TerminatePod("p2", "gpu-reactor-bbbb", reason=actions[0].reason)]  # type: ignore[attr-defined]
+        TerminatePod("p2", "gpu-reactor-bbbb", reason=actions[0].reason)
+    ]  # type: ignore[attr-defined]
 
 
 def test_sweep_retires_row_whose_pod_vanished() -> None:
@@ -227,8 +276,9 @@ def test_sweep_retires_row_whose_pod_vanished() -> None:
 
 def test_sweep_attaches_pod_found_by_name() -> None:
     w = worker("gpu-reactor-aaaa", "spawning", age=100, pod_id=None)
-    actions = decide(snap(queued=1, workers=(w,), pods=(pod("p9", "gpu-reactor-aaaa"),)),
-                     make_settings())
+    actions = decide(
+        snap(queued=1, workers=(w,), pods=(pod("p9", "gpu-reactor-aaaa"),)), make_settings()
+    )
     assert actions == [AttachPod("gpu-reactor-aaaa", "p9")]
 
 
@@ -239,21 +289,28 @@ def test_sweep_leaves_young_intent_alone() -> None:
 
 # --- tasks waiting out a retry delay -------------------------------------------------------
 
+
 def test_tasks_waiting_for_a_retry_are_demand_only_once_due() -> None:
     s = make_settings(TASKS_PER_GPU_THRESHOLD=1, SCALE_DOWN_IDLE_SEC=30)
     idle = worker("gpu-reactor-idle", idle=100)
     due_at = NOW + timedelta(seconds=600)
-    waiting = Snapshot(now=NOW, queued=3, in_progress=0, workers=(idle,), waiting=3,
-                       next_retry_at=due_at)
+    waiting = Snapshot(
+        now=NOW, queued=3, in_progress=0, workers=(idle,), waiting=3, next_retry_at=due_at
+    )
     assert desired_workers(waiting, s) == 0
     assert kinds(decide(waiting, s)) == ["drain"]  # no GPU idles ten minutes for them
-    assert next_deadline(Snapshot(now=NOW, queued=3, in_progress=0, waiting=3,
-                                  next_retry_at=due_at), s) == due_at
+    assert (
+        next_deadline(
+            Snapshot(now=NOW, queued=3, in_progress=0, waiting=3, next_retry_at=due_at), s
+        )
+        == due_at
+    )
     one_due = Snapshot(now=NOW, queued=3, in_progress=0, waiting=2, next_retry_at=due_at)
     assert kinds(decide(one_due, s)) == ["spawn"]
 
 
 # --- pods that never start -----------------------------------------------------------------
+
 
 def test_retirements_before_a_first_heartbeat_are_start_failures() -> None:
     s = make_settings(SPAWNING_TIMEOUT_SEC=300)
@@ -261,18 +318,28 @@ def test_retirements_before_a_first_heartbeat_are_start_failures() -> None:
     exited = worker("gpu-reactor-exit", "spawning", age=100, pod_id="p2")
     vanished = worker("gpu-reactor-gone", "spawning", age=100, pod_id="p3")
     crashed = worker("gpu-reactor-busy", "active", pod_id="p4")
-    pods = (pod("p1", late.id), pod("p2", exited.id, status="EXITED"),
-            pod("p4", crashed.id, status="EXITED"))
+    pods = (
+        pod("p1", late.id),
+        pod("p2", exited.id, status="EXITED"),
+        pod("p4", crashed.id, status="EXITED"),
+    )
     actions = decide(snap(workers=(late, exited, vanished, crashed), pods=pods), s)
     causes = {a.worker_id: (a.cause, a.start_failed) for a in actions if isinstance(a, Retire)}
-    assert causes == {late.id: ("spawn_timeout", True), exited.id: ("pod_dead", True),
-                      vanished.id: ("pod_missing", True), crashed.id: ("pod_dead", False)}
+    assert causes == {
+        late.id: ("spawn_timeout", True),
+        exited.id: ("pod_dead", True),
+        vanished.id: ("pod_missing", True),
+        crashed.id: ("pod_dead", False),
+    }
 
 
-@pytest.mark.parametrize(("failures", "starting", "spawns"), [
-    (0, 0, 4), (2, 0, 4), (3, 0, 1), (9, 0, 1), (3, 1, 0), (2, 1, 3)])
+@pytest.mark.parametrize(
+    ("failures", "starting", "spawns"),
+    [(0, 0, 4), (2, 0, 4), (3, 0, 1), (9, 0, 1), (3, 1, 0), (2, 1, 3)],
+)
 def test_after_repeated_start_failures_one_probe_pod_at_a_time(
-        failures: int, starting: int, spawns: int) -> None:
+    failures: int, starting: int, spawns: int
+) -> None:
     s = make_settings(MAX_ACTIVE_GPUS=4, TASKS_PER_GPU_THRESHOLD=1)
     workers = tuple(worker(f"gpu-reactor-s{i}", "spawning", age=10) for i in range(starting))
     actions = decide(snap(queued=10, workers=workers), s, Limits(start_failures=failures))
@@ -280,6 +347,7 @@ def test_after_repeated_start_failures_one_probe_pod_at_a_time(
 
 
 # --- deadlines -------------------------------------------------------------------------
+
 
 def test_next_deadline_is_earliest_heartbeat_expiry() -> None:
     s = make_settings(GPU_IDLE_TIMEOUT_SEC=60, SCALE_DOWN_IDLE_SEC=1000)
@@ -301,25 +369,37 @@ statuses = st.sampled_from(["spawning", "active", "terminating"])
 def snapshots(draw: st.DrawFn) -> tuple[Snapshot, Settings, Limits]:
     maximum = draw(st.integers(0, 6))
     minimum = draw(st.integers(0, maximum))
-    s = make_settings(MIN_ACTIVE_GPUS=minimum, MAX_ACTIVE_GPUS=maximum,
-                      TASKS_PER_GPU_THRESHOLD=draw(st.integers(1, 5)),
-                      MAX_HOURLY_SPEND_USD=draw(st.none() | st.floats(1.0, 10.0)))
+    s = make_settings(
+        MIN_ACTIVE_GPUS=minimum,
+        MAX_ACTIVE_GPUS=maximum,
+        TASKS_PER_GPU_THRESHOLD=draw(st.integers(1, 5)),
+        MAX_HOURLY_SPEND_USD=draw(st.none() | st.floats(1.0, 10.0)),
+    )
     n = draw(st.integers(0, 8))
     workers = []
     for i in range(n):
         status = draw(statuses)
         age = draw(st.floats(1, 2000))
-        workers.append(worker(
-            f"gpu-reactor-{i:04d}", status, age=age, beat=draw(st.floats(0, 200)),
-            idle=draw(st.none() | st.floats(0, 500)), cost_per_hr=draw(st.floats(0.1, 2.0)),
-            draining_since=ago(draw(st.floats(0, 300))) if status == "terminating" else None))
+        workers.append(
+            worker(
+                f"gpu-reactor-{i:04d}",
+                status,
+                age=age,
+                beat=draw(st.floats(0, 200)),
+                idle=draw(st.none() | st.floats(0, 500)),
+                cost_per_hr=draw(st.floats(0.1, 2.0)),
+                draining_since=ago(draw(st.floats(0, 300))) if status == "terminating" else None,
+            )
+        )
     running = []
     for i, w in enumerate(workers):
         if w.status != "spawning" and draw(st.booleans()):
             running.append(task(f"t{i}", w.id, started=draw(st.floats(0, 1000))))
-    limits = Limits(expected_price=draw(st.floats(0.1, 2.0)),
-                    unconfirmed_pods=draw(st.integers(0, 2)),
-                    start_failures=draw(st.sampled_from([0, 0, 2, 3, 7])))
+    limits = Limits(
+        expected_price=draw(st.floats(0.1, 2.0)),
+        unconfirmed_pods=draw(st.integers(0, 2)),
+        start_failures=draw(st.sampled_from([0, 0, 2, 3, 7])),
+    )
     return snap(draw(st.integers(0, 50)), tuple(workers), tuple(running)), s, limits
 
 
@@ -350,8 +430,11 @@ def test_policy_invariants(case: tuple[Snapshot, Settings, Limits]) -> None:
         assert len(capacity) - len(scale_drains) >= s.min_active_gpus
     # every silent worker is ended
     for w in sn.workers:
-        if w.status != "spawning" and w.last_heartbeat is not None and \
-                NOW - w.last_heartbeat >= timedelta(seconds=s.gpu_idle_timeout_sec):
+        if (
+            w.status != "spawning"
+            and w.last_heartbeat is not None
+            and NOW - w.last_heartbeat >= timedelta(seconds=s.gpu_idle_timeout_sec)
+        ):
             assert w.id in retired
     # a worker is never both spawned for and drained/retired twice
     assert len(retired) == sum(isinstance(a, Retire) for a in actions)

@@ -13,13 +13,16 @@ from tests.util import wait_until
 
 
 async def _backends(conn: asyncpg.Connection) -> set[int]:
-    rows = await conn.fetch("SELECT pid FROM pg_stat_activity "
-                            "WHERE application_name = 'pool-test' AND pid <> pg_backend_pid()")
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE application_name = 'pool-test' AND pid <> pg_backend_pid()"
+    )
     return {r["pid"] for r in rows}
 
 
 async def test_a_timed_out_statement_terminates_its_connection(
-        db_dsn: str, conn: asyncpg.Connection) -> None:
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
     pool = await create_pool(db_dsn, application_name="pool-test", command_timeout=0.2)
     try:
         first = await pool.fetchval("SELECT pg_backend_pid()")
@@ -35,14 +38,19 @@ async def test_a_timed_out_statement_terminates_its_connection(
 
 
 async def test_a_cancelled_statement_does_not_hold_up_the_canceller(
-        db_dsn: str, conn: asyncpg.Connection) -> None:
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
     pool = await create_pool(db_dsn, application_name="pool-test")
     try:
         first = await pool.fetchval("SELECT pg_backend_pid()")
         task = asyncio.create_task(pool.execute("SELECT pg_sleep(30)"))
-        await wait_until(lambda: conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pool-test' "
-            "AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"), what="the statement running")
+        await wait_until(
+            lambda: conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pool-test' "
+                "AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+            ),
+            what="the statement running",
+        )
         started = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -24,8 +24,11 @@ INT32_MAX = 2**31 - 1
 
 
 def _numeric_fields() -> list[str]:
-    return [name for name, f in Settings.model_fields.items()
-            if f.annotation in (int, float) or str(f.annotation) == "float | None"]
+    return [
+        name
+        for name, f in Settings.model_fields.items()
+        if f.annotation in (int, float) or str(f.annotation) == "float | None"
+    ]
 
 
 @pytest.mark.parametrize("name", _numeric_fields())
@@ -87,7 +90,8 @@ def test_a_usable_dsn_passes(dsn: str) -> None:
 @pytest.mark.parametrize(("dsn", "why"), BAD_DSNS)
 @pytest.mark.parametrize("name", ["DATABASE_URL", "WORKER_DATABASE_URL"])
 def test_a_bad_dsn_is_one_line_naming_it_without_the_password(
-        env: pytest.MonkeyPatch, name: str, dsn: str, why: str) -> None:
+    env: pytest.MonkeyPatch, name: str, dsn: str, why: str
+) -> None:
     env.setenv(name, dsn)
     with pytest.raises(ConfigError) as caught:
         load_settings()
@@ -97,18 +101,27 @@ def test_a_bad_dsn_is_one_line_naming_it_without_the_password(
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(("value", "why"), [
-    ("{", "not valid JSON"), ('{"a": 1', "not valid JSON"), ("[1, 2]", "dictionary"),
-    ('{"A B": "x"}', "environment variable name"), ('{"A": "x\\u0000"}', "NUL")])
-def test_a_bad_worker_extra_env_names_the_setting(env: pytest.MonkeyPatch, value: str,
-                                                  why: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("{", "not valid JSON"),
+        ('{"a": 1', "not valid JSON"),
+        ("[1, 2]", "dictionary"),
+        ('{"A B": "x"}', "environment variable name"),
+        ('{"A": "x\\u0000"}', "NUL"),
+    ],
+)
+def test_a_bad_worker_extra_env_names_the_setting(
+    env: pytest.MonkeyPatch, value: str, why: str
+) -> None:
     env.setenv("WORKER_EXTRA_ENV", value)
     with pytest.raises(ConfigError, match=f"^invalid setting WORKER_EXTRA_ENV: .*{why}"):
         load_settings()
 
 
 def test_a_worker_extra_env_in_dot_env_that_is_not_json_names_the_setting(
-        env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     (tmp_path / ".env").write_text("WORKER_EXTRA_ENV={\n")
     with pytest.raises(ConfigError, match="^invalid setting WORKER_EXTRA_ENV: not valid JSON$"):
         load_settings()
@@ -122,10 +135,14 @@ def test_a_vanishing_gpu_price_is_refused(env: pytest.MonkeyPatch, price: str) -
 
 
 def test_worker_extra_env_values_are_secrets_unless_scrubbing_them_would_mangle_output(
-        env: pytest.MonkeyPatch) -> None:
-    env.setenv("WORKER_EXTRA_ENV", '{"HF_TOKEN": "hf_0123456789abcdef", "S3": "s3://k:v@b/p", '
-                                   '"FLAG": "1", "ON": "true", "DEVICE": "cuda", '
-                                   '"LIMIT": "360000000", "RATIO": "12345.678"}')
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv(
+        "WORKER_EXTRA_ENV",
+        '{"HF_TOKEN": "hf_0123456789abcdef", "S3": "s3://k:v@b/p", '
+        '"FLAG": "1", "ON": "true", "DEVICE": "cuda", '
+        '"LIMIT": "360000000", "RATIO": "12345.678"}',
+    )
     found = load_settings().secrets()
     assert "hf_0123456789abcdef" in found and "s3://k:v@b/p" in found
     for value in ("1", "true", "cuda", "360000000", "12345.678"):

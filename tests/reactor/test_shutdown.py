@@ -11,17 +11,20 @@ import signal
 import asyncpg
 import pytest
 
-import reactor.service
+import reactor.engine.service
 from reactor.cli import cmd_run
 from tests.fakes import run_fake_runpod
 from tests.reactor.harness import runpod_settings
 
 
 async def test_sigterm_with_a_create_hanging_past_the_grace_exits_0_and_lets_go(
-        db_dsn: str, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    db_dsn: str,
+    conn: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO)
-    monkeypatch.setattr(reactor.service, "SHUTDOWN_GRACE", 0.3)
+    monkeypatch.setattr(reactor.engine.service, "SHUTDOWN_GRACE", 0.3)
     async with run_fake_runpod() as runpod:
         runpod.faults.delay(60, method="POST", path="/pods")
         settings = runpod_settings(db_dsn, runpod, RUNPOD_REQUEST_TIMEOUT_SEC=120)
@@ -29,8 +32,12 @@ async def test_sigterm_with_a_create_hanging_past_the_grace_exits_0_and_lets_go(
         try:
             await conn.execute("INSERT INTO tasks (task_type) VALUES ('echo')")
             await runpod.wait_until(lambda: runpod.create_calls, 15, "a create call in flight")
-            assert await conn.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == 1
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                )
+                == 1
+            )
             os.kill(os.getpid(), signal.SIGTERM)  # the handler cmd_run installed sets stop
             async with asyncio.timeout(15):
                 code = await run
@@ -42,5 +49,7 @@ async def test_sigterm_with_a_create_hanging_past_the_grace_exits_0_and_lets_go(
     assert code == 0
     assert any(r.getMessage() == "stop_grace_passed" for r in caplog.records)
     # The cancelled reactor closed its lock connection: the next leader can take over.
-    assert await conn.fetchval(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == 0
+    assert (
+        await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        == 0
+    )

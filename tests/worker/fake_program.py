@@ -26,6 +26,16 @@ elif mode == "hang":
     print("started, waiting forever", file=sys.stderr, flush=True)
     time.sleep(3600)
 elif mode == "env":
-    print(json.dumps({k: os.environ.get(k) for k in (
-        "GPU_REACTOR_TASK_ID", "GPU_REACTOR_TASK_TYPE", "GPU_REACTOR_TASK_ATTEMPT",
-        "DATABASE_URL")}))
+    print(
+        json.dumps(
+            {
+                k: os.environ.get(k)
+                for k in (
+                    "GPU_REACTOR_TASK_ID",
+                    "GPU_REACTOR_TASK_TYPE",
+                    "GPU_REACTOR_TASK_ATTEMPT",
+                    "DATABASE_URL",
+                )
+            }
+        )
+    )

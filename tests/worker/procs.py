@@ -87,8 +87,10 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while (code := self.popen.poll()) is None:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker {self.worker_id} still running after {timeout}s\n"
-                                   + self.stderr()[-3000:])
+                raise TimeoutError(
+                    f"worker {self.worker_id} still running after {timeout}s\n"
+                    + self.stderr()[-3000:]
+                )
             await asyncio.sleep(0.02)
         return code
 
@@ -107,17 +109,22 @@ class WorkerProcess:
                     found.append(record)
         return found
 
-    async def wait_for_event(self, name: str, timeout: float = 10,
-                             where: Callable[[dict[str, Any]], bool] = lambda _r: True
-                             ) -> dict[str, Any]:
+    async def wait_for_event(
+        self,
+        name: str,
+        timeout: float = 10,
+        where: Callable[[dict[str, Any]], bool] = lambda _r: True,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             for record in self.events(name):
                 if where(record):
                     return record
             if time.monotonic() > deadline or not self.alive:
-                raise AssertionError(f"no {name!r} event from {self.worker_id} "
-                                     f"(alive={self.alive}):\n{self.stderr()[-3000:]}")
+                raise AssertionError(
+                    f"no {name!r} event from {self.worker_id} "
+                    f"(alive={self.alive}):\n{self.stderr()[-3000:]}"
+                )
             await asyncio.sleep(0.02)
 
 
@@ -126,27 +133,40 @@ class WorkerProcs:
 
     _ids = itertools.count(1)
 
-    def __init__(self, dsn: str, *, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None) -> None:
+    def __init__(
+        self, dsn: str, *, env: dict[str, str] | None = None, log_dir: Path | None = None
+    ) -> None:
         self.dsn = dsn
         self.env = dict(env or {})
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="gpu-worker-logs-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[WorkerProcess] = []
 
-    def start(self, n: int = 1, *, env: dict[str, str] | None = None,
-              worker_id: str | None = None, prefix: str = "test-worker") -> list[WorkerProcess]:
+    def start(
+        self,
+        n: int = 1,
+        *,
+        env: dict[str, str] | None = None,
+        worker_id: str | None = None,
+        prefix: str = "test-worker",
+    ) -> list[WorkerProcess]:
         started = []
         for _ in range(n):
             wid = worker_id if worker_id and n == 1 else f"{prefix}-{next(self._ids)}"
-            full_env = base_env({"WORKER_ID": wid, "DATABASE_URL": self.dsn,
-                                 **self.env, **(env or {})})
+            full_env = base_env(
+                {"WORKER_ID": wid, "DATABASE_URL": self.dsn, **self.env, **(env or {})}
+            )
             log_path = self.log_dir / f"{wid}.log"
             with open(log_path, "wb") as log_file:
                 popen = subprocess.Popen(
-                    [sys.executable, "-m", "worker"], env=full_env, cwd=REPO,
-                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                    start_new_session=True)
+                    [sys.executable, "-m", "worker"],
+                    env=full_env,
+                    cwd=REPO,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             proc = WorkerProcess(wid, popen, log_path)
             self.procs.append(proc)
             started.append(proc)

@@ -21,7 +21,13 @@ FORBIDDEN = ("reactor", "aiohttp", "prometheus_client", "rich", "tests")
 
 def test_the_worker_imports_nothing_of_the_reactor() -> None:
     code = f"FORBIDDEN = {FORBIDDEN!r}\n{PROBE}"
-    result = subprocess.run([sys.executable, "-c", code], env=base_env(), cwd="/",
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=base_env(),
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""

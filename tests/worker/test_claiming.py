@@ -15,11 +15,16 @@ N_TASKS = 500
 
 
 async def test_many_workers_complete_each_task_exactly_once(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs, tmp_path: Path) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs, tmp_path: Path
+) -> None:
     ledger = tmp_path / "ledger"
-    workers = worker_procs.start(3, env={
-        "WORKER_PROCESSORS": "record=tests.worker.sample_processors:record",
-        LEDGER_ENV: str(ledger)})
+    workers = worker_procs.start(
+        3,
+        env={
+            "WORKER_PROCESSORS": "record=tests.worker.sample_processors:record",
+            LEDGER_ENV: str(ledger),
+        },
+    )
     # All of them idle and listening, so they race for the same tasks.
     for worker in workers:
         await worker.wait_for_event("listener_connected")
@@ -28,6 +33,7 @@ async def test_many_workers_complete_each_task_exactly_once(
     async def all_complete() -> bool:
         done = await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'Complete'")
         return done == N_TASKS
+
     await wait_until(all_complete, timeout=40, what=f"{N_TASKS} tasks to complete")
     codes = worker_procs.stop_all()
 
@@ -35,8 +41,9 @@ async def test_many_workers_complete_each_task_exactly_once(
     processed = Counter(ledger.read_text().split())
     assert len(processed) == N_TASKS
     assert processed.most_common(1)[0][1] == 1, "a task was processed twice"
-    rows = await conn.fetch("SELECT attempts, worker_id, result_data->>'key' AS key "
-                            "FROM tasks WHERE id = ANY($1)", ids)
+    rows = await conn.fetch(
+        "SELECT attempts, worker_id, result_data->>'key' AS key FROM tasks WHERE id = ANY($1)", ids
+    )
     assert {r["attempts"] for r in rows} == {1}
     assert sorted(int(r["key"]) for r in rows) == list(range(N_TASKS))
     by_worker = Counter(r["worker_id"] for r in rows)
@@ -47,7 +54,8 @@ async def test_many_workers_complete_each_task_exactly_once(
 
 
 async def test_notify_wakes_an_idle_worker_long_before_the_poll(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     (worker,) = worker_procs.start(env={"POLL_INTERVAL_SEC": "60"})
     await worker.wait_for_event("listener_connected")
     # Idle: the worker waits on LISTEN; the 60 s poll would fail these 5 s waits.
@@ -59,7 +67,8 @@ async def test_notify_wakes_an_idle_worker_long_before_the_poll(
 
 
 async def test_task_types_limit_what_a_worker_claims(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     sleep_task = await queue(conn, "sleep", {"seconds": 0}, priority=10)
     echo_task = await queue(conn, "echo", {"hello": "world"})
     (worker,) = worker_procs.start(env={"WORKER_TASK_TYPES": "echo"})

@@ -16,26 +16,33 @@ from worker.errors import ProcessorError
 
 
 def claimed(params: object = None) -> ClaimedTask:
-    return ClaimedTask(id=uuid.uuid4(), task_type="video", params=params or {}, attempt=2,
-                       max_attempts=3)
+    return ClaimedTask(
+        id=uuid.uuid4(), task_type="video", params=params or {}, attempt=2, max_attempts=3
+    )
 
 
-@pytest.mark.parametrize(("stdout", "expected"), [
-    (b'{"a": 1}\n', {"a": 1}),
-    (b'[1, 2]', [1, 2]),
-    (b'step 1/3\nstep 3/3\n{"video": "out.mp4"}\n', {"video": "out.mp4"}),
-    (b'  "just a string"  ', "just a string"),
-])
+@pytest.mark.parametrize(
+    ("stdout", "expected"),
+    [
+        (b'{"a": 1}\n', {"a": 1}),
+        (b"[1, 2]", [1, 2]),
+        (b'step 1/3\nstep 3/3\n{"video": "out.mp4"}\n', {"video": "out.mp4"}),
+        (b'  "just a string"  ', "just a string"),
+    ],
+)
 def test_parse_output(stdout: bytes, expected: object) -> None:
     assert parse_output(stdout) == expected
 
 
-@pytest.mark.parametrize(("stdout", "message"), [
-    (b"", "printed nothing on stdout"),
-    (b"\n  \n", "printed nothing on stdout"),
-    (b"done!\n", "stdout is not JSON"),
-    (b'{"a": 1}\nbye\n', "stdout is not JSON"),
-])
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        (b"", "printed nothing on stdout"),
+        (b"\n  \n", "printed nothing on stdout"),
+        (b"done!\n", "stdout is not JSON"),
+        (b'{"a": 1}\nbye\n', "stdout is not JSON"),
+    ],
+)
 def test_parse_output_rejects(stdout: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_output(stdout)
@@ -43,8 +50,9 @@ def test_parse_output_rejects(stdout: bytes, message: str) -> None:
 
 async def test_params_in_result_out(tmp_path: Path) -> None:
     script = tmp_path / "double.py"
-    script.write_text("import json, sys\np = json.load(sys.stdin)\n"
-                      "print(json.dumps({'double': p['x'] * 2}))\n")
+    script.write_text(
+        "import json, sys\np = json.load(sys.stdin)\nprint(json.dumps({'double': p['x'] * 2}))\n"
+    )
     proc = CommandProcessor(f"python3 {script}", timeout=10)
     assert await proc(claimed({"x": 21})) == {"double": 42}
 
@@ -65,8 +73,9 @@ def _group_script(tmp_path: Path) -> tuple[Path, Path]:
     """A program that starts a grandchild, records both pids, and waits forever."""
     pids = tmp_path / "pids"
     script = tmp_path / "spawner.sh"
-    script.write_text(f"#!/bin/sh\nsleep 300 &\necho $$ $! > {pids}.tmp\n"
-                      f"mv {pids}.tmp {pids}\nwait\n")
+    script.write_text(
+        f"#!/bin/sh\nsleep 300 &\necho $$ $! > {pids}.tmp\nmv {pids}.tmp {pids}\nwait\n"
+    )
     script.chmod(0o755)
     return script, pids
 

@@ -15,7 +15,8 @@ SAMPLES = "tests.worker.sample_processors"
 
 
 async def test_failing_processors_fail_only_their_task_and_the_worker_carries_on(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs, tmp_path: Path) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "hang.pid"
     # One at a time, in this order (priority), each with a single attempt.
     plan = [
@@ -29,16 +30,21 @@ async def test_failing_processors_fail_only_their_task_and_the_worker_carries_on
         ("unknown_type", None),
         ("sleep", {"seconds": "soon"}),
     ]
-    failing = [await queue(conn, t, p or {}, priority=100 - i, max_attempts=1)
-               for i, (t, p) in enumerate(plan)]
+    failing = [
+        await queue(conn, t, p or {}, priority=100 - i, max_attempts=1)
+        for i, (t, p) in enumerate(plan)
+    ]
     video_ok = await queue(conn, "video", {"mode": "ok", "frames": 24}, priority=1)
     last = await queue(conn, "double", {"x": 21}, priority=0)
-    (worker,) = worker_procs.start(env={
-        "TASK_TIMEOUT_SEC": "0.5",
-        "WORKER_COMMAND": FAKE_PROGRAM,
-        "WORKER_PROCESSORS": f"video=command,raises={SAMPLES}:boom,py_hang={SAMPLES}:hang,"
-                             f"unserialisable={SAMPLES}:unserialisable,double={SAMPLES}:double,"
-                             f"nul_result={SAMPLES}:nul_result"})
+    (worker,) = worker_procs.start(
+        env={
+            "TASK_TIMEOUT_SEC": "0.5",
+            "WORKER_COMMAND": FAKE_PROGRAM,
+            "WORKER_PROCESSORS": f"video=command,raises={SAMPLES}:boom,py_hang={SAMPLES}:hang,"
+            f"unserialisable={SAMPLES}:unserialisable,double={SAMPLES}:double,"
+            f"nul_result={SAMPLES}:nul_result",
+        }
+    )
 
     assert (await wait_status(conn, last, "Complete", timeout=20))["result"] == {"double": 42}
     assert (await task(conn, video_ok))["result"] == {"ok": True, "frames": 24}
@@ -65,7 +71,8 @@ async def test_failing_processors_fail_only_their_task_and_the_worker_carries_on
 
 
 async def test_a_failed_task_is_requeued_while_attempts_remain(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "raises", {}, max_attempts=2)
     (worker,) = worker_procs.start(env={"WORKER_PROCESSORS": f"raises={SAMPLES}:boom"})
     failed = await wait_status(conn, task_id, "Failed")
@@ -76,13 +83,17 @@ async def test_a_failed_task_is_requeued_while_attempts_remain(
 
 
 async def test_a_failed_task_waits_its_retry_delay_while_the_worker_takes_other_work(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     await conn.execute("UPDATE gpu_reactor_settings SET task_retry_delay_sec = 600")
     flaky = await queue(conn, "raises", {}, priority=10, max_attempts=2)
     other = await queue(conn, "double", {"x": 1}, priority=0)
-    (worker,) = worker_procs.start(env={
-        "POLL_INTERVAL_SEC": "0.2",
-        "WORKER_PROCESSORS": f"raises={SAMPLES}:boom,double={SAMPLES}:double"})
+    (worker,) = worker_procs.start(
+        env={
+            "POLL_INTERVAL_SEC": "0.2",
+            "WORKER_PROCESSORS": f"raises={SAMPLES}:boom,double={SAMPLES}:double",
+        }
+    )
     await wait_status(conn, other, "Complete")
     row = await task(conn, flaky)
     assert (row["status"], row["attempts"], row["worker_id"]) == ("Queued", 1, None)
@@ -94,25 +105,35 @@ async def test_a_failed_task_waits_its_retry_delay_while_the_worker_takes_other_
 
 
 async def test_the_command_gets_task_context_but_not_the_database_url(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "video", {"mode": "env"})
-    (worker,) = worker_procs.start(env={"WORKER_COMMAND": FAKE_PROGRAM,
-                                        "WORKER_PROCESSORS": "video=command"})
+    (worker,) = worker_procs.start(
+        env={"WORKER_COMMAND": FAKE_PROGRAM, "WORKER_PROCESSORS": "video=command"}
+    )
     done = await wait_status(conn, task_id, "Complete")
-    assert done["result"] == {"GPU_REACTOR_TASK_ID": str(task_id),
-                              "GPU_REACTOR_TASK_TYPE": "video",
-                              "GPU_REACTOR_TASK_ATTEMPT": "1", "DATABASE_URL": None}
+    assert done["result"] == {
+        "GPU_REACTOR_TASK_ID": str(task_id),
+        "GPU_REACTOR_TASK_TYPE": "video",
+        "GPU_REACTOR_TASK_ATTEMPT": "1",
+        "DATABASE_URL": None,
+    }
     assert worker_procs.stop_all() == {worker.worker_id: 0}
 
 
 async def test_lease_lost_discards_the_result_instead_of_overwriting(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "sleep", {"seconds": 2})
     (worker,) = worker_procs.start()
     await wait_status(conn, task_id, "In Progress")
     # The reactor takes the task back (stuck) and another worker claims attempt 2.
-    assert await conn.fetchval("SELECT func_requeue_task($1, $2, 1, 'test: stuck')",
-                               task_id, worker.worker_id) == "Queued"
+    assert (
+        await conn.fetchval(
+            "SELECT func_requeue_task($1, $2, 1, 'test: stuck')", task_id, worker.worker_id
+        )
+        == "Queued"
+    )
     await conn.execute("INSERT INTO workers (id, status) VALUES ('other', 'active')")
     claimed = await conn.fetchrow("SELECT * FROM func_claim_available_task('other')")
     assert claimed["id"] == task_id and claimed["attempts"] == 2
@@ -121,7 +142,11 @@ async def test_lease_lost_discards_the_result_instead_of_overwriting(
     assert (lost["task_id"], lost["attempt"], lost["discarded"]) == (str(task_id), 1, "result")
     row = await task(conn, task_id)
     assert (row["status"], row["worker_id"], row["attempts"], row["result"]) == (
-        "In Progress", "other", 2, None)
+        "In Progress",
+        "other",
+        2,
+        None,
+    )
     # ... and the worker carries on.
     after = await queue(conn, "echo", {"still": "working"})
     assert (await wait_status(conn, after, "Complete"))["worker_id"] == worker.worker_id

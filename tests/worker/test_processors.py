@@ -30,15 +30,22 @@ BASE = {"WORKER_ID": "w", "DATABASE_URL": "postgresql://u@h/d"}
 
 
 def claimed(params: Any, task_type: str = "t") -> ClaimedTask:
-    return ClaimedTask(id=uuid.uuid4(), task_type=task_type, params=params, attempt=1,
-                       max_attempts=3)
+    return ClaimedTask(
+        id=uuid.uuid4(), task_type=task_type, params=params, attempt=1, max_attempts=3
+    )
 
 
 async def test_echo_and_sleep() -> None:
     assert await EchoProcessor()(claimed({"a": [1, 2]})) == {"a": [1, 2]}
     assert await SleepProcessor()(claimed({"seconds": 0.01})) == {"slept": 0.01}
-    for bad in ({}, {"seconds": -1}, {"seconds": "1"}, {"seconds": True}, [1],
-                {"seconds": float("inf")}):
+    for bad in (
+        {},
+        {"seconds": -1},
+        {"seconds": "1"},
+        {"seconds": True},
+        [1],
+        {"seconds": float("inf")},
+    ):
         with pytest.raises(ProcessorError, match="sleep needs params"):
             await SleepProcessor()(claimed(bad))
 
@@ -109,12 +116,14 @@ def entry_points(tmp_path: Path) -> Iterator[None]:
     """An installed distribution (a dist-info on sys.path) declaring two processors."""
     (tmp_path / "plugin_mod.py").write_text(
         "def upscale(params):\n    return {'upscaled': params}\n"
-        "def echo(params):\n    return 'plugin echo'\n")
+        "def echo(params):\n    return 'plugin echo'\n"
+    )
     dist = tmp_path / "gpu_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gpu-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[gpu_reactor.processors]\nupscale = plugin_mod:upscale\necho = plugin_mod:echo\n")
+        "[gpu_reactor.processors]\nupscale = plugin_mod:upscale\necho = plugin_mod:echo\n"
+    )
     sys.path.insert(0, str(tmp_path))
     try:
         yield
@@ -124,8 +133,11 @@ def entry_points(tmp_path: Path) -> Iterator[None]:
 
 
 async def test_resolution_order(entry_points: None) -> None:
-    registry = build_registry(load_settings({
-        **BASE, "WORKER_PROCESSORS": "sleep=echo,*=tests.worker.sample_processors:double"}))
+    registry = build_registry(
+        load_settings(
+            {**BASE, "WORKER_PROCESSORS": "sleep=echo,*=tests.worker.sample_processors:double"}
+        )
+    )
     # 1. WORKER_PROCESSORS beats the built-in sleep.
     assert await registry.get("sleep")(claimed({"seconds": 5})) == {"seconds": 5}  # type: ignore[misc]
     # 2. An entry point beats the built-in echo and adds its own type.

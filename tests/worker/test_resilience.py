@@ -13,11 +13,14 @@ from tests.worker.procs import WorkerProcs
 async def terminate_worker_backends(conn: asyncpg.Connection) -> int:
     return await conn.fetchval(  # type: ignore[no-any-return]
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE usename = $1 AND datname = current_database()", WORKER_LOGIN)
+        "WHERE usename = $1 AND datname = current_database()",
+        WORKER_LOGIN,
+    )
 
 
 async def test_connections_killed_mid_task_are_reopened_and_the_result_recorded(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     running = await queue(conn, "sleep", {"seconds": 1})
     (worker,) = worker_procs.start()
     await wait_status(conn, running, "In Progress")
@@ -35,14 +38,18 @@ async def test_connections_killed_mid_task_are_reopened_and_the_result_recorded(
 
 
 async def _listener_count(conn: asyncpg.Connection) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 "
-        "AND datname = current_database() AND application_name LIKE 'gpu-worker listen%'",
-        WORKER_LOGIN))
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 "
+            "AND datname = current_database() AND application_name LIKE 'gpu-worker listen%'",
+            WORKER_LOGIN,
+        )
+    )
 
 
 async def test_a_result_finished_while_postgres_is_down_is_recorded_once_it_is_back(
-        pg_server: PgServer, db_dsn: str, worker_procs: WorkerProcs) -> None:
+    pg_server: PgServer, db_dsn: str, worker_procs: WorkerProcs
+) -> None:
     if not pg_server.restartable:
         pytest.skip("needs the embedded PostgreSQL to stop and start it")
     embedded = pg_server.embedded
@@ -68,7 +75,10 @@ async def test_a_result_finished_while_postgres_is_down_is_recorded_once_it_is_b
     try:
         done = await wait_status(conn, running, "Complete", timeout=15)
         assert (done["attempts"], done["worker_id"], done["result"]) == (
-            1, worker.worker_id, {"slept": 1.5})
+            1,
+            worker.worker_id,
+            {"slept": 1.5},
+        )
         after = await queue(conn, "echo", {"n": 2})
         assert (await wait_status(conn, after, "Complete", timeout=10))["result"] == {"n": 2}
     finally:

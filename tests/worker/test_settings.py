@@ -20,26 +20,41 @@ def test_defaults() -> None:
 
 
 def test_lists_and_mapping_are_parsed() -> None:
-    s = load_settings({**BASE, "WORKER_TASK_TYPES": " video, render ,",
-                       "WORKER_PROCESSORS": "video=command, render=pkg.mod:run,*=echo",
-                       "WORKER_COMMAND": "  python3 /app/run.py --headless  "})
+    s = load_settings(
+        {
+            **BASE,
+            "WORKER_TASK_TYPES": " video, render ,",
+            "WORKER_PROCESSORS": "video=command, render=pkg.mod:run,*=echo",
+            "WORKER_COMMAND": "  python3 /app/run.py --headless  ",
+        }
+    )
     assert s.worker_task_types == ["video", "render"]
     assert s.worker_processors == {"video": "command", "render": "pkg.mod:run", "*": "echo"}
     assert s.worker_command == "python3 /app/run.py --headless"
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"WORKER_ID": ""}, "WORKER_ID: String should have at least 1 character"),
-    ({"POLL_INTERVAL_SEC": "-1"}, "POLL_INTERVAL_SEC: Input should be greater than 0"),
-    ({"TASK_TIMEOUT_SEC": "soon"}, "TASK_TIMEOUT_SEC: Input should be a valid number"),
-    ({"WORKER_CONNECT_RETRIES": "0"}, "WORKER_CONNECT_RETRIES: Input should be greater than"),
-    ({"WORKER_PROCESSORS": "a=echo,a=sleep"}, "WORKER_PROCESSORS: task type 'a' is mapped twice"),
-    ({"WORKER_PROCESSORS": "a=bogus"}, "WORKER_PROCESSORS: processor 'bogus' for 'a' is neither"),
-    ({"WORKER_PROCESSORS": "*=command"}, "WORKER_COMMAND must be set"),
-    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: Input should be 'auto', 'json' or 'text'"),
-])
-def test_an_invalid_value_is_one_line_naming_the_variable(extra: dict[str, str],
-                                                         message: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"WORKER_ID": ""}, "WORKER_ID: String should have at least 1 character"),
+        ({"POLL_INTERVAL_SEC": "-1"}, "POLL_INTERVAL_SEC: Input should be greater than 0"),
+        ({"TASK_TIMEOUT_SEC": "soon"}, "TASK_TIMEOUT_SEC: Input should be a valid number"),
+        ({"WORKER_CONNECT_RETRIES": "0"}, "WORKER_CONNECT_RETRIES: Input should be greater than"),
+        (
+            {"WORKER_PROCESSORS": "a=echo,a=sleep"},
+            "WORKER_PROCESSORS: task type 'a' is mapped twice",
+        ),
+        (
+            {"WORKER_PROCESSORS": "a=bogus"},
+            "WORKER_PROCESSORS: processor 'bogus' for 'a' is neither",
+        ),
+        ({"WORKER_PROCESSORS": "*=command"}, "WORKER_COMMAND must be set"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: Input should be 'auto', 'json' or 'text'"),
+    ],
+)
+def test_an_invalid_value_is_one_line_naming_the_variable(
+    extra: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({**BASE, **extra})
     assert str(caught.value).startswith(message)
@@ -54,8 +69,18 @@ def test_the_dsn_never_appears_in_an_error() -> None:
 
 def test_every_variable_is_documented() -> None:
     text = describe_variables()
-    for name in ("WORKER_ID", "DATABASE_URL", "HEARTBEAT_INTERVAL_SEC", "POLL_INTERVAL_SEC",
-                 "WORKER_TASK_TYPES", "WORKER_PROCESSORS", "WORKER_COMMAND", "TASK_TIMEOUT_SEC",
-                 "WORKER_GRACE_SEC", "WORKER_CONNECT_RETRIES", "WORKER_RESULT_RETRY_SEC"):
+    for name in (
+        "WORKER_ID",
+        "DATABASE_URL",
+        "HEARTBEAT_INTERVAL_SEC",
+        "POLL_INTERVAL_SEC",
+        "WORKER_TASK_TYPES",
+        "WORKER_PROCESSORS",
+        "WORKER_COMMAND",
+        "TASK_TIMEOUT_SEC",
+        "WORKER_GRACE_SEC",
+        "WORKER_CONNECT_RETRIES",
+        "WORKER_RESULT_RETRY_SEC",
+    ):
         assert f"  {name}  (" in text
     assert "None\n" not in text  # every field has a description

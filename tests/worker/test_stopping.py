@@ -13,11 +13,13 @@ from tests.worker.procs import WorkerProcs
 
 async def drained_at(conn: asyncpg.Connection, worker_id: str) -> str | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT metadata->>'drained_at' FROM workers WHERE id = $1", worker_id)
+        "SELECT metadata->>'drained_at' FROM workers WHERE id = $1", worker_id
+    )
 
 
 async def test_sigkill_mid_task_leaves_it_for_recovery_and_another_worker_completes_it(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "sleep", {"seconds": 2})
     (doomed,) = worker_procs.start()
     await wait_status(conn, task_id, "In Progress")
@@ -26,19 +28,26 @@ async def test_sigkill_mid_task_leaves_it_for_recovery_and_another_worker_comple
 
     held = await task(conn, task_id)
     assert (held["status"], held["worker_id"], held["attempts"]) == (
-        "In Progress", doomed.worker_id, 1)
+        "In Progress",
+        doomed.worker_id,
+        1,
+    )
     reset = await conn.fetch("SELECT * FROM func_reset_orphaned_tasks($1)", [doomed.worker_id])
     assert [(r["task_id"], r["new_status"]) for r in reset] == [(task_id, "Queued")]
 
     (rescuer,) = worker_procs.start()
     done = await wait_status(conn, task_id, "Complete", timeout=15)
     assert (done["worker_id"], done["attempts"], done["result"]) == (
-        rescuer.worker_id, 2, {"slept": 2})
+        rescuer.worker_id,
+        2,
+        {"slept": 2},
+    )
     assert worker_procs.stop_all() == {doomed.worker_id: -signal.SIGKILL, rescuer.worker_id: 0}
 
 
 async def test_sigterm_during_a_task_completes_it_then_exits_0(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "sleep", {"seconds": 1})
     waiting = await queue(conn, "echo", {}, priority=-1)
     (worker,) = worker_procs.start()
@@ -52,7 +61,8 @@ async def test_sigterm_during_a_task_completes_it_then_exits_0(
 
 
 async def test_second_sigterm_fails_the_task_back_honestly(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "sleep", {"seconds": 60})
     (worker,) = worker_procs.start()
     await wait_status(conn, task_id, "In Progress")
@@ -62,13 +72,13 @@ async def test_second_sigterm_fails_the_task_back_honestly(
     assert await worker.wait_async(15) == 1
     back = await task(conn, task_id)
     assert (back["status"], back["attempts"], back["worker_id"]) == ("Queued", 1, None)
-    assert back["error_message"] == (
-        "worker stopped (SIGTERM) before finishing: second SIGTERM")
+    assert back["error_message"] == ("worker stopped (SIGTERM) before finishing: second SIGTERM")
     assert await drained_at(conn, worker.worker_id) is not None
 
 
 async def test_past_the_grace_period_the_task_is_failed_back(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "sleep", {"seconds": 60}, max_attempts=1)
     (worker,) = worker_procs.start(env={"WORKER_GRACE_SEC": "0.3"})
     await wait_status(conn, task_id, "In Progress")
@@ -78,16 +88,17 @@ async def test_past_the_grace_period_the_task_is_failed_back(
     # max_attempts = 1: the attempt counted, nothing left, so Failed rather than Queued.
     assert (back["status"], back["attempts"]) == ("Failed", 1)
     assert back["error_message"] == (
-        "worker stopped (SIGTERM) before finishing: grace period of 0.3s passed")
+        "worker stopped (SIGTERM) before finishing: grace period of 0.3s passed"
+    )
 
 
 async def test_terminating_status_stops_claiming_finishes_the_task_and_exits_0(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     running = await queue(conn, "sleep", {"seconds": 1})
     (worker,) = worker_procs.start(env={"HEARTBEAT_INTERVAL_SEC": "60"})
     await wait_status(conn, running, "In Progress")
-    await conn.execute("UPDATE workers SET status = 'terminating' WHERE id = $1",
-                       worker.worker_id)
+    await conn.execute("UPDATE workers SET status = 'terminating' WHERE id = $1", worker.worker_id)
     later = await queue(conn, "echo", {"n": 1})
     # The status change reaches the worker through NOTIFY -> an immediate heartbeat, not
     # through the 60 s heartbeat interval.
@@ -100,26 +111,33 @@ async def test_terminating_status_stops_claiming_finishes_the_task_and_exits_0(
 
 
 async def test_an_idle_worker_told_to_terminate_by_its_heartbeat_exits_0(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     (worker,) = worker_procs.start()
-    await wait_until(lambda: conn.fetchval(
-        "SELECT status = 'active' FROM workers WHERE id = $1", worker.worker_id),
-        what="the worker to register")
-    await conn.execute("UPDATE workers SET status = 'error', error_reason = 'test' "
-                       "WHERE id = $1", worker.worker_id)
+    await wait_until(
+        lambda: conn.fetchval(
+            "SELECT status = 'active' FROM workers WHERE id = $1", worker.worker_id
+        ),
+        what="the worker to register",
+    )
+    await conn.execute(
+        "UPDATE workers SET status = 'error', error_reason = 'test' WHERE id = $1", worker.worker_id
+    )
     assert await worker.wait_async(10) == 0
     assert worker.events("worker_exited")[0]["reason"] == "status error"
 
 
 async def test_a_crashed_heartbeat_stops_the_worker_after_its_task(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     running = await queue(conn, "sleep", {"seconds": 1})
     (worker,) = worker_procs.start()
     await wait_status(conn, running, "In Progress")
     # Not a lost connection but a real error: the heartbeat task dies, the worker stops
     # claiming, finishes the task in hand and exits non-zero for a supervisor to notice.
-    await conn.execute("REVOKE EXECUTE ON FUNCTION func_update_worker_heartbeat(text, jsonb) "
-                       "FROM gpu_worker")
+    await conn.execute(
+        "REVOKE EXECUTE ON FUNCTION func_update_worker_heartbeat(text, jsonb) FROM gpu_worker"
+    )
     later = await queue(conn, "echo", {}, priority=-1)
     assert await worker.wait_async(10) == 1
     assert (await task(conn, running))["status"] == "Complete"
@@ -130,7 +148,8 @@ async def test_a_crashed_heartbeat_stops_the_worker_after_its_task(
 
 
 async def test_a_restarted_worker_hands_back_what_its_previous_life_held(
-        conn: asyncpg.Connection, worker_procs: WorkerProcs) -> None:
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
     task_id = await queue(conn, "echo", {"x": 1})
     # A previous process under this id claimed the task and died before answering.
     await conn.execute("SELECT func_update_worker_heartbeat('test-worker-reborn', '{}')")

@@ -30,8 +30,8 @@ import asyncpg
 import orjson
 
 from reactor.aio import wait_event
-from reactor.events import CHANNEL
-from reactor.service import Reactor
+from reactor.domain.events import CHANNEL
+from reactor.engine.service import Reactor
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,10 @@ def plan(tasks: int, duration: float, full_fleet: int, seed: int = 4090) -> Plan
     count = max(1, min(count, main // max(full_fleet, 1)))
     sizes = [main // count] * count
     sizes[0] += main - sum(sizes)
-    bursts = tuple(Burst(i * BURST_SPACING_SEC,
-                         tuple(round(rng.uniform(1.0, 3.0), 1) for _ in range(size)))
-                   for i, size in enumerate(sizes))
+    bursts = tuple(
+        Burst(i * BURST_SPACING_SEC, tuple(round(rng.uniform(1.0, 3.0), 1) for _ in range(size)))
+        for i, size in enumerate(sizes)
+    )
     # Act two's tasks are long enough that the kill lands in the middle of one.
     act_two = tuple(round(rng.uniform(2.5, 3.0), 1) for _ in range(ACT_TWO_TASKS))
     return Plan(bursts, act_two)
@@ -177,8 +178,16 @@ def process_alive(pid: int, marker: bytes | None = None) -> bool:
 
 
 class Workload:
-    def __init__(self, *, pool: asyncpg.Pool, reactor: Reactor, plan: Plan, run_id: str,
-                 stop: asyncio.Event, narrate: Narrate) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        reactor: Reactor,
+        plan: Plan,
+        run_id: str,
+        stop: asyncio.Event,
+        narrate: Narrate,
+    ) -> None:
         self.pool = pool
         self.reactor = reactor
         self.settings = reactor.settings
@@ -197,12 +206,19 @@ class Workload:
             await self._queue(f"burst {i}/{len(self.plan.bursts)}", burst.seconds)
         if await self._until(self._queue_done, 300, "act one's queue to empty") is None:
             return self.record
-        self.narrate("demo_queue_done", "act one done: every task complete; the fleet idles "
-                     f"{self.settings.scale_down_idle_sec:g}s, then drains to MIN", {})
+        self.narrate(
+            "demo_queue_done",
+            "act one done: every task complete; the fleet idles "
+            f"{self.settings.scale_down_idle_sec:g}s, then drains to MIN",
+            {},
+        )
         if await self._until(self._fleet_at_min, 120, "the fleet to drain to MIN") is None:
             return self.record
-        self.narrate("demo_fleet_at_min", f"fleet back at MIN_ACTIVE_GPUS="
-                     f"{self.settings.min_active_gpus}", {})
+        self.narrate(
+            "demo_fleet_at_min",
+            f"fleet back at MIN_ACTIVE_GPUS={self.settings.min_active_gpus}",
+            {},
+        )
         if not await wait_event(self.stop, ACT_PAUSE_SEC):
             await self._act_two()
         return self.record
@@ -210,31 +226,38 @@ class Workload:
     # --- act two ---------------------------------------------------------------------------
     async def _act_two(self) -> None:
         await self._queue("act two", self.plan.act_two)
-        busy = await self._until(self._busy, self.settings.spawning_timeout_sec + 20,
-                                 "a worker to take act two's task")
+        busy = await self._until(
+            self._busy, self.settings.spawning_timeout_sec + 20, "a worker to take act two's task"
+        )
         if busy is None:
             return
         kill = await self._kill_busy_worker()
         if kill is None:
             return
         self.record.kill = kill
-        ended = await self._until(lambda: self._ended(kill.worker_id),
-                                  self.settings.gpu_idle_timeout_sec + self.settings.sweep_interval_sec
-                                  + 30, "the reactor to notice the dead worker")
+        ended = await self._until(
+            lambda: self._ended(kill.worker_id),
+            self.settings.gpu_idle_timeout_sec + self.settings.sweep_interval_sec + 30,
+            "the reactor to notice the dead worker",
+        )
         if ended is None:
             return
         kill.status, kill.reason, kill.detected_at = ended
-        self.narrate("demo_kill_detected",
-                     f"detected after {(kill.detected_at - kill.at).total_seconds():.1f}s: "
-                     f"{kill.worker_id} is '{kill.status}' ({kill.reason}); its task is requeued",
-                     {"worker_id": kill.worker_id, "status": kill.status, "reason": kill.reason})
+        self.narrate(
+            "demo_kill_detected",
+            f"detected after {(kill.detected_at - kill.at).total_seconds():.1f}s: "
+            f"{kill.worker_id} is '{kill.status}' ({kill.reason}); its task is requeued",
+            {"worker_id": kill.worker_id, "status": kill.status, "reason": kill.reason},
+        )
         spawned = await self._until(lambda: self._spawned_after(kill), 60, "a replacement")
         if spawned is not None:
             kill.replacement, kill.replacement_at = spawned
-            self.narrate("demo_replacement",
-                         f"replacement {kill.replacement} spawned "
-                         f"{(kill.replacement_at - kill.at).total_seconds():.1f}s after the kill",
-                         {"worker_id": kill.replacement})
+            self.narrate(
+                "demo_replacement",
+                f"replacement {kill.replacement} spawned "
+                f"{(kill.replacement_at - kill.at).total_seconds():.1f}s after the kill",
+                {"worker_id": kill.replacement},
+            )
 
     async def _kill_busy_worker(self) -> Kill | None:
         """SIGKILL the worker of an In Progress task, right after a sweep.
@@ -255,18 +278,21 @@ class Workload:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             at = await self.pool.fetchval(DB_CLOCK)
-            self.narrate("demo_worker_killed",
-                         f"killed {busy['worker_id']} (pid {pid}) with SIGKILL in the middle of "
-                         f"task {busy['task_id'][:8]}; nobody tells the reactor",
-                         {"worker_id": busy["worker_id"], "pid": pid, "task_id": busy["task_id"]})
+            self.narrate(
+                "demo_worker_killed",
+                f"killed {busy['worker_id']} (pid {pid}) with SIGKILL in the middle of "
+                f"task {busy['task_id'][:8]}; nobody tells the reactor",
+                {"worker_id": busy["worker_id"], "pid": pid, "task_id": busy["task_id"]},
+            )
             return Kill(busy["worker_id"], pid, busy["task_id"], busy["attempts"], at)
         self.record.kill_skipped = "no worker was busy right after a sweep"
         return None
 
     async def _force_sweep(self) -> None:
         before = self.reactor.state.last_sweep_at
-        await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL,
-                                orjson.dumps({"event": "sweep"}).decode())
+        await self.pool.execute(
+            "SELECT pg_notify($1, $2)", CHANNEL, orjson.dumps({"event": "sweep"}).decode()
+        )
         deadline = time.monotonic() + SWEEP_WAIT_SEC
         while self.reactor.state.last_sweep_at == before and time.monotonic() < deadline:
             if await wait_event(self.stop, 0.01):
@@ -276,13 +302,16 @@ class Workload:
     async def _queue(self, label: str, seconds: tuple[float, ...]) -> None:
         row = await self.pool.fetchrow(INSERT_TASKS, list(seconds), self.record.run_id)
         self.record.bursts.append(QueuedBurst(label, row["queued"], row["at"]))
-        self.narrate("demo_tasks_queued",
-                     f"{label}: {row['queued']} sleep tasks queued "
-                     f"({min(seconds):g}-{max(seconds):g}s each)",
-                     {"burst": label, "tasks": row["queued"]})
+        self.narrate(
+            "demo_tasks_queued",
+            f"{label}: {row['queued']} sleep tasks queued "
+            f"({min(seconds):g}-{max(seconds):g}s each)",
+            {"burst": label, "tasks": row["queued"]},
+        )
 
-    async def _until(self, check: Callable[[], Awaitable[T | None]], timeout: float,
-                     what: str) -> T | None:
+    async def _until(
+        self, check: Callable[[], Awaitable[T | None]], timeout: float, what: str
+    ) -> T | None:
         """Poll ``check`` until it returns a value; None when stopped or timed out."""
         deadline = time.monotonic() + timeout
         while not self.stop.is_set():

@@ -18,12 +18,12 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from reactor.model import Snapshot, TaskState, WorkerState
-from reactor.pooler import POOLER_HINT, looks_like_pooler
+from reactor.db.pooler import POOLER_HINT, looks_like_pooler
+from reactor.domain.model import Snapshot, TaskState, WorkerState
+from reactor.engine.state import ActionRecord, ReactorState
 from reactor.settings import Settings
-from reactor.state import ActionRecord, ReactorState
 
-STATUS_VERSION = 1
+STATUS_VERSION: Literal[1] = 1
 ACTIONS_SHOWN = 50
 PROBE_LOST = "probe not received"  # ListenerHealth.last_error when a probe did not return
 
@@ -135,11 +135,14 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 
 
 def task_stuck(task: TaskState, settings: Settings, now: datetime) -> bool:
-    return task.started_at is not None and now - task.started_at >= _sec(settings.task_stuck_timeout_sec)
+    return task.started_at is not None and now - task.started_at >= _sec(
+        settings.task_stuck_timeout_sec
+    )
 
 
-def worker_health(worker: WorkerState, tasks: list[TaskState], settings: Settings,
-                  now: datetime) -> Health:
+def worker_health(
+    worker: WorkerState, tasks: list[TaskState], settings: Settings, now: datetime
+) -> Health:
     """One word for a live worker, with the same thresholds the policy acts on (and the
     same order as the active_workers_health view)."""
     if worker.status == "spawning":
@@ -158,8 +161,11 @@ def worker_health(worker: WorkerState, tasks: list[TaskState], settings: Setting
 def stale_worker_count(snap: Snapshot | None, settings: Settings) -> int:
     if snap is None:
         return 0
-    return sum(1 for w in snap.workers
-               if worker_health(w, snap.tasks_of(w.id), settings, snap.now) == "stale")
+    return sum(
+        1
+        for w in snap.workers
+        if worker_health(w, snap.tasks_of(w.id), settings, snap.now) == "stale"
+    )
 
 
 def stuck_task_count(snap: Snapshot | None, settings: Settings) -> int:
@@ -175,14 +181,17 @@ def listener_hint(state: ReactorState, settings: Settings) -> str | None:
     lh = state.listener
     if state.role != "leader":
         return None
-    probed = (lh.last_probe_ok_at is not None and lh.since is not None
-              and lh.last_probe_ok_at >= lh.since)
+    probed = (
+        lh.last_probe_ok_at is not None and lh.since is not None and lh.last_probe_ok_at >= lh.since
+    )
     if lh.connected and probed:
         return None
     pooler = looks_like_pooler(settings.database_url.get_secret_value())
     if lh.last_error == PROBE_LOST or (pooler and not lh.connected):
-        return ("NOTIFY probes do not come back: LISTEN does not work through a "
-                "transaction-mode pooler (e.g. port 6543); " + POOLER_HINT)
+        return (
+            "NOTIFY probes do not come back: LISTEN does not work through a "
+            "transaction-mode pooler (e.g. port 6543); " + POOLER_HINT
+        )
     return None
 
 
@@ -194,51 +203,76 @@ def _ts(unix: float | None) -> datetime | None:
 
 
 def _worker_view(worker: WorkerState, snap: Snapshot, settings: Settings) -> WorkerView:
-    tasks = sorted(snap.tasks_of(worker.id),
-                   key=lambda t: t.started_at or datetime.max.replace(tzinfo=UTC))
+    tasks = sorted(
+        snap.tasks_of(worker.id), key=lambda t: t.started_at or datetime.max.replace(tzinfo=UTC)
+    )
     current = tasks[0] if tasks else None
     return WorkerView(
-        id=worker.id, status=worker.status,
+        id=worker.id,
+        status=worker.status,
         health=worker_health(worker, tasks, settings, snap.now),
-        pod_id=worker.pod_id, gpu_type=worker.gpu_type,
-        cost_per_hr=round(worker.cost_per_hr, 4), managed=worker.managed,
-        created_at=worker.created_at, last_heartbeat=worker.last_heartbeat,
+        pod_id=worker.pod_id,
+        gpu_type=worker.gpu_type,
+        cost_per_hr=round(worker.cost_per_hr, 4),
+        managed=worker.managed,
+        created_at=worker.created_at,
+        last_heartbeat=worker.last_heartbeat,
         heartbeat_age_sec=_age(snap.now, worker.last_heartbeat),
         current_task_id=current.id if current else None,
         current_task_age_sec=_age(snap.now, current.started_at) if current else None,
-        tasks_in_progress=len(tasks), draining_since=worker.draining_since)
+        tasks_in_progress=len(tasks),
+        draining_since=worker.draining_since,
+    )
 
 
 def _action_view(record: ActionRecord) -> ActionView:
-    return ActionView(at=datetime.fromtimestamp(record.at, UTC), kind=record.kind,
-                      outcome=record.outcome, reason=record.reason,
-                      worker_id=record.worker_id, pod_id=record.pod_id, detail=record.detail)
+    return ActionView(
+        at=datetime.fromtimestamp(record.at, UTC),
+        kind=record.kind,
+        outcome=record.outcome,
+        reason=record.reason,
+        worker_id=record.worker_id,
+        pod_id=record.pod_id,
+        detail=record.detail,
+    )
 
 
 def _queue_view(state: ReactorState, settings: Settings) -> QueueView | None:
     snap = state.snapshot
     if snap is None:
         return None
-    return QueueView(queued=snap.queued, waiting_retry=snap.waiting, in_progress=snap.in_progress,
-                     oldest_queued_age_sec=_age(snap.now, snap.oldest_queued_at),
-                     stuck_tasks=stuck_task_count(snap, settings),
-                     desired_workers=state.desired_workers)
+    return QueueView(
+        queued=snap.queued,
+        waiting_retry=snap.waiting,
+        in_progress=snap.in_progress,
+        oldest_queued_age_sec=_age(snap.now, snap.oldest_queued_at),
+        stuck_tasks=stuck_task_count(snap, settings),
+        desired_workers=state.desired_workers,
+    )
 
 
 def _budget_view(state: ReactorState, settings: Settings) -> BudgetView:
     burn = state.snapshot.hourly_burn if state.snapshot else 0.0
     cap = settings.max_hourly_spend_usd
     return BudgetView(
-        max_hourly_spend_usd=cap, hourly_burn_usd=round(burn, 4),
+        max_hourly_spend_usd=cap,
+        hourly_burn_usd=round(burn, 4),
         used_ratio=round(burn / cap, 4) if cap else None,
         expected_worker_price_usd=round(state.expected_price or settings.gpu_hourly_price_usd, 4),
         spawn_blocked_until=_ts(state.spawn_blocked_until),
         spawn_blocked_reason=state.spawn_blocked_reason,
-        worker_start_failures=state.start_failures)
+        worker_start_failures=state.start_failures,
+    )
 
 
-def build_status(state: ReactorState, settings: Settings, *, provider: str | None = None,
-                 leader_present: bool | None = None, now: float | None = None) -> StatusView:
+def build_status(
+    state: ReactorState,
+    settings: Settings,
+    *,
+    provider: str | None = None,
+    leader_present: bool | None = None,
+    now: float | None = None,
+) -> StatusView:
     """What /status shows. ``now`` is unix time (defaults to the clock)."""
     now = time.time() if now is None else now
     snap = state.snapshot
@@ -247,31 +281,49 @@ def build_status(state: ReactorState, settings: Settings, *, provider: str | Non
         leader_present = True
     actions = list(state.actions)[-ACTIONS_SHOWN:]
     return StatusView(
-        version=STATUS_VERSION, fleet=settings.reactor_fleet, role=state.role,  # type: ignore[arg-type]
-        leader_present=leader_present, provider=provider or settings.reactor_provider,
-        pid=os.getpid(), host=socket.gethostname(),
+        version=STATUS_VERSION,
+        fleet=settings.reactor_fleet,
+        role=state.role,  # type: ignore[arg-type]
+        leader_present=leader_present,
+        provider=provider or settings.reactor_provider,
+        pid=os.getpid(),
+        host=socket.gethostname(),
         started_at=datetime.fromtimestamp(state.started_at, UTC),
         uptime_sec=round(max(now - state.started_at, 0.0), 3),
         observed_at=datetime.fromtimestamp(now, UTC),
         snapshot_at=snap.now if snap else None,
         snapshot_age_sec=_age(datetime.fromtimestamp(now, UTC), snap.now) if snap else None,
-        db_ok=state.db_ok, settings=settings.redacted(),
+        db_ok=state.db_ok,
+        settings=settings.redacted(),
         queue=_queue_view(state, settings),
-        workers=[_worker_view(w, snap, settings)
-                 for w in sorted(snap.workers, key=lambda w: w.created_at)] if snap else [],
+        workers=[
+            _worker_view(w, snap, settings)
+            for w in sorted(snap.workers, key=lambda w: w.created_at)
+        ]
+        if snap
+        else [],
         actions=[_action_view(r) for r in reversed(actions)],
-        listener=ListenerView(connected=lh.connected, since=_ts(lh.since),
-                              last_event_at=_ts(lh.last_event_at),
-                              last_probe_ok_at=_ts(lh.last_probe_ok_at),
-                              reconnects=lh.reconnects, last_error=lh.last_error,
-                              hint=listener_hint(state, settings)),
+        listener=ListenerView(
+            connected=lh.connected,
+            since=_ts(lh.since),
+            last_event_at=_ts(lh.last_event_at),
+            last_probe_ok_at=_ts(lh.last_probe_ok_at),
+            reconnects=lh.reconnects,
+            last_error=lh.last_error,
+            hint=listener_hint(state, settings),
+        ),
         budget=_budget_view(state, settings),
-        reconcile=ReconcileView(count=state.reconciles, last_at=_ts(state.last_reconcile_at),
-                                last_kind=state.last_reconcile_kind,
-                                last_duration_ms=(round(state.last_reconcile_ms, 2)
-                                                  if state.last_reconcile_ms is not None else None),
-                                last_sweep_at=_ts(state.last_sweep_at),
-                                last_error=state.last_error))
+        reconcile=ReconcileView(
+            count=state.reconciles,
+            last_at=_ts(state.last_reconcile_at),
+            last_kind=state.last_reconcile_kind,
+            last_duration_ms=(
+                round(state.last_reconcile_ms, 2) if state.last_reconcile_ms is not None else None
+            ),
+            last_sweep_at=_ts(state.last_sweep_at),
+            last_error=state.last_error,
+        ),
+    )
 
 
 def status_json(view: StatusView, secrets: Sequence[str] = (), *, indent: bool = False) -> bytes:

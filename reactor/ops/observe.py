@@ -19,14 +19,14 @@ import asyncpg
 
 from reactor.db.connect import connect
 from reactor.db.migrate import check_schema
+from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
+from reactor.domain.rules import desired_workers
+from reactor.engine.leader import lock_key
+from reactor.engine.snapshot import read_snapshot
+from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import DatabaseError
-from reactor.leader import lock_key
-from reactor.policy import desired_workers
-from reactor.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.settings import Settings
-from reactor.snapshot import read_snapshot
-from reactor.state import ActionRecord, ReactorState
 
 TASK_STATUSES = ("Queued", "In Progress", "Complete", "Failed", "Cancelled")
 EVENTS_WINDOW_SEC = 24 * 3600
@@ -71,10 +71,18 @@ async def leader_holder(conn: asyncpg.Connection, fleet: str) -> dict[str, Any] 
 
 async def worker_events(conn: asyncpg.Connection, limit: int = 50) -> list[ActionRecord]:
     rows = await conn.fetch(query("ops_worker_events"), EVENTS_WINDOW_SEC, limit)
-    return [ActionRecord(at=r["at"].timestamp(), kind=r["kind"], outcome=r["outcome"],
-                         reason=r["reason"], worker_id=r["worker_id"], pod_id=r["pod_id"],
-                         detail="from the workers table")
-            for r in reversed(rows)]
+    return [
+        ActionRecord(
+            at=r["at"].timestamp(),
+            kind=r["kind"],
+            outcome=r["outcome"],
+            reason=r["reason"],
+            worker_id=r["worker_id"],
+            pod_id=r["pod_id"],
+            detail="from the workers table",
+        )
+        for r in reversed(rows)
+    ]
 
 
 async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[ReactorState, bool]:
@@ -103,7 +111,9 @@ async def worker_row(conn: asyncpg.Connection, worker_id: str) -> dict[str, Any]
     return plain(row) if row is not None else None
 
 
-async def list_tasks(conn: asyncpg.Connection, status: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_tasks(
+    conn: asyncpg.Connection, status: str | None, limit: int
+) -> list[dict[str, Any]]:
     return [plain(r) for r in await conn.fetch(query("ops_list_tasks"), status, limit)]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import Histogram
 
-from reactor.demo_workload import QueuedBurst, WorkloadRecord
+from reactor.demo.workload import QueuedBurst, WorkloadRecord
 
 REACTION_WINDOW_SEC = 10.0  # a spawn later than this after a burst is not its reaction
 
@@ -38,8 +38,9 @@ ORDER BY created_at
 """
 
 
-async def read_run(conn: asyncpg.Connection, run_id: str, fleet: str,
-                   started: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+async def read_run(
+    conn: asyncpg.Connection, run_id: str, fleet: str, started: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     tasks = [dict(r) for r in await conn.fetch(RUN_TASKS, run_id)]
     workers = [dict(r) for r in await conn.fetch(RUN_WORKERS, started, fleet)]
     return tasks, workers
@@ -80,12 +81,24 @@ def burst_reactions(bursts: list[QueuedBurst], spawns: list[datetime]) -> list[d
     ordered = sorted(spawns)
     for i, burst in enumerate(bursts):
         until = bursts[i + 1].at if i + 1 < len(bursts) else None
-        first = next((s for s in ordered if s >= burst.at
-                      and (until is None or s < until)
-                      and (s - burst.at).total_seconds() <= REACTION_WINDOW_SEC), None)
+        first = next(
+            (
+                s
+                for s in ordered
+                if s >= burst.at
+                and (until is None or s < until)
+                and (s - burst.at).total_seconds() <= REACTION_WINDOW_SEC
+            ),
+            None,
+        )
         if first is not None:
-            out.append({"burst": burst.label, "tasks": burst.tasks,
-                        "seconds": round((first - burst.at).total_seconds(), 6)})
+            out.append(
+                {
+                    "burst": burst.label,
+                    "tasks": burst.tasks,
+                    "seconds": round((first - burst.at).total_seconds(), 6),
+                }
+            )
     return out
 
 
@@ -102,19 +115,27 @@ def peak_live(workers: list[dict[str, Any]], ended_at: datetime) -> int:
 
 
 def gpu_seconds(workers: list[dict[str, Any]], ended_at: datetime) -> float:
-    return sum(((w["terminated_at"] or ended_at) - w["created_at"]).total_seconds()
-               for w in workers)
+    return sum(
+        ((w["terminated_at"] or ended_at) - w["created_at"]).total_seconds() for w in workers
+    )
 
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 2)
 
 
-def build_summary(*, record: WorkloadRecord, tasks: list[dict[str, Any]],
-                  workers: list[dict[str, Any]], killed_task: dict[str, Any] | None,
-                  reaction_buckets: list[tuple[float, float]], settings: dict[str, Any],
-                  started_at: datetime, ended_at: datetime,
-                  processes: dict[str, Any]) -> dict[str, Any]:
+def build_summary(
+    *,
+    record: WorkloadRecord,
+    tasks: list[dict[str, Any]],
+    workers: list[dict[str, Any]],
+    killed_task: dict[str, Any] | None,
+    reaction_buckets: list[tuple[float, float]],
+    settings: dict[str, Any],
+    started_at: datetime,
+    ended_at: datetime,
+    processes: dict[str, Any],
+) -> dict[str, Any]:
     by_status = {t["status"]: t["tasks"] for t in tasks}
     ended = [w for w in workers if w["terminated_at"] is not None]
     reasons = Counter((w["status"], w["reason"] or "") for w in ended)
@@ -129,34 +150,49 @@ def build_summary(*, record: WorkloadRecord, tasks: list[dict[str, Any]],
         "run_id": record.run_id,
         "duration_sec": round(run_sec, 1),
         "settings": settings,
-        "tasks": {"queued": sum(b.tasks for b in record.bursts),
-                  "complete": by_status.get("Complete", 0),
-                  "failed": by_status.get("Failed", 0),
-                  "open": by_status.get("Queued", 0) + by_status.get("In Progress", 0),
-                  "retried": sum(t["retried"] for t in tasks),
-                  "by_status": by_status},
+        "tasks": {
+            "queued": sum(b.tasks for b in record.bursts),
+            "complete": by_status.get("Complete", 0),
+            "failed": by_status.get("Failed", 0),
+            "open": by_status.get("Queued", 0) + by_status.get("In Progress", 0),
+            "retried": sum(t["retried"] for t in tasks),
+            "by_status": by_status,
+        },
         "bursts": [{"label": b.label, "tasks": b.tasks, "at": b.at} for b in record.bursts],
         "workers": {
-            "spawned": len(workers), "ended": len(ended), "peak_live": peak_live(workers, ended_at),
-            "ended_by_reason": [{"status": s, "reason": r, "workers": n}
-                                for (s, r), n in reasons.most_common()],
-            "rows": workers},
+            "spawned": len(workers),
+            "ended": len(ended),
+            "peak_live": peak_live(workers, ended_at),
+            "ended_by_reason": [
+                {"status": s, "reason": r, "workers": n} for (s, r), n in reasons.most_common()
+            ],
+            "rows": workers,
+        },
         "killed": _killed(record, killed_task),
         "reaction_latency": {
-            "insert_to_spawn": {"what": "task insert commit -> spawn intent row, per burst "
-                                        "that needed a worker",
-                                "n": len(samples), "p50_ms": _ms(quantile(samples, 0.5)),
-                                "p99_ms": _ms(quantile(samples, 0.99)), "bursts": reactions},
-            "reactor_histogram": {"what": "NOTIFY received -> first action sent "
-                                          "(gpu_reactor_reaction_latency_seconds), bucket "
-                                          "upper bounds",
-                                  "n": int(n_reactions),
-                                  "p50_le_ms": _ms(histogram_bound(reaction_buckets, 0.5)),
-                                  "p99_le_ms": _ms(histogram_bound(reaction_buckets, 0.99))}},
-        "cost": {"usd_per_gpu_hour": price, "gpu_seconds": round(used, 1),
-                 "usd": round(used / 3600 * price, 4),
-                 "always_on_max_usd": round(always_on / 3600 * price, 4),
-                 "saved_share": round(1 - used / always_on, 3) if always_on else None},
+            "insert_to_spawn": {
+                "what": "task insert commit -> spawn intent row, per burst that needed a worker",
+                "n": len(samples),
+                "p50_ms": _ms(quantile(samples, 0.5)),
+                "p99_ms": _ms(quantile(samples, 0.99)),
+                "bursts": reactions,
+            },
+            "reactor_histogram": {
+                "what": "NOTIFY received -> first action sent "
+                "(gpu_reactor_reaction_latency_seconds), bucket "
+                "upper bounds",
+                "n": int(n_reactions),
+                "p50_le_ms": _ms(histogram_bound(reaction_buckets, 0.5)),
+                "p99_le_ms": _ms(histogram_bound(reaction_buckets, 0.99)),
+            },
+        },
+        "cost": {
+            "usd_per_gpu_hour": price,
+            "gpu_seconds": round(used, 1),
+            "usd": round(used / 3600 * price, 4),
+            "always_on_max_usd": round(always_on / 3600 * price, 4),
+            "saved_share": round(1 - used / always_on, 3) if always_on else None,
+        },
         "processes": processes,
         "notes": record.notes,
     }
@@ -182,8 +218,10 @@ def _latency_line(data: dict[str, Any]) -> str:
     if not data["n"]:
         return "no samples"
     if "p50_le_ms" in data:
-        return (f"p50 <= {_bound(data['p50_le_ms'])}, p99 <= {_bound(data['p99_le_ms'])} "
-                f"(n={data['n']})")
+        return (
+            f"p50 <= {_bound(data['p50_le_ms'])}, p99 <= {_bound(data['p99_le_ms'])} "
+            f"(n={data['n']})"
+        )
     return f"p50 {data['p50_ms']:.1f} ms, p99 {data['p99_ms']:.1f} ms (n={data['n']})"
 
 
@@ -194,41 +232,57 @@ def _bound(ms: float) -> str:
 def _killed_lines(killed: dict[str, Any] | None) -> list[str]:
     if killed is None or "skipped" in killed:
         return [f"  failure    not staged: {(killed or {}).get('skipped', '-')}"]
-    lines = [f"  failure    {killed['worker_id']} (pid {killed['pid']}) killed with SIGKILL "
-             f"during task {killed['task_id'][:8]}"]
+    lines = [
+        f"  failure    {killed['worker_id']} (pid {killed['pid']}) killed with SIGKILL "
+        f"during task {killed['task_id'][:8]}"
+    ]
     if killed.get("detected_after_sec") is not None:
-        lines.append(f"             -> '{killed['status']}' after {killed['detected_after_sec']:.1f}s: "
-                     f"{killed['reason']}")
+        lines.append(
+            f"             -> '{killed['status']}' after {killed['detected_after_sec']:.1f}s: "
+            f"{killed['reason']}"
+        )
     if killed.get("replacement"):
-        lines.append(f"             -> replacement {killed['replacement']} spawned "
-                     f"{killed['replacement_after_sec']:.1f}s after the kill")
+        lines.append(
+            f"             -> replacement {killed['replacement']} spawned "
+            f"{killed['replacement_after_sec']:.1f}s after the kill"
+        )
     task = killed.get("task")
     if task:
-        lines.append(f"             -> its task: {task['status']} on attempt {task['attempts']}"
-                     f" by {task['worker_id']}")
+        lines.append(
+            f"             -> its task: {task['status']} on attempt {task['attempts']}"
+            f" by {task['worker_id']}"
+        )
     return lines
 
 
 def render(summary: dict[str, Any]) -> str:
     t, w, c = summary["tasks"], summary["workers"], summary["cost"]
     lat = summary["reaction_latency"]
-    lines = [f"gpu-reactor demo: summary of {summary['duration_sec']:.0f}s",
-             f"  tasks      {t['queued']} queued, {t['complete']} complete, {t['failed']} failed, "
-             f"{t['open']} still open; {t['retried']} retried after losing a worker",
-             f"  workers    {w['spawned']} spawned (at most {w['peak_live']} at once), "
-             f"{w['ended']} ended:"]
+    lines = [
+        f"gpu-reactor demo: summary of {summary['duration_sec']:.0f}s",
+        f"  tasks      {t['queued']} queued, {t['complete']} complete, {t['failed']} failed, "
+        f"{t['open']} still open; {t['retried']} retried after losing a worker",
+        f"  workers    {w['spawned']} spawned (at most {w['peak_live']} at once), "
+        f"{w['ended']} ended:",
+    ]
     for group in w["ended_by_reason"]:
-        lines.append(f"             {group['workers']:>3} x {group['status']:<10} {group['reason']}")
+        lines.append(
+            f"             {group['workers']:>3} x {group['status']:<10} {group['reason']}"
+        )
     lines += _killed_lines(summary["killed"])
-    lines += [f"  reaction   task insert -> spawn: {_latency_line(lat['insert_to_spawn'])}",
-              f"             NOTIFY -> first action (reactor histogram): "
-              f"{_latency_line(lat['reactor_histogram'])}",
-              f"  cost       ${c['usd']:.4f} for {c['gpu_seconds']:.0f} GPU-seconds at "
-              f"${c['usd_per_gpu_hour']:.2f}/GPU-hour"]
+    lines += [
+        f"  reaction   task insert -> spawn: {_latency_line(lat['insert_to_spawn'])}",
+        f"             NOTIFY -> first action (reactor histogram): "
+        f"{_latency_line(lat['reactor_histogram'])}",
+        f"  cost       ${c['usd']:.4f} for {c['gpu_seconds']:.0f} GPU-seconds at "
+        f"${c['usd_per_gpu_hour']:.2f}/GPU-hour",
+    ]
     if c["saved_share"] is not None:
-        lines.append(f"             {summary['settings']['MAX_ACTIVE_GPUS']} GPUs kept on for the "
-                     f"same {summary['duration_sec']:.0f}s: ${c['always_on_max_usd']:.4f}; "
-                     f"scaling with the queue spent {c['saved_share']:.0%} less")
+        lines.append(
+            f"             {summary['settings']['MAX_ACTIVE_GPUS']} GPUs kept on for the "
+            f"same {summary['duration_sec']:.0f}s: ${c['always_on_max_usd']:.4f}; "
+            f"scaling with the queue spent {c['saved_share']:.0%} less"
+        )
     p = summary["processes"]
     lines.append(f"  processes  {len(p['started'])} started, {len(p['left_running'])} left running")
     lines += [f"  note       {note}" for note in summary["notes"]]

@@ -23,13 +23,17 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from reactor import observe
 from reactor.aio import wait_event
 from reactor.db.connect import connect
+from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.db.migrate import check_schema
 from reactor.errors import ReactorError
+from reactor.ops import observe
+from reactor.ops.tables import make_console, workers_table
 from reactor.settings import Settings
-from reactor.tables import make_console, workers_table
+
+# A refresh that fails shows the error on screen and tries again.
+REFRESH_ERRORS: tuple[type[BaseException], ...] = (ReactorError, *TRANSIENT_DB_ERRORS)
 
 BUDGET_NEAR = 0.9  # share of MAX_HOURLY_SPEND_USD that raises the budget alert
 QUEUE_WAIT_ALERT_SEC = 60.0  # a queue this old with no capacity is an alert even if flat
@@ -60,44 +64,79 @@ class DashboardData:
 
 async def gather(conn: asyncpg.Connection, settings: Settings) -> DashboardData:
     return DashboardData(
-        observed_at=datetime.now(UTC), fleet=settings.reactor_fleet,
-        overview=await observe.overview(conn), workers=await observe.live_workers(conn),
-        recent=await observe.recent_tasks(conn, RECENT_TASKS), cost=await observe.fleet_cost(conn),
+        observed_at=datetime.now(UTC),
+        fleet=settings.reactor_fleet,
+        overview=await observe.overview(conn),
+        workers=await observe.live_workers(conn),
+        recent=await observe.recent_tasks(conn, RECENT_TASKS),
+        cost=await observe.fleet_cost(conn),
         leader=await observe.leader_holder(conn, settings.reactor_fleet),
         max_hourly_spend_usd=settings.max_hourly_spend_usd,
-        max_active_gpus=settings.max_active_gpus)
+        max_active_gpus=settings.max_active_gpus,
+    )
 
 
 def compute_alerts(data: DashboardData, previous_queued: int | None = None) -> list[Alert]:
     """What an on-call person should look at, from one frame (and the last queue size)."""
     o, alerts = data.overview, []
     if data.leader is None:
-        alerts.append(Alert("critical", "no_leader", f"no reactor holds the leader lock of fleet "
-                                                     f"'{data.fleet}': nothing scales or recovers"))
+        alerts.append(
+            Alert(
+                "critical",
+                "no_leader",
+                f"no reactor holds the leader lock of fleet "
+                f"'{data.fleet}': nothing scales or recovers",
+            )
+        )
     stale = [w["worker_id"] for w in data.workers if w.get("health") == "stale"]
     if o.get("stale_workers") or stale:
-        alerts.append(Alert("warning", "stale_workers",
-                            f"{max(o.get('stale_workers') or 0, len(stale))} worker(s) with a stale "
-                            f"heartbeat: {', '.join(stale) or '-'}"))
+        alerts.append(
+            Alert(
+                "warning",
+                "stale_workers",
+                f"{max(o.get('stale_workers') or 0, len(stale))} worker(s) with a stale "
+                f"heartbeat: {', '.join(stale) or '-'}",
+            )
+        )
     if o.get("stuck_tasks"):
-        alerts.append(Alert("warning", "stuck_tasks", f"{o['stuck_tasks']} task(s) In Progress "
-                                                      f"longer than TASK_STUCK_TIMEOUT_SEC"))
+        alerts.append(
+            Alert(
+                "warning",
+                "stuck_tasks",
+                f"{o['stuck_tasks']} task(s) In Progress longer than TASK_STUCK_TIMEOUT_SEC",
+            )
+        )
     queued = o.get("queued_tasks") or 0
     capacity = (o.get("spawning_workers") or 0) + (o.get("active_workers") or 0)
     oldest = o.get("oldest_queued_age_sec") or 0.0
     growing = previous_queued is not None and queued > previous_queued
     if queued and not capacity and (growing or oldest >= QUEUE_WAIT_ALERT_SEC):
-        alerts.append(Alert("critical", "queue_no_capacity",
-                            f"{queued} task(s) queued (oldest {observe.age_text(oldest)}"
-                            f"{', growing' if growing else ''}) and no spawning or active worker"))
+        alerts.append(
+            Alert(
+                "critical",
+                "queue_no_capacity",
+                f"{queued} task(s) queued (oldest {observe.age_text(oldest)}"
+                f"{', growing' if growing else ''}) and no spawning or active worker",
+            )
+        )
     overdue = [w["worker_id"] for w in data.workers if w.get("health") == "spawn_overdue"]
     if overdue:
-        alerts.append(Alert("warning", "spawn_overdue",
-                            f"no first heartbeat within SPAWNING_TIMEOUT_SEC: {', '.join(overdue)}"))
+        alerts.append(
+            Alert(
+                "warning",
+                "spawn_overdue",
+                f"no first heartbeat within SPAWNING_TIMEOUT_SEC: {', '.join(overdue)}",
+            )
+        )
     cap, burn = data.max_hourly_spend_usd, data.cost.get("hourly_burn_usd") or 0.0
     if cap and burn >= BUDGET_NEAR * cap:
-        alerts.append(Alert("warning", "budget_near_cap",
-                            f"burning ${burn:.2f}/h of the ${cap:.2f}/h cap ({burn / cap:.0%})"))
+        alerts.append(
+            Alert(
+                "warning",
+                "budget_near_cap",
+                f"burning ${burn:.2f}/h of the ${cap:.2f}/h cap ({burn / cap:.0%})",
+            )
+        )
     return alerts
 
 
@@ -106,10 +145,19 @@ def compute_alerts(data: DashboardData, previous_queued: int | None = None) -> l
 
 def _header(data: DashboardData) -> Text:
     leader = data.leader
-    who = (f"leader pid {leader['pid']} ({leader.get('application_name') or '?'}"
-           f" from {leader.get('client_addr') or 'local'})") if leader else "NO LEADER"
-    text = Text(f"gpu-reactor · fleet {data.fleet} · {who} · "
-                f"{data.observed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC", style="bold")
+    who = (
+        (
+            f"leader pid {leader['pid']} ({leader.get('application_name') or '?'}"
+            f" from {leader.get('client_addr') or 'local'})"
+        )
+        if leader
+        else "NO LEADER"
+    )
+    text = Text(
+        f"gpu-reactor · fleet {data.fleet} · {who} · "
+        f"{data.observed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC",
+        style="bold",
+    )
     if data.error:
         text.append(f"\nrefresh failed, showing the previous data: {data.error}", style="red")
     return text
@@ -120,12 +168,22 @@ def _queue_panel(data: DashboardData) -> Panel:
     grid = Table.grid(padding=(0, 3))
     for _ in range(6):
         grid.add_column(justify="right")
-    grid.add_row("queued", "in progress", "complete 1h", "failed 1h", "cancelled 1h",
-                 "oldest queued")
-    grid.add_row(*(Text(str(o.get(k, 0)), style="bold") for k in
-                   ("queued_tasks", "in_progress_tasks", "completed_last_hour",
-                    "failed_last_hour", "cancelled_last_hour")),
-                 Text(observe.age_text(o.get("oldest_queued_age_sec")), style="bold"))
+    grid.add_row(
+        "queued", "in progress", "complete 1h", "failed 1h", "cancelled 1h", "oldest queued"
+    )
+    grid.add_row(
+        *(
+            Text(str(o.get(k, 0)), style="bold")
+            for k in (
+                "queued_tasks",
+                "in_progress_tasks",
+                "completed_last_hour",
+                "failed_last_hour",
+                "cancelled_last_hour",
+            )
+        ),
+        Text(observe.age_text(o.get("oldest_queued_age_sec")), style="bold"),
+    )
     return Panel(grid, title="queue", title_align="left")
 
 
@@ -133,8 +191,10 @@ def _cost_panel(data: DashboardData) -> Panel:
     c = data.cost
     cap = data.max_hourly_spend_usd
     burn = c.get("hourly_burn_usd") or 0.0
-    line = (f"${burn:,.2f}/h now ({c.get('live_workers', 0)} live of max {data.max_active_gpus})"
-            f"   ·   ${c.get('spent_today_usd') or 0:,.2f} spent today (UTC)")
+    line = (
+        f"${burn:,.2f}/h now ({c.get('live_workers', 0)} live of max {data.max_active_gpus})"
+        f"   ·   ${c.get('spent_today_usd') or 0:,.2f} spent today (UTC)"
+    )
     line += f"   ·   cap ${cap:,.2f}/h ({burn / cap:.0%} used)" if cap else "   ·   no hourly cap"
     return Panel(Text(line), title="cost", title_align="left")
 
@@ -145,10 +205,15 @@ def _activity_table(data: DashboardData) -> Table:
         table.add_column(name, no_wrap=name in ("task", "worker"))
     for row in data.recent:
         updated = row.get("updated_at")
-        table.add_row(updated.strftime("%H:%M:%S") if updated else "-", row["id"][:8],
-                      row["task_type"], row["status"], row.get("worker_id") or "-",
-                      observe.age_text(row.get("processing_sec")),
-                      (row.get("error_message") or "")[:50])
+        table.add_row(
+            updated.strftime("%H:%M:%S") if updated else "-",
+            row["id"][:8],
+            row["task_type"],
+            row["status"],
+            row.get("worker_id") or "-",
+            observe.age_text(row.get("processing_sec")),
+            (row.get("error_message") or "")[:50],
+        )
     if not data.recent:
         table.add_row("(none in the last hour)", *[""] * 6)
     return table
@@ -167,9 +232,14 @@ def _alerts_panel(alerts: list[Alert]) -> Panel:
 
 def render_frame(data: DashboardData) -> RenderableType:
     """One dashboard frame: header, alerts, queue, cost, workers, recent activity."""
-    return Group(_header(data), _alerts_panel(data.alerts), _queue_panel(data), _cost_panel(data),
-                 workers_table(data.workers, f"workers ({len(data.workers)} live)"),
-                 _activity_table(data))
+    return Group(
+        _header(data),
+        _alerts_panel(data.alerts),
+        _queue_panel(data),
+        _cost_panel(data),
+        workers_table(data.workers, f"workers ({len(data.workers)} live)"),
+        _activity_table(data),
+    )
 
 
 def export_json(data: DashboardData) -> bytes:
@@ -179,14 +249,15 @@ def export_json(data: DashboardData) -> bytes:
 # --- running -----------------------------------------------------------------------
 
 
-async def _refresh(conn: asyncpg.Connection | None, settings: Settings,
-                   last: DashboardData | None) -> tuple[asyncpg.Connection | None, DashboardData | None]:
+async def _refresh(
+    conn: asyncpg.Connection | None, settings: Settings, last: DashboardData | None
+) -> tuple[asyncpg.Connection | None, DashboardData | None]:
     """One refresh that survives a database hiccup: reconnect next time, keep old data."""
     try:
         if conn is None or conn.is_closed():
             conn = await connect(settings.dsn(), timeout=5)
         data = await gather(conn, settings)
-    except (ReactorError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except REFRESH_ERRORS as exc:
         if conn is not None:
             conn.terminate()
         if last is None:
@@ -196,8 +267,14 @@ async def _refresh(conn: asyncpg.Connection | None, settings: Settings,
     return conn, replace(data, alerts=compute_alerts(data, previous))
 
 
-async def run_dashboard(settings: Settings, *, interval: float, iterations: int | None = None,
-                        export: bool = False, console: Console | None = None) -> int:
+async def run_dashboard(
+    settings: Settings,
+    *,
+    interval: float,
+    iterations: int | None = None,
+    export: bool = False,
+    console: Console | None = None,
+) -> int:
     conn = await connect(settings.dsn())
     try:
         await check_schema(conn)
@@ -210,13 +287,26 @@ async def run_dashboard(settings: Settings, *, interval: float, iterations: int 
         await conn.close()
         sys.stdout.write(export_json(first).decode() + "\n")
         return 0
-    await _live(conn, settings, first, interval=interval, iterations=iterations,
-                console=console or make_console())
+    await _live(
+        conn,
+        settings,
+        first,
+        interval=interval,
+        iterations=iterations,
+        console=console or make_console(),
+    )
     return 0
 
 
-async def _live(conn: asyncpg.Connection, settings: Settings, first: DashboardData, *,
-                interval: float, iterations: int | None, console: Console) -> None:
+async def _live(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    first: DashboardData,
+    *,
+    interval: float,
+    iterations: int | None,
+    console: Console,
+) -> None:
     """Redraw every ``interval`` seconds until Ctrl-C / SIGTERM or ``iterations`` frames."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,7 +318,9 @@ async def _live(conn: asyncpg.Connection, settings: Settings, first: DashboardDa
     shown = 1
     try:
         with Live(render_frame(first), console=console, auto_refresh=False) as live:
-            while (iterations is None or shown < iterations) and not await wait_event(stop, interval):
+            while (iterations is None or shown < iterations) and not await wait_event(
+                stop, interval
+            ):
                 current, data = await _refresh(current, settings, data)
                 assert data is not None
                 live.update(render_frame(data), refresh=True)

@@ -1,11 +1,11 @@
 """`gpu-reactor demo`: the whole system on this machine, with nothing to sign up for.
 
-A fresh database in an embedded PostgreSQL (or ``--database-url``; reactor/demo_database.py);
+A fresh database in an embedded PostgreSQL (or ``--database-url``; reactor/demo/database.py);
 the real Reactor in this process with the ``local`` provider, whose pods are
 ``python -m worker`` processes started with the environment a pod gets; a workload of
-sleep-task bursts with one worker killed mid-task (reactor/demo_workload.py); the live
-dashboard or plain lines (reactor/demo_display.py); /status and /metrics on localhost; a
-closing summary (reactor/demo_report.py). However the run ends - its duration, Ctrl-C,
+sleep-task bursts with one worker killed mid-task (reactor/demo/workload.py); the live
+dashboard or plain lines (reactor/demo/display.py); /status and /metrics on localhost; a
+closing summary (reactor/demo/report.py). However the run ends - its duration, Ctrl-C,
 SIGTERM, an error - one finally-path stops the reactor, every worker and Postgres.
 """
 
@@ -31,16 +31,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from reactor.aio import wait_event
 from reactor.db.embedded import free_port
-from reactor.demo_database import DemoDatabase
-from reactor.demo_display import Display, LiveDisplay, print_intro
-from reactor.demo_report import build_summary, histogram_buckets, read_run, render
-from reactor.demo_workload import Workload, pid_of, plan, process_alive
+from reactor.demo.database import DemoDatabase
+from reactor.demo.display import Display, LiveDisplay, print_intro
+from reactor.demo.report import build_summary, histogram_buckets, read_run, render
+from reactor.demo.workload import Workload, pid_of, plan, process_alive
 from reactor.errors import ConfigError
 from reactor.logs import TextFormatter, register_secrets
+from reactor.ops.tables import make_console
 from reactor.settings import Settings
-from reactor.tables import make_console
 
-log = logging.getLogger("reactor.demo")
+log = logging.getLogger("reactor.demo.command")
 
 DEMO_FLEET = "gpu-reactor-demo"
 DEFAULT_PORT = 9108
@@ -64,8 +64,12 @@ DEMO_SETTINGS: dict[str, Any] = {
     # notices the killed worker (see Workload._kill_busy_worker).
     "SWEEP_INTERVAL_SEC": 10,
     # Workers beat every second; their task timeout stays under TASK_STUCK_TIMEOUT_SEC.
-    "WORKER_EXTRA_ENV": {"HEARTBEAT_INTERVAL_SEC": "1", "POLL_INTERVAL_SEC": "1",
-                         "TASK_TIMEOUT_SEC": "30", "WORKER_GRACE_SEC": "5"},
+    "WORKER_EXTRA_ENV": {
+        "HEARTBEAT_INTERVAL_SEC": "1",
+        "POLL_INTERVAL_SEC": "1",
+        "TASK_TIMEOUT_SEC": "30",
+        "WORKER_GRACE_SEC": "5",
+    },
 }
 
 OPEN_TASKS = """
@@ -83,12 +87,14 @@ class DemoSettings(Settings):
     real DATABASE_URL or RUNPOD_API_KEY there is never touched."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
-                                   init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
 
@@ -97,8 +103,11 @@ class Demo:
         self.args = args
         self.user_settings = user_settings
         self.data_dir = Path(args.data_dir).resolve()
-        self.plan = plan(args.tasks, args.duration, full_fleet=DEMO_SETTINGS["MAX_ACTIVE_GPUS"]
-                         * DEMO_SETTINGS["TASKS_PER_GPU_THRESHOLD"])
+        self.plan = plan(
+            args.tasks,
+            args.duration,
+            full_fleet=DEMO_SETTINGS["MAX_ACTIVE_GPUS"] * DEMO_SETTINGS["TASKS_PER_GPU_THRESHOLD"],
+        )
         self.run_id = secrets.token_hex(6)
         self.stop = asyncio.Event()
         self.signal: int | None = None
@@ -152,11 +161,14 @@ class Demo:
     def _on_signal(self, sig: int) -> None:
         if self.signal is None:
             self.signal = sig
-            self.console.print(f"{signal.Signals(sig).name}: stopping the reactor, the workers "
-                               "and Postgres", style="bold yellow")
+            self.console.print(
+                f"{signal.Signals(sig).name}: stopping the reactor, the workers and Postgres",
+                style="bold yellow",
+            )
         else:
-            self.console.print("still stopping: waiting for the workers and Postgres to exit",
-                               style="yellow")
+            self.console.print(
+                "still stopping: waiting for the workers and Postgres to exit", style="yellow"
+            )
         self.stop.set()
 
     # --- start ---------------------------------------------------------------------------------
@@ -168,29 +180,47 @@ class Demo:
             self.console.print(f"starting PostgreSQL in {self.db.pg.datadir} ...")
         await self.db.open()
         port = self._port()
-        self.settings = DemoSettings(**{
-            **DEMO_SETTINGS, "DATABASE_URL": self.db.dsn, "WORKER_DATABASE_URL": self.db.worker_dsn,
-            "REACTOR_HTTP_HOST": "127.0.0.1", "REACTOR_HTTP_PORT": port,
-            "LOG_LEVEL": self.user_settings.log_level, "LOG_FORMAT": self.user_settings.log_format})
+        self.settings = DemoSettings(
+            **{
+                **DEMO_SETTINGS,
+                "DATABASE_URL": self.db.dsn,
+                "WORKER_DATABASE_URL": self.db.worker_dsn,
+                "REACTOR_HTTP_HOST": "127.0.0.1",
+                "REACTOR_HTTP_PORT": port,
+                "LOG_LEVEL": self.user_settings.log_level,
+                "LOG_FORMAT": self.user_settings.log_format,
+            }
+        )
         register_secrets(self.settings.secrets())
         self.pool = await asyncpg.create_pool(
-            self.db.dsn, min_size=1, max_size=4,
-            server_settings={"application_name": "gpu-reactor-demo"})
+            self.db.dsn,
+            min_size=1,
+            max_size=4,
+            server_settings={"application_name": "gpu-reactor-demo"},
+        )
         self.started_at = await self.pool.fetchval("SELECT clock_timestamp()")
         self._make_reactor()
         from reactor.http.server import start_http
 
         self.http = await start_http(self.reactor)
-        print_intro(self.console, where=self.db.where, plan=self.plan, duration=self.args.duration,
-                    port=port, data_dir=self.data_dir, settings=DEMO_SETTINGS)
+        print_intro(
+            self.console,
+            where=self.db.where,
+            plan=self.plan,
+            duration=self.args.duration,
+            port=port,
+            data_dir=self.data_dir,
+            settings=DEMO_SETTINGS,
+        )
 
     def _take_lock(self) -> None:
         self._lock = (self.data_dir / "demo.lock").open("w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ConfigError(f"another demo is running with the data directory {self.data_dir}"
-                              " (use --data-dir)") from None
+            raise ConfigError(
+                f"another demo is running with the data directory {self.data_dir} (use --data-dir)"
+            ) from None
 
     def _port(self) -> int:
         if self.args.port:
@@ -200,9 +230,9 @@ class Demo:
         return free_port()
 
     def _make_reactor(self) -> None:
-        from reactor.metrics import Metrics
+        from reactor.engine.metrics import Metrics
+        from reactor.engine.service import Reactor
         from reactor.providers import make_provider
-        from reactor.service import Reactor
 
         assert self.settings is not None
         logs = self.data_dir / "worker-logs"
@@ -217,21 +247,36 @@ class Demo:
         urls = f"http://127.0.0.1:{self.settings.reactor_http_port}/status"
         live = not self.args.no_dashboard and sys.stdout.isatty()
         kind = LiveDisplay if live else Display
-        self.display = kind(reactor=self.reactor, pool=self.pool, run_id=self.run_id,
-                            duration=self.args.duration, urls=urls, console=self.console,
-                            log_level=logging.INFO if live else logging.DEBUG)
+        self.display = kind(
+            reactor=self.reactor,
+            pool=self.pool,
+            run_id=self.run_id,
+            duration=self.args.duration,
+            urls=urls,
+            console=self.console,
+            log_level=logging.INFO if live else logging.DEBUG,
+        )
         if live:
             _log_to_file(self.data_dir / "demo.log")
             self.console.print(f"  logs       {self.data_dir / 'demo.log'}")
-        self.workload = Workload(pool=self.pool, reactor=self.reactor, plan=self.plan,
-                                 run_id=self.run_id, stop=self.stop, narrate=self.display.narrate)
+        self.workload = Workload(
+            pool=self.pool,
+            reactor=self.reactor,
+            plan=self.plan,
+            run_id=self.run_id,
+            stop=self.stop,
+            narrate=self.display.narrate,
+        )
         self.reactor_task = asyncio.create_task(self.reactor.run(), name="demo-reactor")
-        others = [asyncio.create_task(self.display.run(), name="demo-display"),
-                  asyncio.create_task(self._story(), name="demo-story")]
+        others = [
+            asyncio.create_task(self.display.run(), name="demo-display"),
+            asyncio.create_task(self._story(), name="demo-story"),
+        ]
         stopped = asyncio.create_task(self.stop.wait(), name="demo-stop")
         try:
-            done, _ = await asyncio.wait([self.reactor_task, stopped, *others],
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [self.reactor_task, stopped, *others], return_when=asyncio.FIRST_COMPLETED
+            )
             for task in done:
                 if task is not stopped and not task.cancelled():
                     self._check(task)
@@ -260,8 +305,9 @@ class Demo:
         while await self._open_tasks() and time.monotonic() < end + FINISH_GRACE_SEC:
             if await wait_event(self.stop, 0.5):
                 return
-        self.display.narrate("demo_over", "the run is over: stopping the reactor, the workers "
-                             "and Postgres", {})
+        self.display.narrate(
+            "demo_over", "the run is over: stopping the reactor, the workers and Postgres", {}
+        )
 
     async def _open_tasks(self) -> int:
         assert self.pool is not None
@@ -288,7 +334,7 @@ class Demo:
             self._lock.close()
 
     async def _stop_reactor(self) -> None:
-        from reactor.service import SHUTDOWN_GRACE
+        from reactor.engine.service import SHUTDOWN_GRACE
 
         if self.reactor_task is None:
             return
@@ -324,16 +370,26 @@ class Demo:
                 row = await conn.fetchrow(TASK, record.kill.task_id)
                 killed = dict(row) if row is not None else None
             ended_at = await conn.fetchval("SELECT clock_timestamp()")
-        started = [{"kind": "worker", "id": w["id"], "pid": pid_of(w["pod_id"])}
-                   for w in workers if pid_of(w["pod_id"]) is not None]
+        started = [
+            {"kind": "worker", "id": w["id"], "pid": pid_of(w["pod_id"])}
+            for w in workers
+            if pid_of(w["pod_id"]) is not None
+        ]
         if self.db.pg is not None and self.db.pg_pid is not None:
-            started.append({"kind": "postgres", "id": str(self.db.pg.datadir),
-                            "pid": self.db.pg_pid})
+            started.append(
+                {"kind": "postgres", "id": str(self.db.pg.datadir), "pid": self.db.pg_pid}
+            )
         self.summary = build_summary(
-            record=record, tasks=tasks, workers=workers, killed_task=killed,
+            record=record,
+            tasks=tasks,
+            workers=workers,
+            killed_task=killed,
             reaction_buckets=histogram_buckets(self.reactor.metrics.reaction_latency),
-            settings=DEMO_SETTINGS, started_at=self.started_at, ended_at=ended_at,
-            processes={"started": started, "left_running": []})
+            settings=DEMO_SETTINGS,
+            started_at=self.started_at,
+            ended_at=ended_at,
+            processes={"started": started, "left_running": []},
+        )
         self.summary["database"] = str(self.db.pg.datadir) if self.db.pg else "--database-url"
 
 
@@ -381,25 +437,56 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Any, commands: dict[str, Any]) -> None:
-    help_text = ("the whole system on this machine: embedded Postgres, the reactor, local "
-                 "workers, a workload with one worker killed; a summary at the end")
+    help_text = (
+        "the whole system on this machine: embedded Postgres, the reactor, local "
+        "workers, a workload with one worker killed; a summary at the end"
+    )
     parser = sub.add_parser("demo", help=help_text, description=help_text)
-    parser.add_argument("--duration", type=float, default=90.0, metavar="SEC",
-                        help="length of the run in seconds (default 90)")
-    parser.add_argument("--tasks", type=int, default=40, metavar="N",
-                        help="sleep tasks to queue over the run (default 40)")
-    parser.add_argument("--no-dashboard", action="store_true",
-                        help="plain lines instead of the live dashboard (for CI; also when "
-                             "stdout is not a terminal)")
-    parser.add_argument("--data-dir", default=".gpu-reactor", metavar="DIR",
-                        help="where the demo keeps Postgres (DIR/demo-pg) and logs "
-                             "(default .gpu-reactor)")
-    parser.add_argument("--port", type=int, default=None, metavar="P",
-                        help=f"port of /status and /metrics (default {DEFAULT_PORT}, or a free "
-                             "one when it is taken; 0: a free one)")
-    parser.add_argument("--database-url", default=None, metavar="DSN",
-                        help="use this (idle) database instead of an embedded one; "
-                             "DATABASE_URL from the environment is never used by the demo")
-    parser.add_argument("--json-summary", default=None, metavar="PATH",
-                        help="also write the closing summary as JSON to PATH")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=90.0,
+        metavar="SEC",
+        help="length of the run in seconds (default 90)",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        default=40,
+        metavar="N",
+        help="sleep tasks to queue over the run (default 40)",
+    )
+    parser.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="plain lines instead of the live dashboard (for CI; also when "
+        "stdout is not a terminal)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=".gpu-reactor",
+        metavar="DIR",
+        help="where the demo keeps Postgres (DIR/demo-pg) and logs (default .gpu-reactor)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        metavar="P",
+        help=f"port of /status and /metrics (default {DEFAULT_PORT}, or a free "
+        "one when it is taken; 0: a free one)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        metavar="DSN",
+        help="use this (idle) database instead of an embedded one; "
+        "DATABASE_URL from the environment is never used by the demo",
+    )
+    parser.add_argument(
+        "--json-summary",
+        default=None,
+        metavar="PATH",
+        help="also write the closing summary as JSON to PATH",
+    )
     commands["demo"] = (cmd_demo, help_text)

@@ -23,11 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 from reactor.db.connect import connect
 from reactor.db.embedded import EmbeddedPostgres
 from reactor.db.migrate import migrate
-from reactor.demo_workload import process_alive
+from reactor.demo.workload import process_alive
 from reactor.errors import ConfigError
 from reactor.logs import register_secrets
 
-log = logging.getLogger("reactor.demo")
+log = logging.getLogger("reactor.demo.command")
 
 DEMO_DATABASE = "gpu_reactor_demo"
 WORKER_LOGIN = "gpu_reactor_demo_worker"
@@ -79,8 +79,10 @@ class DemoDatabase:
         finally:
             await conn.close()
         if row["open"] or row["live"]:
-            raise ConfigError(f"the demo needs an idle database: --database-url has "
-                              f"{row['open']} open task(s) and {row['live']} live worker(s)")
+            raise ConfigError(
+                f"the demo needs an idle database: --database-url has "
+                f"{row['open']} open task(s) and {row['live']} live worker(s)"
+            )
         self.dsn = self.worker_dsn = self.database_url
         self.where = "the database of --database-url (the workers use the same login)"
 
@@ -101,9 +103,11 @@ class DemoDatabase:
         finally:
             await conn.close()
         self.worker_dsn = with_database(self.dsn, DEMO_DATABASE, user=WORKER_LOGIN)
-        self.where = (f"embedded PostgreSQL ({pg.source}) on 127.0.0.1:{pg.port}, a fresh "
-                      f"database '{DEMO_DATABASE}' ({len(applied)} migrations); workers log in "
-                      f"as '{WORKER_LOGIN}' (role gpu_worker)")
+        self.where = (
+            f"embedded PostgreSQL ({pg.source}) on 127.0.0.1:{pg.port}, a fresh "
+            f"database '{DEMO_DATABASE}' ({len(applied)} migrations); workers log in "
+            f"as '{WORKER_LOGIN}' (role gpu_worker)"
+        )
 
     async def stop(self) -> None:
         """pg_ctl stop, then make sure: the postmaster this demo started must be gone."""
@@ -116,8 +120,9 @@ class DemoDatabase:
         # (it reads that as "not running"); signal the postmaster itself then.
         for sig in (None, signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
             if sig is not None:
-                log.warning("demo_postgres_signalled", extra={"pid": self.pg_pid,
-                                                              "signal": sig.name})
+                log.warning(
+                    "demo_postgres_signalled", extra={"pid": self.pg_pid, "signal": sig.name}
+                )
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pg_pid, sig)
             if await _exited(self.pg_pid, EXIT_WAIT_SEC):
@@ -136,4 +141,3 @@ def _postmaster_pid(datadir: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         return int((datadir / "postmaster.pid").read_text().splitlines()[0])
     return None
-

@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from reactor.aio import wait_event
-from reactor.events import CHANNEL
-from reactor.metrics import Metrics
-from reactor.state import ListenerHealth
+from reactor.db.errors import TRANSIENT_DB_ERRORS
+from reactor.domain.events import CHANNEL
+from reactor.engine.metrics import Metrics
+from reactor.engine.state import ListenerHealth
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,17 @@ MAX_RECONNECT_DELAY = 10.0
 
 
 class Listener:
-    def __init__(self, *, dsn: str, on_payload: Callable[[str, int], None],
-                 on_connected: Callable[[], None], probe: Callable[[str], Awaitable[None]],
-                 health: ListenerHealth, metrics: Metrics, check_interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        on_payload: Callable[[str, int], None],
+        on_connected: Callable[[], None],
+        probe: Callable[[str], Awaitable[None]],
+        health: ListenerHealth,
+        metrics: Metrics,
+        check_interval: float,
+    ) -> None:
         self.dsn = dsn
         self.on_payload = on_payload
         self.on_connected = on_connected
@@ -54,10 +63,16 @@ class Listener:
         self._lost.set()
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self.dsn, timeout=10, server_settings={
-            "application_name": "gpu-reactor-listener",
-            "tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
-            "tcp_keepalives_count": "3"})
+        conn = await asyncpg.connect(
+            self.dsn,
+            timeout=10,
+            server_settings={
+                "application_name": "gpu-reactor-listener",
+                "tcp_keepalives_idle": "5",
+                "tcp_keepalives_interval": "2",
+                "tcp_keepalives_count": "3",
+            },
+        )
         conn.add_termination_listener(self._terminated)
         await conn.add_listener(self.probe_channel, self._notified)
         await conn.add_listener(CHANNEL, self._notified)
@@ -79,7 +94,7 @@ class Listener:
         try:  # one budget for send + receive: a dead listener is known within 2 intervals
             async with asyncio.timeout(self.check_interval):
                 await round_trip()
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except TRANSIENT_DB_ERRORS:
             return False
         self.health.last_probe_ok_at = time.time()
         return True
@@ -100,12 +115,14 @@ class Listener:
         while True:
             try:
                 await self._connect()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 self.health.connected = False
                 self.health.last_error = str(exc)[:200]
                 self.metrics.listener_up.set(0)
-                log.warning("listener_connect_failed", extra={"error": str(exc)[:200],
-                                                              "retry_in": round(delay, 2)})
+                log.warning(
+                    "listener_connect_failed",
+                    extra={"error": str(exc)[:200], "retry_in": round(delay, 2)},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
                 continue

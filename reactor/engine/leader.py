@@ -14,6 +14,7 @@ import logging
 import asyncpg
 
 from reactor.aio import wait_event
+from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.db.queries import query
 from reactor.errors import ReactorError
 
@@ -30,8 +31,9 @@ def lock_key(fleet: str) -> int:
 
 
 class Leadership:
-    def __init__(self, *, dsn: str, fleet: str, check_interval: float = 2.0,
-                 retry_interval: float = 1.0) -> None:
+    def __init__(
+        self, *, dsn: str, fleet: str, check_interval: float = 2.0, retry_interval: float = 1.0
+    ) -> None:
         self.dsn = dsn
         self.key = lock_key(fleet)
         self.check_interval = check_interval
@@ -45,16 +47,22 @@ class Leadership:
 
     async def try_acquire(self) -> bool:
         try:
-            conn = await asyncpg.connect(self.dsn, timeout=10, server_settings={
-                "application_name": "gpu-reactor-leader",
-                "tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
-                "tcp_keepalives_count": "3"})
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            conn = await asyncpg.connect(
+                self.dsn,
+                timeout=10,
+                server_settings={
+                    "application_name": "gpu-reactor-leader",
+                    "tcp_keepalives_idle": "5",
+                    "tcp_keepalives_interval": "2",
+                    "tcp_keepalives_count": "3",
+                },
+            )
+        except TRANSIENT_DB_ERRORS as exc:
             log.warning("leader_connect_failed", extra={"error": str(exc)[:200]})
             return False
         try:
             got = await conn.fetchval(query("leader_try_lock"), self.key)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except TRANSIENT_DB_ERRORS:
             got = False
         if not got:
             conn.terminate()
@@ -81,7 +89,7 @@ class Leadership:
             try:
                 async with asyncio.timeout(self.check_interval * 2):
                     await self._conn.fetchval("SELECT 1")
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 raise LeadershipLost(f"leader lock connection failed: {exc}") from exc
 
     async def release(self) -> None:
@@ -93,5 +101,5 @@ class Leadership:
                 await conn.fetchval(query("leader_unlock"), self.key)
             async with asyncio.timeout(2):
                 await conn.close()
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except TRANSIENT_DB_ERRORS:
             conn.terminate()

@@ -16,20 +16,20 @@ from typing import Literal
 
 import asyncpg
 
-from reactor import observe
 from reactor.aio import wait_event
 from reactor.db.connect import connect
+from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.db.migrate import check_schema
+from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS, POOLER_HINT, looks_like_pooler, pooled
 from reactor.db.queries import query
 from reactor.errors import ReactorError
 from reactor.logs import scrub
-from reactor.pooler import POOLER_ERROR, POOLER_ERRORS, POOLER_HINT, looks_like_pooler, pooled
+from reactor.ops import observe
 from reactor.providers.base import FLEET_ENV
 from reactor.settings import Settings
 
 NOTIFY_WAIT_SEC = 2.0
 PID_SAMPLES = 3
-DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 Verdict = Literal["PASS", "FAIL", "WARN", "SKIP"]
 
@@ -41,23 +41,35 @@ class CheckResult:
     detail: str
 
 
-def listen_verdict(*, received: bool, listener_pids: set[int], sender_pids: set[int],
-                   dsn: str) -> CheckResult:
+def listen_verdict(
+    *, received: bool, listener_pids: set[int], sender_pids: set[int], dsn: str
+) -> CheckResult:
     """Judge the LISTEN round-trip, naming a transaction-mode pooler when one shows."""
     why = pooled(listener_pids, sender_pids)
     if received and why is None:
         return CheckResult("listen", "PASS", "a NOTIFY round-trip arrived on a LISTEN connection")
     if received:
-        return CheckResult("listen", "WARN", f"the NOTIFY arrived, but {why}: a pooler may drop "
-                                             f"LISTEN later; {POOLER_HINT}")
+        return CheckResult(
+            "listen",
+            "WARN",
+            f"the NOTIFY arrived, but {why}: a pooler may drop LISTEN later; {POOLER_HINT}",
+        )
     if why is None and looks_like_pooler(dsn):
         why = "the port/host is a known transaction-mode pooler"
     if why is not None:
-        return CheckResult("listen", "FAIL", f"NOTIFY did not arrive within {NOTIFY_WAIT_SEC:g}s; "
-                                             f"{why}: LISTEN does not work through a "
-                                             f"transaction-mode pooler; {POOLER_HINT}")
-    return CheckResult("listen", "FAIL", f"LISTEN accepted but the NOTIFY did not arrive within "
-                                         f"{NOTIFY_WAIT_SEC:g}s (a proxy or pooler in between?)")
+        return CheckResult(
+            "listen",
+            "FAIL",
+            f"NOTIFY did not arrive within {NOTIFY_WAIT_SEC:g}s; "
+            f"{why}: LISTEN does not work through a "
+            f"transaction-mode pooler; {POOLER_HINT}",
+        )
+    return CheckResult(
+        "listen",
+        "FAIL",
+        f"LISTEN accepted but the NOTIFY did not arrive within "
+        f"{NOTIFY_WAIT_SEC:g}s (a proxy or pooler in between?)",
+    )
 
 
 async def _connect_raw(dsn: str) -> asyncpg.Connection:
@@ -90,8 +102,9 @@ async def check_listen(dsn: str) -> CheckResult:
             await sender.close()
     finally:
         listener.terminate()
-    return listen_verdict(received=arrived.is_set(), listener_pids=listener_pids,
-                          sender_pids=sender_pids, dsn=dsn)
+    return listen_verdict(
+        received=arrived.is_set(), listener_pids=listener_pids, sender_pids=sender_pids, dsn=dsn
+    )
 
 
 async def check_database(settings: Settings) -> list[CheckResult]:
@@ -99,14 +112,16 @@ async def check_database(settings: Settings) -> list[CheckResult]:
     try:
         conn = await connect(settings.dsn())
     except ReactorError as exc:
-        skipped = [CheckResult(n, "SKIP", "database unreachable")
-                   for n in ("schema", "listen", "leader")]
+        skipped = [
+            CheckResult(n, "SKIP", "database unreachable") for n in ("schema", "listen", "leader")
+        ]
         return [CheckResult("database", "FAIL", str(exc)), *skipped]
     try:
         return await _database_checks(conn, settings)
-    except DRIVER_ERRORS as exc:
-        skipped = [CheckResult(n, "SKIP", "database check failed")
-                   for n in ("schema", "listen", "leader")]
+    except TRANSIENT_DB_ERRORS as exc:
+        skipped = [
+            CheckResult(n, "SKIP", "database check failed") for n in ("schema", "listen", "leader")
+        ]
         return [CheckResult("database", "FAIL", driver_error(exc)), *skipped]
     finally:
         if not conn.is_closed():
@@ -115,8 +130,13 @@ async def check_database(settings: Settings) -> list[CheckResult]:
 
 async def _database_checks(conn: asyncpg.Connection, settings: Settings) -> list[CheckResult]:
     info = await conn.fetchrow(query("ops_server_info"))
-    out = [CheckResult("database", "PASS", f"PostgreSQL {info['server_version']}, database "
-                                           f"{info['database']} as {info['login']}")]
+    out = [
+        CheckResult(
+            "database",
+            "PASS",
+            f"PostgreSQL {info['server_version']}, database {info['database']} as {info['login']}",
+        )
+    ]
     try:
         await check_schema(conn)
         out.append(CheckResult("schema", "PASS", "every migration is applied"))
@@ -125,20 +145,27 @@ async def _database_checks(conn: asyncpg.Connection, settings: Settings) -> list
     holder = await observe.leader_holder(conn, settings.reactor_fleet)
     await conn.close()
     out.append(await _guard("listen", lambda: check_listen(settings.dsn())))
-    who = (f"a reactor leads fleet '{settings.reactor_fleet}' (backend pid {holder['pid']})"
-           if holder else f"no reactor leads fleet '{settings.reactor_fleet}' right now")
+    who = (
+        f"a reactor leads fleet '{settings.reactor_fleet}' (backend pid {holder['pid']})"
+        if holder
+        else f"no reactor leads fleet '{settings.reactor_fleet}' right now"
+    )
     out.append(CheckResult("leader", "PASS", who))
     return out
 
 
 async def check_worker_database(settings: Settings) -> CheckResult:
     configured = settings.worker_database_url is not None and bool(
-        settings.worker_database_url.get_secret_value())
+        settings.worker_database_url.get_secret_value()
+    )
     if not configured:
         if settings.reactor_provider == "local":
             return CheckResult("worker-database", "PASS", "local workers use DATABASE_URL")
-        return CheckResult("worker-database", "FAIL",
-                           "WORKER_DATABASE_URL is not set: pods need a DSN (use the gpu_worker role)")
+        return CheckResult(
+            "worker-database",
+            "FAIL",
+            "WORKER_DATABASE_URL is not set: pods need a DSN (use the gpu_worker role)",
+        )
 
     async def probe() -> CheckResult:
         conn = await connect(settings.worker_dsn())
@@ -146,8 +173,10 @@ async def check_worker_database(settings: Settings) -> CheckResult:
             await conn.fetchval(query("ops_ping"))
         finally:
             await conn.close()
-        return CheckResult("worker-database", "PASS",
-                           "login accepted from here (pods must reach it too)")
+        return CheckResult(
+            "worker-database", "PASS", "login accepted from here (pods must reach it too)"
+        )
+
     return await _guard("worker-database", probe)
 
 
@@ -164,11 +193,18 @@ async def check_provider(settings: Settings) -> CheckResult:
         fleet = settings.reactor_fleet
         ours = [p for p in pods if p.belongs_to(fleet)]
         marked = [p for p in pods if p.env.get(FLEET_ENV) == fleet]
-        return CheckResult("provider", "PASS",
-                           f"{provider.name} answered: {len(pods)} pod(s) visible, {len(ours)} of "
-                           f"fleet '{fleet}'" + (f" ({len(marked) - len(ours)} with the fleet "
-                                                 f"marker but not its name prefix)"
-                                                 if len(marked) > len(ours) else ""))
+        return CheckResult(
+            "provider",
+            "PASS",
+            f"{provider.name} answered: {len(pods)} pod(s) visible, {len(ours)} of "
+            f"fleet '{fleet}'"
+            + (
+                f" ({len(marked) - len(ours)} with the fleet marker but not its name prefix)"
+                if len(marked) > len(ours)
+                else ""
+            ),
+        )
+
     return await _guard("provider", probe)
 
 
@@ -185,7 +221,7 @@ async def _guard(name: str, probe: Callable[[], Awaitable[CheckResult]]) -> Chec
         return await probe()
     except ReactorError as exc:
         return CheckResult(name, "FAIL", scrub(str(exc)))
-    except DRIVER_ERRORS as exc:
+    except TRANSIENT_DB_ERRORS as exc:
         return CheckResult(name, "FAIL", driver_error(exc))
 
 

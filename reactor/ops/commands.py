@@ -15,15 +15,15 @@ from typing import Any
 import orjson
 from rich.text import Text
 
-from reactor import manual, observe
-from reactor.settings import Settings
-from reactor.tables import (
+from reactor.ops import manual, observe
+from reactor.ops.tables import (
     ended_workers_table,
     make_console,
     status_renderable,
     tasks_table,
     workers_table,
 )
+from reactor.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -39,7 +39,8 @@ def task_status(value: str) -> str:
     key = value.lower().replace(" ", "").replace("-", "").replace("_", "")
     if key not in _STATUS_NAMES:
         raise argparse.ArgumentTypeError(
-            f"unknown task status {value!r}; one of: {', '.join(observe.TASK_STATUSES)}")
+            f"unknown task status {value!r}; one of: {', '.join(observe.TASK_STATUSES)}"
+        )
     return _STATUS_NAMES[key]
 
 
@@ -67,7 +68,7 @@ def positive_float(value: str) -> float:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from reactor.http.status import build_status, status_json
+    from reactor.ops.status import build_status, status_json
 
     async with observe.database(settings) as conn:
         state, leader = await observe.fresh_state(conn, settings)
@@ -80,7 +81,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from reactor.checks import run_checks
+    from reactor.ops.checks import run_checks
 
     results = await run_checks(settings)
     if args.json:
@@ -138,13 +139,17 @@ def _confirm(assume_yes: bool) -> Callable[[dict[str, Any]], bool]:
         if assume_yes:
             return True
         if not sys.stdin.isatty():
-            raise manual.Refused("refusing to terminate without confirmation: stdin is not a "
-                                 "terminal; pass --yes")
+            raise manual.Refused(
+                "refusing to terminate without confirmation: stdin is not a terminal; pass --yes"
+            )
         tasks = row.get("tasks") or []
-        answer = input(f"terminate worker {row['id']} (pod {row['pod_id'] or '-'}, {row['status']}"
-                       f"{f', {len(tasks)} task(s) in progress will be requeued' if tasks else ''})"
-                       f"? [y/N] ")
+        answer = input(
+            f"terminate worker {row['id']} (pod {row['pod_id'] or '-'}, {row['status']}"
+            f"{f', {len(tasks)} task(s) in progress will be requeued' if tasks else ''})"
+            f"? [y/N] "
+        )
         return answer.strip().lower() in ("y", "yes")
+
     return confirm
 
 
@@ -157,8 +162,9 @@ async def cmd_workers_terminate(args: argparse.Namespace, settings: Settings) ->
 
 
 async def cmd_tasks_create(args: argparse.Namespace, settings: Settings) -> int:
-    ids = await manual.create_tasks(settings, args.type, args.params, count=args.count,
-                                    priority=args.priority)
+    ids = await manual.create_tasks(
+        settings, args.type, args.params, count=args.count, priority=args.priority
+    )
     if args.json:
         _print_json(ids)
     else:
@@ -182,10 +188,11 @@ async def cmd_tasks_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from reactor.dashboard import run_dashboard
+    from reactor.ops.dashboard import run_dashboard
 
-    return await run_dashboard(settings, interval=args.interval, iterations=args.iterations,
-                               export=args.export)
+    return await run_dashboard(
+        settings, interval=args.interval, iterations=args.iterations, export=args.export
+    )
 
 
 # --- wiring --------------------------------------------------------------------------
@@ -196,8 +203,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return await handler(args, settings)
 
 
-def _command(sub: Any, commands: dict[str, tuple[Handler, str]], name: str,
-             help_text: str, handler: Handler) -> argparse.ArgumentParser:
+def _command(
+    sub: Any, commands: dict[str, tuple[Handler, str]], name: str, help_text: str, handler: Handler
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
     commands[name] = (handler, help_text)
     return parser
@@ -213,12 +221,24 @@ def _json_flag(parser: argparse.ArgumentParser, what: str = "JSON instead of a t
 
 
 def _register_status(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
-    p = _command(sub, commands, "status", "what the fleet looks like now: queue, workers, "
-                 "leader, budget, recent actions (read from the database)", _dispatch)
+    p = _command(
+        sub,
+        commands,
+        "status",
+        "what the fleet looks like now: queue, workers, "
+        "leader, budget, recent actions (read from the database)",
+        _dispatch,
+    )
     p.set_defaults(op=cmd_status)
     _json_flag(p, "the same JSON as GET /status")
-    p = _command(sub, commands, "check", "check the database, schema, LISTEN/NOTIFY, worker "
-                 "DSN and provider; exit 1 if any check fails", _dispatch)
+    p = _command(
+        sub,
+        commands,
+        "check",
+        "check the database, schema, LISTEN/NOTIFY, worker "
+        "DSN and provider; exit 1 if any check fails",
+        _dispatch,
+    )
     p.set_defaults(op=cmd_check)
     _json_flag(p, "the verdicts as JSON")
 
@@ -226,26 +246,43 @@ def _register_status(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None
 def _register_workers(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
     p = _command(sub, commands, "workers", "list, spawn, drain or terminate workers", _dispatch)
     group = _nested(p, "workers")
-    q = group.add_parser("list", help="live workers with their health",
-                         description="live workers with their health (active_workers_health)")
-    q.add_argument("--ended", type=int, default=0, metavar="N",
-                   help="also show the N most recently ended workers")
+    q = group.add_parser(
+        "list",
+        help="live workers with their health",
+        description="live workers with their health (active_workers_health)",
+    )
+    q.add_argument(
+        "--ended",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also show the N most recently ended workers",
+    )
     _json_flag(q)
     q.set_defaults(op=cmd_workers_list)
-    q = group.add_parser("spawn", help="spawn workers now (same code and records as the reactor)",
-                         description="spawn workers now through the provider, within "
-                                     "MAX_ACTIVE_GPUS and MAX_HOURLY_SPEND_USD")
+    q = group.add_parser(
+        "spawn",
+        help="spawn workers now (same code and records as the reactor)",
+        description="spawn workers now through the provider, within "
+        "MAX_ACTIVE_GPUS and MAX_HOURLY_SPEND_USD",
+    )
     q.add_argument("--count", type=positive, default=1, metavar="N", help="workers to spawn (1)")
     q.add_argument("--force", action="store_true", help="spawn even above the caps")
     q.set_defaults(op=cmd_workers_spawn)
-    q = group.add_parser("drain", help="ask a worker to finish its task and exit",
-                         description="mark a worker terminating: it takes no new task, "
-                                     "finishes the current one, then the reactor retires it")
+    q = group.add_parser(
+        "drain",
+        help="ask a worker to finish its task and exit",
+        description="mark a worker terminating: it takes no new task, "
+        "finishes the current one, then the reactor retires it",
+    )
     q.add_argument("worker_id", metavar="ID")
     q.set_defaults(op=cmd_workers_drain)
-    q = group.add_parser("terminate", help="end a worker now: requeue its tasks, terminate its pod",
-                         description="end a worker now: its row, its tasks (requeued) and its pod "
-                                     "(asks for confirmation unless --yes)")
+    q = group.add_parser(
+        "terminate",
+        help="end a worker now: requeue its tasks, terminate its pod",
+        description="end a worker now: its row, its tasks (requeued) and its pod "
+        "(asks for confirmation unless --yes)",
+    )
     q.add_argument("worker_id", metavar="ID")
     q.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     q.set_defaults(op=cmd_workers_terminate)
@@ -254,30 +291,54 @@ def _register_workers(sub: Any, commands: dict[str, tuple[Handler, str]]) -> Non
 def _register_tasks(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
     p = _command(sub, commands, "tasks", "create test tasks or list tasks", _dispatch)
     group = _nested(p, "tasks")
-    q = group.add_parser("create", help="queue test tasks",
-                         description="queue tasks (one INSERT, so one wake-up)")
+    q = group.add_parser(
+        "create", help="queue test tasks", description="queue tasks (one INSERT, so one wake-up)"
+    )
     q.add_argument("--type", required=True, metavar="T", help="task_type of the new tasks")
     q.add_argument("--params", default="{}", metavar="JSON", help="params, a JSON object ({})")
     q.add_argument("--count", type=positive, default=1, metavar="N", help="how many (1)")
     q.add_argument("--priority", type=int, default=0, metavar="P", help="higher runs first (0)")
     _json_flag(q, "the new ids as JSON")
     q.set_defaults(op=cmd_tasks_create)
-    q = group.add_parser("list", help="tasks, most recently updated first",
-                         description="tasks, most recently updated first (params not shown)")
-    q.add_argument("--status", type=task_status, default=None, metavar="S",
-                   help="Queued, 'In Progress', Complete, Failed or Cancelled")
+    q = group.add_parser(
+        "list",
+        help="tasks, most recently updated first",
+        description="tasks, most recently updated first (params not shown)",
+    )
+    q.add_argument(
+        "--status",
+        type=task_status,
+        default=None,
+        metavar="S",
+        help="Queued, 'In Progress', Complete, Failed or Cancelled",
+    )
     q.add_argument("--limit", type=positive, default=20, metavar="N", help="at most N rows (20)")
     _json_flag(q)
     q.set_defaults(op=cmd_tasks_list)
 
 
 def _register_dashboard(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
-    p = _command(sub, commands, "dashboard", "live terminal dashboard: queue, workers, "
-                 "activity, cost, alerts", _dispatch)
-    p.add_argument("--interval", type=positive_float, default=3.0, metavar="SEC",
-                   help="seconds between refreshes (3)")
-    p.add_argument("--iterations", type=positive, default=None, metavar="N",
-                   help="stop after N frames (default: until Ctrl-C)")
+    p = _command(
+        sub,
+        commands,
+        "dashboard",
+        "live terminal dashboard: queue, workers, activity, cost, alerts",
+        _dispatch,
+    )
+    p.add_argument(
+        "--interval",
+        type=positive_float,
+        default=3.0,
+        metavar="SEC",
+        help="seconds between refreshes (3)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="stop after N frames (default: until Ctrl-C)",
+    )
     p.add_argument("--export", action="store_true", help="print one JSON snapshot and exit")
     p.set_defaults(op=cmd_dashboard)
 

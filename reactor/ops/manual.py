@@ -15,17 +15,17 @@ from typing import Any
 
 import asyncpg
 
-from reactor import observe
+from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
+from reactor.domain.actions import Drain, Retire, Spawn
+from reactor.engine.executor import Executor, utcnow
+from reactor.engine.metrics import Metrics
+from reactor.engine.snapshot import read_snapshot
+from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import ConfigError, DatabaseError, ReactorError
-from reactor.executor import Executor, utcnow
-from reactor.metrics import Metrics
-from reactor.model import Drain, Retire, Spawn
-from reactor.pooler import POOLER_ERROR, POOLER_ERRORS
+from reactor.ops import observe
 from reactor.providers.base import Pod, PodSpec, Provider
 from reactor.settings import Settings
-from reactor.snapshot import read_snapshot
-from reactor.state import ActionRecord, ReactorState
 
 LIVE = ("spawning", "active", "terminating")
 
@@ -79,11 +79,21 @@ async def executor_for(settings: Settings, *, provider: bool = True) -> AsyncIte
         chosen = make_provider(settings)
     else:
         chosen = DatabaseOnly()
-    pool = await asyncpg.create_pool(settings.dsn(), min_size=1, max_size=4, timeout=10,
-                                     server_settings={"application_name": "gpu-reactor-cli"})
+    pool = await asyncpg.create_pool(
+        settings.dsn(),
+        min_size=1,
+        max_size=4,
+        timeout=10,
+        server_settings={"application_name": "gpu-reactor-cli"},
+    )
     try:
-        yield Executor(pool=pool, provider=chosen, settings=settings, metrics=Metrics(),
-                       state=ReactorState(role="cli"))
+        yield Executor(
+            pool=pool,
+            provider=chosen,
+            settings=settings,
+            metrics=Metrics(),
+            state=ReactorState(role="cli"),
+        )
     except POOLER_ERRORS as exc:
         raise DatabaseError(POOLER_ERROR) from exc
     finally:
@@ -106,16 +116,20 @@ async def spawn(settings: Settings, count: int, *, force: bool = False) -> list[
     if count < 1:
         raise BadInput("--count must be at least 1")
     if settings.reactor_provider == "local":
-        raise Refused("with REACTOR_PROVIDER=local a pod is a process of the command that "
-                      "starts it and would end with this command: queue tasks instead "
-                      "('gpu-reactor tasks create') and let the running reactor spawn")
+        raise Refused(
+            "with REACTOR_PROVIDER=local a pod is a process of the command that "
+            "starts it and would end with this command: queue tasks instead "
+            "('gpu-reactor tasks create') and let the running reactor spawn"
+        )
     async with executor_for(settings) as ex, ex.pool.acquire() as conn:
         snap = await read_snapshot(conn, arm=False)
         await ex.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0.0))
         room, why = spawn_room(settings, len(snap.workers), snap.hourly_burn, ex.expected_price)
         if count > room and not force:
-            raise Refused(f"{len(snap.workers)} live worker(s) and {why} leave room for {room}; "
-                          f"asked for {count} (pass --force to go over the cap)")
+            raise Refused(
+                f"{len(snap.workers)} live worker(s) and {why} leave room for {room}; "
+                f"asked for {count} (pass --force to go over the cap)"
+            )
         reason = "requested by operator (gpu-reactor workers spawn)"
         return await ex.apply([Spawn(reason=reason) for _ in range(count)], utcnow())
 
@@ -127,11 +141,13 @@ async def _live_worker(settings: Settings, worker_id: str, verb: str) -> dict[st
             running = await conn.fetch(query("running_tasks"))
             row["tasks"] = [str(r["id"]) for r in running if r["worker_id"] == worker_id]
     if row is None:
-        raise UnknownWorker(f"no worker with id '{worker_id}' ('gpu-reactor workers list' "
-                            f"shows the live ones)")
+        raise UnknownWorker(
+            f"no worker with id '{worker_id}' ('gpu-reactor workers list' shows the live ones)"
+        )
     if row["status"] not in LIVE:
-        raise Refused(f"worker '{worker_id}' has already ended ({row['status']}): "
-                      f"nothing to {verb}")
+        raise Refused(
+            f"worker '{worker_id}' has already ended ({row['status']}): nothing to {verb}"
+        )
     return row
 
 
@@ -140,19 +156,26 @@ async def drain(settings: Settings, worker_id: str) -> ActionRecord:
     if row["status"] == "terminating":
         raise Refused(f"worker '{worker_id}' is already draining")
     async with executor_for(settings, provider=False) as ex:
-        [record] = await ex.apply([Drain(worker_id, reason="requested by operator "
-                                                           "(gpu-reactor workers drain)")], utcnow())
+        [record] = await ex.apply(
+            [Drain(worker_id, reason="requested by operator (gpu-reactor workers drain)")], utcnow()
+        )
     return record
 
 
-async def terminate(settings: Settings, worker_id: str,
-                    confirm: Callable[[dict[str, Any]], bool]) -> ActionRecord:
+async def terminate(
+    settings: Settings, worker_id: str, confirm: Callable[[dict[str, Any]], bool]
+) -> ActionRecord:
     """End a live worker now: its row, its tasks (requeued) and its pod."""
     row = await _live_worker(settings, worker_id, "terminate")
     if not confirm(row):
         raise Refused(f"not confirmed: worker '{worker_id}' left running")
-    action = Retire(worker_id, row["pod_id"], status="terminated", cause="operator",
-                    reason="terminated by operator (gpu-reactor workers terminate)")
+    action = Retire(
+        worker_id,
+        row["pod_id"],
+        status="terminated",
+        cause="operator",
+        reason="terminated by operator (gpu-reactor workers terminate)",
+    )
     async with executor_for(settings) as ex:
         [record] = await ex.apply([action], utcnow())
     return record
@@ -178,8 +201,9 @@ def parse_params(text: str) -> str:
     return text
 
 
-async def create_tasks(settings: Settings, task_type: str, params: str, *, count: int,
-                       priority: int) -> list[str]:
+async def create_tasks(
+    settings: Settings, task_type: str, params: str, *, count: int, priority: int
+) -> list[str]:
     """Insert ``count`` Queued tasks in one statement (one doorbell ring); return ids."""
     if count < 1:
         raise BadInput("--count must be at least 1")
@@ -197,4 +221,3 @@ def describe(record: ActionRecord) -> str:
     pod = f" pod {record.pod_id}" if record.pod_id and record.worker_id else ""
     detail = f" ({record.detail})" if record.detail else ""
     return f"{record.kind} {record.outcome}: {who}{pod}{detail}"
-

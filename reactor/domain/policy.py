@@ -10,20 +10,18 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from reactor.model import (
-    START_FAILURES_BEFORE_PROBING,
+from reactor.domain.actions import (
     Action,
     AttachPod,
     Drain,
-    Limits,
     RequeueOrphans,
     RequeueTask,
     Retire,
-    Snapshot,
     Spawn,
     TerminatePod,
-    WorkerState,
 )
+from reactor.domain.model import START_FAILURES_BEFORE_PROBING, Limits, Snapshot, WorkerState
+from reactor.domain.rules import desired_workers
 from reactor.settings import Settings
 
 # A pod just created may take a moment to show in the provider's list.
@@ -32,11 +30,6 @@ POD_LIST_GRACE = timedelta(seconds=60)
 
 def _sec(value: float) -> timedelta:
     return timedelta(seconds=value)
-
-
-def desired_workers(snap: Snapshot, settings: Settings) -> int:
-    wanted = math.ceil(snap.demand / settings.tasks_per_gpu_threshold)
-    return max(settings.min_active_gpus, min(settings.max_active_gpus, wanted))
 
 
 def _last_sign_of_life(worker: WorkerState) -> datetime:
@@ -48,30 +41,52 @@ def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Action 
     now = snap.now
     if worker.status == "spawning":
         if now - worker.created_at >= _sec(settings.spawning_timeout_sec):
-            return Retire(worker.id, worker.pod_id, status="error", cause="spawn_timeout",
-                          reason=f"no heartbeat {settings.spawning_timeout_sec:g}s after spawn "
-                                 f"(SPAWNING_TIMEOUT_SEC)", start_failed=True)
+            return Retire(
+                worker.id,
+                worker.pod_id,
+                status="error",
+                cause="spawn_timeout",
+                reason=f"no heartbeat {settings.spawning_timeout_sec:g}s after spawn "
+                f"(SPAWNING_TIMEOUT_SEC)",
+                start_failed=True,
+            )
         return None
     silent = now - _last_sign_of_life(worker)
     if silent >= _sec(settings.gpu_idle_timeout_sec):
-        return Retire(worker.id, worker.pod_id, status="error", cause="heartbeat",
-                      reason=f"heartbeat stale for {silent.total_seconds():.0f}s "
-                             f"(GPU_IDLE_TIMEOUT_SEC={settings.gpu_idle_timeout_sec:g})")
+        return Retire(
+            worker.id,
+            worker.pod_id,
+            status="error",
+            cause="heartbeat",
+            reason=f"heartbeat stale for {silent.total_seconds():.0f}s "
+            f"(GPU_IDLE_TIMEOUT_SEC={settings.gpu_idle_timeout_sec:g})",
+        )
     if worker.status != "terminating":
         return None
     if not snap.tasks_of(worker.id):
-        return Retire(worker.id, worker.pod_id, status="terminated", cause="drained",
-                      reason="drained: no task in progress")
+        return Retire(
+            worker.id,
+            worker.pod_id,
+            status="terminated",
+            cause="drained",
+            reason="drained: no task in progress",
+        )
     since = worker.draining_since or worker.created_at
     if now - since >= _sec(settings.graceful_shutdown_timeout_sec):
-        return Retire(worker.id, worker.pod_id, status="terminated", cause="drain_timeout",
-                      reason=f"drain limit of {settings.graceful_shutdown_timeout_sec:g}s passed "
-                             f"with a task in progress (GRACEFUL_SHUTDOWN_TIMEOUT_SEC)")
+        return Retire(
+            worker.id,
+            worker.pod_id,
+            status="terminated",
+            cause="drain_timeout",
+            reason=f"drain limit of {settings.graceful_shutdown_timeout_sec:g}s passed "
+            f"with a task in progress (GRACEFUL_SHUTDOWN_TIMEOUT_SEC)",
+        )
     return None
 
 
-def _stuck_tasks(snap: Snapshot, settings: Settings, ending: set[str],
-                 draining: set[str]) -> list[Action]:
+def _stuck_tasks(
+    snap: Snapshot, settings: Settings, ending: set[str], draining: set[str]
+) -> list[Action]:
     actions: list[Action] = []
     limit = _sec(settings.task_stuck_timeout_sec)
     for task in snap.running:
@@ -79,9 +94,15 @@ def _stuck_tasks(snap: Snapshot, settings: Settings, ending: set[str],
             continue
         if snap.now - task.started_at < limit:
             continue
-        actions.append(RequeueTask(task.id, task.worker_id, task.attempts,
-                                   reason=f"stuck: In Progress longer than "
-                                          f"{settings.task_stuck_timeout_sec:g}s (TASK_STUCK_TIMEOUT_SEC)"))
+        actions.append(
+            RequeueTask(
+                task.id,
+                task.worker_id,
+                task.attempts,
+                reason=f"stuck: In Progress longer than "
+                f"{settings.task_stuck_timeout_sec:g}s (TASK_STUCK_TIMEOUT_SEC)",
+            )
+        )
         worker = snap.worker(task.worker_id)
         if worker is not None and worker.status == "active" and worker.id not in draining:
             draining.add(worker.id)
@@ -97,8 +118,9 @@ def _orphaned_tasks(snap: Snapshot) -> list[Action]:
     return [RequeueOrphans(tuple(lost), reason="task held by a worker that is no longer live")]
 
 
-def _reconcile_pods(snap: Snapshot, settings: Settings, ending: set[str],
-                    ended_pods: set[str]) -> list[Action]:
+def _reconcile_pods(
+    snap: Snapshot, settings: Settings, ending: set[str], ended_pods: set[str]
+) -> list[Action]:
     """Compare the provider's fleet pods with the live rows (sweep only)."""
     assert snap.pods is not None
     fleet = [p for p in snap.pods if p.belongs_to(settings.reactor_fleet)]
@@ -120,31 +142,59 @@ def _reconcile_pods(snap: Snapshot, settings: Settings, ending: set[str],
                 continue
             if worker.pod_id is None:
                 ending.add(worker.id)
-                actions.append(Retire(worker.id, None, status="error", cause="create_lost",
-                                      reason="no pod was ever created for this worker"))
+                actions.append(
+                    Retire(
+                        worker.id,
+                        None,
+                        status="error",
+                        cause="create_lost",
+                        reason="no pod was ever created for this worker",
+                    )
+                )
             else:
                 ending.add(worker.id)
-                actions.append(Retire(worker.id, None, status="error", cause="pod_missing",
-                                      reason=f"pod {worker.pod_id} no longer exists at the provider",
-                                      start_failed=worker.status == "spawning"))
+                actions.append(
+                    Retire(
+                        worker.id,
+                        None,
+                        status="error",
+                        cause="pod_missing",
+                        reason=f"pod {worker.pod_id} no longer exists at the provider",
+                        start_failed=worker.status == "spawning",
+                    )
+                )
             continue
         if worker.pod_id is None:
             actions.append(AttachPod(worker.id, pod.id))
         if not pod.live:
             ending.add(worker.id)
-            actions.append(Retire(worker.id, pod.id, status="error", cause="pod_dead",
-                                  reason=f"pod is {pod.status} at the provider",
-                                  start_failed=worker.status == "spawning"))
+            actions.append(
+                Retire(
+                    worker.id,
+                    pod.id,
+                    status="error",
+                    cause="pod_dead",
+                    reason=f"pod is {pod.status} at the provider",
+                    start_failed=worker.status == "spawning",
+                )
+            )
     for pod in fleet:
         if pod.id in explained or pod.status == "TERMINATED":
             continue
-        actions.append(TerminatePod(pod.id, pod.name,
-                                    reason="fleet pod that no live worker row explains"))
+        actions.append(
+            TerminatePod(pod.id, pod.name, reason="fleet pod that no live worker row explains")
+        )
     return actions
 
 
-def _spawn_room(snap: Snapshot, settings: Settings, limits: Limits, live_count: int,
-                live_burn: float, starting: int) -> tuple[int, str]:
+def _spawn_room(
+    snap: Snapshot,
+    settings: Settings,
+    limits: Limits,
+    live_count: int,
+    live_burn: float,
+    starting: int,
+) -> tuple[int, str]:
     room = settings.max_active_gpus - live_count - limits.unconfirmed_pods
     why = "MAX_ACTIVE_GPUS"
     if limits.start_failures >= START_FAILURES_BEFORE_PROBING and 1 - starting < room:
@@ -161,8 +211,9 @@ def _spawn_room(snap: Snapshot, settings: Settings, limits: Limits, live_count: 
     return max(room, 0), why
 
 
-def _scale(snap: Snapshot, settings: Settings, limits: Limits, ending: set[str],
-           draining: set[str]) -> list[Action]:
+def _scale(
+    snap: Snapshot, settings: Settings, limits: Limits, ending: set[str], draining: set[str]
+) -> list[Action]:
     live = [w for w in snap.workers if w.id not in ending]
     capacity = [w for w in live if w.status in ("spawning", "active") and w.id not in draining]
     desired = desired_workers(snap, settings)
@@ -178,14 +229,24 @@ def _scale(snap: Snapshot, settings: Settings, limits: Limits, ending: set[str],
         return []
     idle_limit = _sec(settings.scale_down_idle_sec)
     idle = sorted(
-        (w for w in capacity
-         if w.status == "active" and not snap.tasks_of(w.id)
-         and snap.now - w.idle_since >= idle_limit),
-        key=lambda w: w.idle_since)
+        (
+            w
+            for w in capacity
+            if w.status == "active"
+            and not snap.tasks_of(w.id)
+            and snap.now - w.idle_since >= idle_limit
+        ),
+        key=lambda w: w.idle_since,
+    )
     excess = len(capacity) - desired
-    return [Drain(w.id, reason=f"idle {int((snap.now - w.idle_since).total_seconds())}s; "
-                               f"{demand} tasks need {desired} workers")
-            for w in idle[:excess]]
+    return [
+        Drain(
+            w.id,
+            reason=f"idle {int((snap.now - w.idle_since).total_seconds())}s; "
+            f"{demand} tasks need {desired} workers",
+        )
+        for w in idle[:excess]
+    ]
 
 
 def decide(snap: Snapshot, settings: Settings, limits: Limits | None = None) -> list[Action]:
@@ -209,7 +270,9 @@ def decide(snap: Snapshot, settings: Settings, limits: Limits | None = None) -> 
     return actions
 
 
-def next_deadline(snap: Snapshot, settings: Settings, limits: Limits | None = None) -> datetime | None:
+def next_deadline(
+    snap: Snapshot, settings: Settings, limits: Limits | None = None
+) -> datetime | None:
     """The earliest future moment at which ``decide`` could answer differently."""
     limits = limits or Limits()
     moments: list[datetime] = []

@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from reactor.model import Snapshot
+from reactor.domain.model import Snapshot
 
 
 @dataclass
@@ -21,8 +21,15 @@ class ActionRecord:
     detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "kind": self.kind, "outcome": self.outcome, "reason": self.reason,
-                "worker_id": self.worker_id, "pod_id": self.pod_id, "detail": self.detail}
+        return {
+            "at": self.at,
+            "kind": self.kind,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "worker_id": self.worker_id,
+            "pod_id": self.pod_id,
+            "detail": self.detail,
+        }
 
 
 @dataclass

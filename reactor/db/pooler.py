@@ -18,10 +18,14 @@ import asyncpg
 POOLER_PORTS = frozenset({6543})
 POOLER_HOST_MARKS = ("pgbouncer",)
 
-POOLER_HINT = ("use a direct or session-mode connection string (Supabase: db.<ref>.supabase.co:5432 "
-               "or the pooler's session mode on port 5432), see ops/supabase/README.md")
-POOLER_ERROR = ("the database connection goes through a transaction-mode pooler (prepared "
-                "statements of different clients collide): " + POOLER_HINT)
+POOLER_HINT = (
+    "use a direct or session-mode connection string (Supabase: db.<ref>.supabase.co:5432 "
+    "or the pooler's session mode on port 5432), see ops/supabase/README.md"
+)
+POOLER_ERROR = (
+    "the database connection goes through a transaction-mode pooler (prepared "
+    "statements of different clients collide): " + POOLER_HINT
+)
 
 # What asyncpg raises when its prepared statements meet a transaction-mode pooler.
 POOLER_ERRORS = (asyncpg.DuplicatePreparedStatementError, asyncpg.InvalidSQLStatementNameError)

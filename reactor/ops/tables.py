@@ -14,12 +14,17 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from reactor.http.status import StatusView, WorkerView
-from reactor.observe import age_text
+from reactor.ops.observe import age_text
+from reactor.ops.status import StatusView, WorkerView
 
 HEALTH_STYLE = {
-    "idle": "green", "busy": "cyan", "starting": "yellow", "draining": "magenta",
-    "stale": "bold red", "spawn_overdue": "bold red", "stuck_task": "bold red",
+    "idle": "green",
+    "busy": "cyan",
+    "starting": "yellow",
+    "draining": "magenta",
+    "stale": "bold red",
+    "spawn_overdue": "bold red",
+    "stuck_task": "bold red",
 }
 PIPE_WIDTH = 160  # columns when stdout is not a terminal, so piped output is not cut
 
@@ -44,10 +49,17 @@ def health_text(health: str) -> Text:
 
 def worker_row(view: WorkerView) -> dict[str, Any]:
     """A /status worker in the shape of an active_workers_health row."""
-    return {"worker_id": view.id, "status": view.status, "health": view.health,
-            "pod_id": view.pod_id, "gpu_type": view.gpu_type, "cost_per_hr": view.cost_per_hr,
-            "heartbeat_age_sec": view.heartbeat_age_sec, "current_task_id": view.current_task_id,
-            "current_task_age_sec": view.current_task_age_sec}
+    return {
+        "worker_id": view.id,
+        "status": view.status,
+        "health": view.health,
+        "pod_id": view.pod_id,
+        "gpu_type": view.gpu_type,
+        "cost_per_hr": view.cost_per_hr,
+        "heartbeat_age_sec": view.heartbeat_age_sec,
+        "current_task_id": view.current_task_id,
+        "current_task_age_sec": view.current_task_age_sec,
+    }
 
 
 def workers_table(rows: list[dict[str, Any]], title: str = "workers") -> Table:
@@ -64,10 +76,16 @@ def workers_table(rows: list[dict[str, Any]], title: str = "workers") -> Table:
     for row in rows:
         task = row.get("current_task_id")
         table.add_row(
-            row["worker_id"], row["status"], health_text(row.get("health") or "-"),
-            row.get("pod_id") or "-", row.get("gpu_type") or "-",
-            f"{row.get('cost_per_hr') or 0:.3f}", age_text(row.get("heartbeat_age_sec")),
-            task[:8] if task else "-", age_text(row.get("current_task_age_sec")))
+            row["worker_id"],
+            row["status"],
+            health_text(row.get("health") or "-"),
+            row.get("pod_id") or "-",
+            row.get("gpu_type") or "-",
+            f"{row.get('cost_per_hr') or 0:.3f}",
+            age_text(row.get("heartbeat_age_sec")),
+            task[:8] if task else "-",
+            age_text(row.get("current_task_age_sec")),
+        )
     if not rows:
         table.add_row("(none)", *[""] * 8)
     return table
@@ -78,9 +96,15 @@ def ended_workers_table(rows: list[dict[str, Any]]) -> Table:
     for name in ("worker", "status", "pod", "gpu", "$/h", "ended", "reason"):
         table.add_column(name, no_wrap=name in ("worker", "pod"))
     for row in rows:
-        table.add_row(row["worker_id"], row["status"], row.get("pod_id") or "-",
-                      row.get("gpu_type") or "-", f"{row.get('cost_per_hr') or 0:.3f}",
-                      _clock(row.get("terminated_at")), (row.get("reason") or "")[:80])
+        table.add_row(
+            row["worker_id"],
+            row["status"],
+            row.get("pod_id") or "-",
+            row.get("gpu_type") or "-",
+            f"{row.get('cost_per_hr') or 0:.3f}",
+            _clock(row.get("terminated_at")),
+            (row.get("reason") or "")[:80],
+        )
     return table
 
 
@@ -89,9 +113,16 @@ def tasks_table(rows: list[dict[str, Any]], title: str = "tasks") -> Table:
     for name in ("id", "type", "status", "prio", "attempts", "worker", "updated", "error"):
         table.add_column(name, no_wrap=name in ("id", "worker"))
     for row in rows:
-        table.add_row(row["id"], row["task_type"], row["status"], str(row["priority"]),
-                      f"{row['attempts']}/{row['max_attempts']}", row.get("worker_id") or "-",
-                      _clock(row.get("updated_at")), (row.get("error_message") or "")[:60])
+        table.add_row(
+            row["id"],
+            row["task_type"],
+            row["status"],
+            str(row["priority"]),
+            f"{row['attempts']}/{row['max_attempts']}",
+            row.get("worker_id") or "-",
+            _clock(row.get("updated_at")),
+            (row.get("error_message") or "")[:60],
+        )
     if not rows:
         table.add_row("(none)", *[""] * 7)
     return table
@@ -102,8 +133,13 @@ def actions_table(actions: list[dict[str, Any]], title: str = "last actions") ->
     for name in ("at", "kind", "outcome", "worker", "reason"):
         table.add_column(name, no_wrap=name in ("at", "worker"))
     for a in actions:
-        table.add_row(_clock(a["at"]), a["kind"], a["outcome"], a.get("worker_id") or a.get("pod_id") or "-",
-                      (a.get("reason") or "")[:90])
+        table.add_row(
+            _clock(a["at"]),
+            a["kind"],
+            a["outcome"],
+            a.get("worker_id") or a.get("pod_id") or "-",
+            (a.get("reason") or "")[:90],
+        )
     if not actions:
         table.add_row("(none)", "", "", "", "")
     return table
@@ -113,37 +149,64 @@ def _summary(view: StatusView) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    leader = {True: "a reactor holds the leader lock", False: "NO reactor holds the leader lock",
-              None: "unknown"}[view.leader_present]
+    leader = {
+        True: "a reactor holds the leader lock",
+        False: "NO reactor holds the leader lock",
+        None: "unknown",
+    }[view.leader_present]
     grid.add_row("fleet", f"{view.fleet}  (provider {view.provider})")
     grid.add_row("role", f"{view.role}; {leader}")
-    grid.add_row("observed", f"{_clock(view.observed_at)} UTC; data as of {_clock(view.snapshot_at)}")
+    grid.add_row(
+        "observed", f"{_clock(view.observed_at)} UTC; data as of {_clock(view.snapshot_at)}"
+    )
     q = view.queue
     if q is not None:
-        grid.add_row("queue", f"{q.queued} queued (oldest {age_text(q.oldest_queued_age_sec)}), "
-                              f"{q.in_progress} in progress, {q.stuck_tasks} stuck; "
-                              f"desired workers {q.desired_workers}")
+        grid.add_row(
+            "queue",
+            f"{q.queued} queued (oldest {age_text(q.oldest_queued_age_sec)}), "
+            f"{q.in_progress} in progress, {q.stuck_tasks} stuck; "
+            f"desired workers {q.desired_workers}",
+        )
     b = view.budget
     cap = _money(b.max_hourly_spend_usd) if b.max_hourly_spend_usd else "no cap"
     used = f" ({b.used_ratio:.0%})" if b.used_ratio is not None else ""
-    grid.add_row("budget", f"{_money(b.hourly_burn_usd)}/h of {cap}{used}; "
-                           f"next worker ~{_money(b.expected_worker_price_usd)}/h")
+    grid.add_row(
+        "budget",
+        f"{_money(b.hourly_burn_usd)}/h of {cap}{used}; "
+        f"next worker ~{_money(b.expected_worker_price_usd)}/h",
+    )
     if b.spawn_blocked_until:
-        grid.add_row("spawns", Text(f"paused until {_clock(b.spawn_blocked_until)}: "
-                                    f"{b.spawn_blocked_reason}", style="yellow"))
+        grid.add_row(
+            "spawns",
+            Text(
+                f"paused until {_clock(b.spawn_blocked_until)}: {b.spawn_blocked_reason}",
+                style="yellow",
+            ),
+        )
     if view.role != "cli":
         lst = view.listener
-        grid.add_row("listener", Text("connected", style="green") if lst.connected
-                     else Text(f"not connected ({lst.last_error or 'not started'})", style="red"))
+        grid.add_row(
+            "listener",
+            Text("connected", style="green")
+            if lst.connected
+            else Text(f"not connected ({lst.last_error or 'not started'})", style="red"),
+        )
         if lst.hint:
             grid.add_row("", Text(lst.hint, style="yellow"))
-        grid.add_row("reconcile", f"{view.reconcile.count} runs, last {view.reconcile.last_kind} "
-                                  f"at {_clock(view.reconcile.last_at)}")
+        grid.add_row(
+            "reconcile",
+            f"{view.reconcile.count} runs, last {view.reconcile.last_kind} "
+            f"at {_clock(view.reconcile.last_at)}",
+        )
     return grid
 
 
 def status_renderable(view: StatusView) -> RenderableType:
     rows = [worker_row(w) for w in view.workers]
     actions = [a.model_dump() for a in view.actions[:15]]
-    return Group(_summary(view), Text(""), workers_table(rows),
-                 actions_table(actions, "last actions (newest first)"))
+    return Group(
+        _summary(view),
+        Text(""),
+        workers_table(rows),
+        actions_table(actions, "last actions (newest first)"),
+    )

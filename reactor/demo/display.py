@@ -1,7 +1,7 @@
 """What the demo shows: its intro, then the live dashboard or plain lines for CI.
 
 Both displays narrate the story (``narrate``: one line per step of the workload) and
-refresh until cancelled. The live one reuses reactor/dashboard.py's ``gather`` and
+refresh until cancelled. The live one reuses reactor/ops/dashboard.py's ``gather`` and
 ``render_frame`` with the reactor's last actions under it; the plain one prints a
 progress line every few seconds from what the reactor already knows.
 """
@@ -23,13 +23,13 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from reactor.dashboard import compute_alerts, gather, render_frame
-from reactor.demo_workload import Plan
-from reactor.service import Reactor
+from reactor.demo.workload import Plan
+from reactor.engine.service import Reactor
+from reactor.ops.dashboard import compute_alerts, gather, render_frame
+from reactor.ops.tables import actions_table
 from reactor.settings import Settings
-from reactor.tables import actions_table
 
-log = logging.getLogger("reactor.demo")
+log = logging.getLogger("reactor.demo.command")
 
 LIVE_REFRESH_SEC = 1.0
 PLAIN_EVERY_SEC = 5.0
@@ -42,8 +42,17 @@ SELECT count(*) FROM tasks WHERE params ->> 'demo_run' = $1 AND status = 'Comple
 class Display:
     """The plain display: narration and a progress line every PLAIN_EVERY_SEC."""
 
-    def __init__(self, *, reactor: Reactor, pool: asyncpg.Pool, run_id: str, duration: float,
-                 urls: str, console: Console, log_level: int = logging.INFO) -> None:
+    def __init__(
+        self,
+        *,
+        reactor: Reactor,
+        pool: asyncpg.Pool,
+        run_id: str,
+        duration: float,
+        urls: str,
+        console: Console,
+        log_level: int = logging.INFO,
+    ) -> None:
         self.reactor = reactor
         self.pool = pool
         self.run_id = run_id
@@ -67,62 +76,84 @@ class Display:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(PLAIN_EVERY_SEC)
-            self.console.print(Text(f"[{self.elapsed():6.1f}s] {await self._progress()}",
-                                    style="dim"))
+            self.console.print(
+                Text(f"[{self.elapsed():6.1f}s] {await self._progress()}", style="dim")
+            )
 
     async def _progress(self) -> str:
         complete = await self.pool.fetchval(RUN_COMPLETE, self.run_id)
         snap = self.reactor.state.snapshot
         if snap is None:
             return f"{complete} complete; the reactor has not reconciled yet"
-        counts = {s: sum(1 for w in snap.workers if w.status == s)
-                  for s in ("spawning", "active", "terminating")}
-        return (f"queue: {snap.queued} queued, {snap.in_progress} in progress, {complete} "
-                f"complete | workers: {counts['spawning']} spawning, {counts['active']} active, "
-                f"{counts['terminating']} draining | ${snap.hourly_burn:.2f}/h")
+        counts = {
+            s: sum(1 for w in snap.workers if w.status == s)
+            for s in ("spawning", "active", "terminating")
+        }
+        return (
+            f"queue: {snap.queued} queued, {snap.in_progress} in progress, {complete} "
+            f"complete | workers: {counts['spawning']} spawning, {counts['active']} active, "
+            f"{counts['terminating']} draining | ${snap.hourly_burn:.2f}/h"
+        )
 
 
 class LiveDisplay(Display):
-    """The live dashboard of reactor/dashboard.py, refreshed every second."""
+    """The live dashboard of reactor/ops/dashboard.py, refreshed every second."""
 
     async def run(self) -> None:
         previous: int | None = None
-        with Live(self._frame(None), console=self.console, auto_refresh=False,
-                  vertical_overflow="visible") as live:
+        with Live(
+            self._frame(None), console=self.console, auto_refresh=False, vertical_overflow="visible"
+        ) as live:
             while True:
                 async with self.pool.acquire() as conn:
                     data = await gather(conn, self.reactor.settings)
                 alerts = compute_alerts(data, previous)
                 previous = data.overview.get("queued_tasks")
-                live.update(self._frame(render_frame(replace(data, alerts=alerts))),
-                            refresh=True)
+                live.update(self._frame(render_frame(replace(data, alerts=alerts))), refresh=True)
                 await asyncio.sleep(LIVE_REFRESH_SEC)
 
     def _frame(self, dashboard: RenderableType | None) -> RenderableType:
-        head = Text(f"gpu-reactor demo · {self.elapsed():.0f}s of {self.duration:.0f}s · ",
-                    style="bold")
+        head = Text(
+            f"gpu-reactor demo · {self.elapsed():.0f}s of {self.duration:.0f}s · ", style="bold"
+        )
         head.append(self.stage)
         head.append(f"\n{self.urls} · Ctrl-C stops everything", style="dim")
         parts: list[RenderableType] = [Panel(head, border_style="cyan")]
         if dashboard is not None:
-            actions = [{**a.as_dict(), "at": datetime.fromtimestamp(a.at)}
-                       for a in list(self.reactor.state.actions)[-ACTIONS_SHOWN:]]
+            actions = [
+                {**a.as_dict(), "at": datetime.fromtimestamp(a.at)}
+                for a in list(self.reactor.state.actions)[-ACTIONS_SHOWN:]
+            ]
             parts += [dashboard, actions_table(actions, "the reactor's last actions")]
         return Group(*parts)
 
 
-def print_intro(console: Console, *, where: str, plan: Plan, duration: float, port: int,
-                data_dir: Path, settings: dict[str, Any]) -> None:
+def print_intro(
+    console: Console,
+    *,
+    where: str,
+    plan: Plan,
+    duration: float,
+    port: int,
+    data_dir: Path,
+    settings: dict[str, Any],
+) -> None:
     """What is about to run, and the demo's settings with what each one means."""
     sizes = ", ".join(f"{len(b.seconds)} at {b.at:g}s" for b in plan.bursts)
-    console.print("[bold]gpu-reactor demo[/]: the real reactor, real worker processes, a real "
-                  "Postgres; nothing to sign up for")
+    console.print(
+        "[bold]gpu-reactor demo[/]: the real reactor, real worker processes, a real "
+        "Postgres; nothing to sign up for"
+    )
     console.print(f"  database   {where}")
-    console.print(f"  workers    'python -m worker' processes (provider 'local'); their logs in "
-                  f"{data_dir / 'worker-logs'}")
-    console.print(f"  workload   {plan.tasks} sleep tasks over about {duration:g}s: bursts of "
-                  f"{sizes}; then {len(plan.act_two)} more, and the worker that takes them is "
-                  "killed with SIGKILL mid-task")
+    console.print(
+        f"  workers    'python -m worker' processes (provider 'local'); their logs in "
+        f"{data_dir / 'worker-logs'}"
+    )
+    console.print(
+        f"  workload   {plan.tasks} sleep tasks over about {duration:g}s: bursts of "
+        f"{sizes}; then {len(plan.act_two)} more, and the worker that takes them is "
+        "killed with SIGKILL mid-task"
+    )
     console.print(f"  watch      http://127.0.0.1:{port}/status   http://127.0.0.1:{port}/metrics")
     console.print("  settings   (short timeouts so the story fits in a couple of minutes)")
     fields = {f.alias: f for f in Settings.model_fields.values() if f.alias}

@@ -16,25 +16,32 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from reactor.aio import wait_any, wait_event
+from reactor.db.errors import CONNECTION_ERRORS, TRANSIENT_DB_ERRORS
 from reactor.db.migrate import check_schema
 from reactor.db.pool import GuardedPool, create_pool
 from reactor.db.queries import query
+from reactor.domain.actions import Drain
+from reactor.domain.events import (
+    DrainRequest,
+    MalformedEvent,
+    SweepRequest,
+    TaskQueued,
+    parse_event,
+)
+from reactor.domain.model import Snapshot
+from reactor.domain.policy import decide, next_deadline
+from reactor.domain.rules import desired_workers
+from reactor.engine.executor import Executor
+from reactor.engine.leader import Leadership, LeadershipLost
+from reactor.engine.listener import Listener
+from reactor.engine.metrics import Metrics
+from reactor.engine.snapshot import read_snapshot
+from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import ProviderError
-from reactor.events import DrainRequest, MalformedEvent, SweepRequest, TaskQueued, parse_event
-from reactor.executor import Executor
-from reactor.leader import Leadership, LeadershipLost
-from reactor.listener import Listener
-from reactor.metrics import Metrics
-from reactor.model import Drain, Snapshot
-from reactor.policy import decide, desired_workers, next_deadline
 from reactor.providers import make_provider
 from reactor.providers.base import Provider
 from reactor.settings import Settings
-from reactor.snapshot import read_snapshot
-from reactor.state import ActionRecord, ReactorState
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +70,16 @@ class ReconcileResult:
             "waiting_retry": snap.waiting,
             "in_progress": snap.in_progress,
             "desired_workers": self.desired,
-            "workers": [{"id": w.id, "status": w.status, "pod_id": w.pod_id,
-                         "gpu_type": w.gpu_type, "cost_per_hr": w.cost_per_hr}
-                        for w in snap.workers],
+            "workers": [
+                {
+                    "id": w.id,
+                    "status": w.status,
+                    "pod_id": w.pod_id,
+                    "gpu_type": w.gpu_type,
+                    "cost_per_hr": w.cost_per_hr,
+                }
+                for w in snap.workers
+            ],
             "pods_seen": None if snap.pods is None else len(snap.pods),
             "hourly_burn_usd": round(snap.hourly_burn, 4),
             "actions": [a.as_dict() for a in self.actions],
@@ -74,8 +88,14 @@ class ReconcileResult:
 
 
 class Reactor:
-    def __init__(self, settings: Settings, *, provider: Provider | None = None,
-                 metrics: Metrics | None = None, state: ReactorState | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        provider: Provider | None = None,
+        metrics: Metrics | None = None,
+        state: ReactorState | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.state = state or ReactorState()
@@ -101,17 +121,24 @@ class Reactor:
         async with self.pool.acquire() as conn:
             await check_schema(conn)
             # Whole seconds in the views' table: rounded up, so 0.5 s is not stored as 0.
-            await conn.execute(query("sync_settings"),
-                               math.ceil(self.settings.gpu_idle_timeout_sec),
-                               math.ceil(self.settings.task_stuck_timeout_sec),
-                               math.ceil(self.settings.spawning_timeout_sec),
-                               math.ceil(self.settings.task_retry_delay_sec))
+            await conn.execute(
+                query("sync_settings"),
+                math.ceil(self.settings.gpu_idle_timeout_sec),
+                math.ceil(self.settings.task_stuck_timeout_sec),
+                math.ceil(self.settings.spawning_timeout_sec),
+                math.ceil(self.settings.task_retry_delay_sec),
+            )
         self.state.db_ok = True
         self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
-        self.executor = Executor(pool=self.pool, provider=self.provider, settings=self.settings,
-                                 metrics=self.metrics, state=self.state)
+        self.executor = Executor(
+            pool=self.pool,
+            provider=self.provider,
+            settings=self.settings,
+            metrics=self.metrics,
+            state=self.state,
+        )
 
     async def close(self) -> None:
         await self.leadership.release()
@@ -137,7 +164,8 @@ class Reactor:
             # Any login may NOTIFY; a drain is honoured once its sender is known not to
             # be a pod. Checked at once: the sending session may end any moment.
             check = asyncio.get_running_loop().create_task(
-                self._check_drain(event.worker_id, sender_pid))
+                self._check_drain(event.worker_id, sender_pid)
+            )
             self._checks.add(check)
             check.add_done_callback(self._checks.discard)
             return
@@ -150,7 +178,7 @@ class Reactor:
         else:
             try:
                 row = await self.pool.fetchrow(query("drain_sender"), sender_pid)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT_DB_ERRORS as exc:
                 row, refused = None, f"sender not checked: {exc}"[:200]
             if refused is None:
                 if row is None:
@@ -159,12 +187,27 @@ class Reactor:
                     refused = "sent by a gpu_worker login"
         if refused is not None:
             self.metrics.refused_drains.labels(
-                reason="worker login" if refused.startswith("sent by") else "unverified").inc()
-            log.warning("manual_drain_refused", extra={
-                "worker_id": worker_id, "sender_pid": sender_pid, "reason": refused,
-                "hint": f"SELECT gpu_reactor_drain('{worker_id}') or gpu-reactor workers drain"})
-            self.state.record(ActionRecord(time.time(), "drain", "refused",
-                                           "requested by NOTIFY", worker_id, detail=refused))
+                reason="worker login" if refused.startswith("sent by") else "unverified"
+            ).inc()
+            log.warning(
+                "manual_drain_refused",
+                extra={
+                    "worker_id": worker_id,
+                    "sender_pid": sender_pid,
+                    "reason": refused,
+                    "hint": f"SELECT gpu_reactor_drain('{worker_id}') or gpu-reactor workers drain",
+                },
+            )
+            self.state.record(
+                ActionRecord(
+                    time.time(),
+                    "drain",
+                    "refused",
+                    "requested by NOTIFY",
+                    worker_id,
+                    detail=refused,
+                )
+            )
             return
         self._manual_drains.append(worker_id)
         self.wake()
@@ -204,8 +247,9 @@ class Reactor:
                 self._list_failures += 1
                 self.metrics.reconcile_errors.inc()
                 self.state.last_error = f"listing pods failed: {exc}"[:300]
-                log.warning("pod_list_failed", extra={"error": str(exc),
-                                                      "failures": self._list_failures})
+                log.warning(
+                    "pod_list_failed", extra={"error": str(exc), "failures": self._list_failures}
+                )
                 full = False
         async with self.pool.acquire() as conn:
             snap = await read_snapshot(conn, pods)
@@ -216,12 +260,16 @@ class Reactor:
         actions = decide(snap, self.settings, limits)
         actions = self._manual(snap) + actions
         self.executor.first_action_at = None
-        records = (await self.executor.apply(actions, snap.now)
-                   if actions or self.executor.terminations_due(snap.now) else [])
+        records = (
+            await self.executor.apply(actions, snap.now)
+            if actions or self.executor.terminations_due(snap.now)
+            else []
+        )
         if self.executor.limits().unconfirmed_pods < limits.unconfirmed_pods:
             self._dirty.set()  # a slot held by a pod that would not go is free: decide again
-        result = ReconcileResult("sweep" if full else "event", snap,
-                                 desired_workers(snap, self.settings), records)
+        result = ReconcileResult(
+            "sweep" if full else "event", snap, desired_workers(snap, self.settings), records
+        )
         result.duration_ms = (time.monotonic() - started) * 1000
         self._record(result)
         return result
@@ -232,8 +280,10 @@ class Reactor:
         for worker_id in dict.fromkeys(drains):
             worker = snap.worker(worker_id)
             if worker is None or worker.status not in ("spawning", "active"):
-                log.warning("manual_drain_ignored", extra={"worker_id": worker_id,
-                                                           "reason": "not a live, undrained worker"})
+                log.warning(
+                    "manual_drain_ignored",
+                    extra={"worker_id": worker_id, "reason": "not a live, undrained worker"},
+                )
                 continue
             out.append(Drain(worker_id, reason="requested by operator (NOTIFY drain)"))
         return out
@@ -260,10 +310,18 @@ class Reactor:
         if self._first_event_at is not None and self.executor.first_action_at is not None:
             m.reaction_latency.observe(max(self.executor.first_action_at - self._first_event_at, 0))
         if result.actions:
-            log.info("reconciled", extra={"kind": result.kind, "queued": snap.queued,
-                                          "in_progress": snap.in_progress, "desired": result.desired,
-                                          "workers": len(snap.workers), "actions": len(result.actions),
-                                          "ms": round(result.duration_ms, 1)})
+            log.info(
+                "reconciled",
+                extra={
+                    "kind": result.kind,
+                    "queued": snap.queued,
+                    "in_progress": snap.in_progress,
+                    "desired": result.desired,
+                    "workers": len(snap.workers),
+                    "actions": len(result.actions),
+                    "ms": round(result.duration_ms, 1),
+                },
+            )
 
     # --- the wake loop -------------------------------------------------------------------
     def _sweep_interval(self) -> float:
@@ -305,14 +363,14 @@ class Reactor:
                 failures += 1
                 self.metrics.reconcile_errors.inc()
                 self.state.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                delay = min(0.2 * 2 ** failures, RECONCILE_RETRY_MAX)
-                log.error("reconcile_failed", extra={"error": self.state.last_error,
-                                                     "retry_in": round(delay, 2)},
-                          exc_info=not isinstance(exc, OSError | asyncpg.PostgresError
-                                                  | asyncpg.InterfaceError | TimeoutError
-                                                  | ProviderError))
+                delay = min(0.2 * 2**failures, RECONCILE_RETRY_MAX)
+                log.error(
+                    "reconcile_failed",
+                    extra={"error": self.state.last_error, "retry_in": round(delay, 2)},
+                    exc_info=not isinstance(exc, (*TRANSIENT_DB_ERRORS, ProviderError)),
+                )
                 self._full_requested = self._full_requested or full
-                if isinstance(exc, OSError | asyncpg.InterfaceError | TimeoutError):
+                if isinstance(exc, CONNECTION_ERRORS):
                     self._expire_pool = True
                 await wait_event(self.stop_event, delay)
                 self._dirty.set()
@@ -324,20 +382,30 @@ class Reactor:
                 self._next_sweep = last_end + self._sweep_interval()
             elif full:  # the sweep ran without the provider's list: retry it with backoff
                 self._next_sweep = last_end + min(
-                    0.5 * 2 ** self._list_failures, RECONCILE_RETRY_MAX, self._sweep_interval())
-            deadline = next_deadline(result.snapshot, self.settings, self.executor.limits()
-                                     if self.executor else None)
-            deadline_at = (last_end + (deadline - result.snapshot.now).total_seconds()
-                           + DEADLINE_SLACK) if deadline else float("inf")
+                    0.5 * 2**self._list_failures, RECONCILE_RETRY_MAX, self._sweep_interval()
+                )
+            deadline = next_deadline(
+                result.snapshot, self.settings, self.executor.limits() if self.executor else None
+            )
+            deadline_at = (
+                (last_end + (deadline - result.snapshot.now).total_seconds() + DEADLINE_SLACK)
+                if deadline
+                else float("inf")
+            )
             if trailing:
                 deadline_at = min(deadline_at, last_end + TRAILING_CHECK)
 
     async def lead(self) -> None:
         """Act as the leader until stopped; raises LeadershipLost if the lock goes."""
-        listener = Listener(dsn=self.settings.dsn(), on_payload=self.on_payload,
-                            on_connected=self._listener_connected, probe=self._probe,
-                            health=self.state.listener, metrics=self.metrics,
-                            check_interval=self.settings.listener_check_interval_sec)
+        listener = Listener(
+            dsn=self.settings.dsn(),
+            on_payload=self.on_payload,
+            on_connected=self._listener_connected,
+            probe=self._probe,
+            health=self.state.listener,
+            metrics=self.metrics,
+            check_interval=self.settings.listener_check_interval_sec,
+        )
         self._full_requested = True
         self._next_sweep = 0.0
         self._expire_pool = True  # a new term: trust no connection from before it
@@ -378,7 +446,10 @@ class Reactor:
         await self.open()
         try:
             if not await self.leadership.try_acquire():
-                return {"leader": False, "error": "another reactor holds the leader lock; nothing done"}
+                return {
+                    "leader": False,
+                    "error": "another reactor holds the leader lock; nothing done",
+                }
             result = await self.reconcile(full=True)
             return {"leader": True, **result.summary()}
         finally:

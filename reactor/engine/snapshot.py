@@ -1,0 +1,62 @@
+"""Read one consistent snapshot of the queue and the fleet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from reactor.db.queries import query
+from reactor.domain.model import Snapshot, TaskState, WorkerState
+from reactor.domain.pods import Pod
+
+
+def _worker(row: asyncpg.Record) -> WorkerState:
+    return WorkerState(
+        id=row["id"],
+        status=row["status"],
+        created_at=row["created_at"],
+        pod_id=row["pod_id"],
+        managed=row["managed"],
+        gpu_type=row["gpu_type"],
+        cost_per_hr=float(row["cost_per_hr"]),
+        activated_at=row["activated_at"],
+        last_heartbeat=row["last_heartbeat"],
+        draining_since=row["draining_since"],
+        last_task_finished_at=row["last_task_finished_at"],
+        drained_at=row["drained_at"],
+    )
+
+
+def _task(row: asyncpg.Record) -> TaskState:
+    return TaskState(
+        id=str(row["id"]),
+        worker_id=row["worker_id"],
+        attempts=row["attempts"],
+        started_at=row["generation_started_at"],
+    )
+
+
+async def read_snapshot(
+    conn: asyncpg.Connection, pods: Sequence[Pod] | None = None, *, arm: bool = True
+) -> Snapshot:
+    """Arm the doorbell, then read counts, live workers and running tasks in one
+    repeatable-read transaction. Arming first means any task queued after this read
+    rings the bell, and anything queued before it is in the snapshot."""
+    if arm:
+        await conn.execute(query("arm_doorbell"))
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        counts = await conn.fetchrow(query("queue_counts"))
+        workers = await conn.fetch(query("live_workers"))
+        running = await conn.fetch(query("running_tasks"))
+    return Snapshot(
+        now=counts["db_now"],
+        queued=counts["queued"],
+        in_progress=counts["in_progress"],
+        oldest_queued_at=counts["oldest_queued_at"],
+        waiting=counts["waiting"],
+        next_retry_at=counts["next_retry_at"],
+        workers=tuple(_worker(r) for r in workers),
+        running=tuple(_task(r) for r in running),
+        pods=tuple(pods) if pods is not None else None,
+    )
