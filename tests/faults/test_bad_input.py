@@ -27,6 +27,7 @@ from reactor.providers.base import PodSpec
 from reactor.providers.runpod import RunpodProvider
 from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
 from tests.faults.reactors import clean_environ
+from tests.metrics import metric_value
 from tests.reactor.harness import insert_tasks, running, runpod_settings
 from tests.util import wait_until
 
@@ -86,23 +87,23 @@ async def test_any_notify_payload_is_counted_and_never_kills_the_loop(
     live_reactor: tuple[Reactor, FakeRunpod, asyncpg.Connection], batch: list[str]
 ) -> None:
     reactor, _, conn = live_reactor
-    malformed = reactor.metrics.malformed_events
-    bad_before = malformed._value.get()
+
+    def malformed() -> float:
+        return metric_value(reactor.metrics, "gpu_reactor_malformed_events_total")
+
+    bad_before = malformed()
     seen_before = _event_total(reactor)
     for payload in batch:
         await conn.execute("SELECT pg_notify('gpu_reactor', $1)", payload)
     expected_bad = sum(_malformed(p) for p in batch)
 
     await wait_until(
-        lambda: (
-            (malformed._value.get() - bad_before) + (_event_total(reactor) - seen_before)
-            >= len(batch)
-        ),
+        lambda: (malformed() - bad_before) + (_event_total(reactor) - seen_before) >= len(batch),
         timeout=5,
         interval=0.01,
         what="every payload counted",
     )
-    assert malformed._value.get() - bad_before == expected_bad
+    assert malformed() - bad_before == expected_bad
     assert _event_total(reactor) - seen_before == len(batch) - expected_bad
     assert not reactor.task.done()  # type: ignore[attr-defined]
 
@@ -124,7 +125,7 @@ async def test_after_a_storm_of_bad_payloads_the_reactor_still_acts(
         await conn.execute("SELECT pg_notify('gpu_reactor', $1)", "{" * (i % 50) + "\u202e")
     await insert_tasks(conn, 1)
     await runpod.wait_for_create(timeout=5)
-    assert reactor.metrics.malformed_events._value.get() >= 200
+    assert metric_value(reactor.metrics, "gpu_reactor_malformed_events_total") >= 200
     assert not reactor.task.done()  # type: ignore[attr-defined]
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from tests.faults.proxy import HalfOpenProxy
 from tests.faults.rig import FaultRig
+from tests.metrics import metric_value
 
 LISTENER = b"gpu-reactor-listener"
 DETECTION_LIMIT_SEC = 15.0
@@ -48,7 +49,7 @@ async def test_half_open_listener_is_detected_and_nothing_is_missed(
                 timeout=10,
                 what="the reactor to be idle",
             )
-            reconnects = reactor.metrics.listener_reconnects._value.get()
+            reconnects = metric_value(reactor.metrics, "gpu_reactor_listener_reconnects_total")
             assert len(proxy.freeze(LISTENER)) == 1
             frozen_at = time.time()
             rig.faults["listener connection half-open"] += 1
@@ -62,8 +63,11 @@ async def test_half_open_listener_is_detected_and_nothing_is_missed(
             assert listener.since is not None
             detected_in = listener.since - frozen_at
             assert detected_in < DETECTION_LIMIT_SEC
-            assert reactor.metrics.listener_reconnects._value.get() == reconnects + 1
-            assert reactor.metrics.listener_up._value.get() == 1
+            assert (
+                metric_value(reactor.metrics, "gpu_reactor_listener_reconnects_total")
+                == reconnects + 1
+            )
+            assert metric_value(reactor.metrics, "gpu_reactor_listener_up") == 1
             assert listener.last_error == "probe not received"
 
             call = await rig.runpod.wait_for_create(timeout=10)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.faults.rig import FaultRig
+from tests.metrics import metric_value
 
 
 async def test_a_poison_task_fails_after_max_attempts_and_the_rest_completes(
@@ -33,7 +34,7 @@ async def test_a_poison_task_fails_after_max_attempts_and_the_rest_completes(
         assert row["status"] == "Failed" and row["attempts"] == 3
         assert "no attempts left" in row["error_message"]
         lost = sum(
-            reactor.metrics.tasks_requeued.labels(reason=r)._value.get()
+            metric_value(reactor.metrics, "gpu_reactor_tasks_requeued_total", reason=r)
             for r in ("heartbeat", "pod_dead", "orphaned")
         )
         assert lost == 3, f"{lost} requeues for 3 lost attempts"

@@ -18,6 +18,7 @@ from typing import Any
 from tests.fakes.runpod_v2 import FakeRunpod
 from tests.fakes.runpod_v2_faults import Faults
 from tests.faults.rig import GPU_A, GPU_B, FaultRig
+from tests.metrics import metric_value
 
 TIMEOUT_SEC = 0.5
 SEED = 20261128
@@ -131,9 +132,9 @@ async def test_a_provider_list_outage_does_not_stop_recovery(
             what="both tasks running",
         )
         rig.runpod.faults.fail_next(None, status=503, method="GET", path="/pods")
-        errors = reactor.metrics.reconcile_errors._value.get()
+        errors = metric_value(reactor.metrics, "gpu_reactor_reconcile_errors_total")
         await rig.until(
-            lambda: reactor.metrics.reconcile_errors._value.get() > errors,
+            lambda: metric_value(reactor.metrics, "gpu_reactor_reconcile_errors_total") > errors,
             timeout=10,
             what="a sweep to fail on the list",
         )

@@ -26,6 +26,7 @@ from tests.db.support import add_task, add_worker, task_row
 from tests.fakes.runpod_v2 import run_fake_runpod
 from tests.faults.rig import FaultRig
 from tests.http.conftest import TOKEN, base_url, reactor_settings, serving
+from tests.metrics import metric_value
 from tests.reactor.harness import running, runpod_settings
 from tests.util import wait_until
 
@@ -191,15 +192,20 @@ async def test_a_pod_cannot_drain_another_worker_through_notify(
             victim,
         )
         await wait_until(
-            lambda: reactor.metrics.events.labels(event="drain")._value.get() == 1,
+            lambda: metric_value(reactor.metrics, "gpu_reactor_events_total", event="drain") == 1,
             what="the drain request received",
         )
         await conn.execute("""SELECT pg_notify('gpu_reactor', '{"event":"sweep"}')""")
         reconciles = reactor.state.reconciles
         await wait_until(lambda: reactor.state.reconciles > reconciles, what="a reconcile")
         assert await conn.fetchval("SELECT status FROM workers WHERE id = $1", victim) == "active"
-        refused = reactor.metrics.refused_drains.labels(reason="worker login")
-        assert refused._value.get() == 1
+
+        def refused() -> float:
+            return metric_value(
+                reactor.metrics, "gpu_reactor_refused_drains_total", reason="worker login"
+            )
+
+        assert refused() == 1
         # The same request from the operator's session is honoured.
         await conn.execute(
             "SELECT pg_notify('gpu_reactor', json_build_object("
@@ -212,7 +218,7 @@ async def test_a_pod_cannot_drain_another_worker_through_notify(
             ),
             what="the operator's drain",
         )
-        assert refused._value.get() == 1
+        assert refused() == 1
 
 
 async def test_the_sql_drain_is_the_operators_not_a_pods(

@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.faults.invariants import Execution
 from tests.faults.rig import FaultRig
+from tests.metrics import metric_value
 from tests.worker.procs import WorkerProcess
 
 
@@ -80,7 +81,10 @@ async def test_a_hung_worker_is_retired_and_its_late_completion_refused(
             )
         )[0]
         assert row["status"] == "error" and "heartbeat" in row["error_reason"]
-        assert reactor.metrics.tasks_requeued.labels(reason="heartbeat")._value.get() >= 1
+        assert (
+            metric_value(reactor.metrics, "gpu_reactor_tasks_requeued_total", reason="heartbeat")
+            >= 1
+        )
 
         rig.pods.thaw(hung.worker_id)
         refused = await hung.wait_for_event(

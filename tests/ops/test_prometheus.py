@@ -105,3 +105,16 @@ def test_grafana_queries_are_valid_promql(tmp_path: Path) -> None:
     path.write_text(json.dumps({"groups": [{"name": "grafana", "rules": rules}]}))
     result = _promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_metric_value_reads_samples_by_their_exposed_name() -> None:
+    from tests.metrics import metric_value
+
+    metrics = Metrics()
+    assert metric_value(metrics, "gpu_reactor_spawns_total", outcome="ok") == 0
+    metrics.spawns.labels(outcome="ok").inc(2)
+    assert metric_value(metrics, "gpu_reactor_spawns_total", outcome="ok") == 2
+    metrics.reaction_latency.observe(0.25)
+    assert metric_value(metrics, "gpu_reactor_reaction_latency_seconds_sum") == 0.25
+    with pytest.raises(KeyError, match="gpu_reactor_spwans_total"):
+        metric_value(metrics, "gpu_reactor_spwans_total")

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
+from tests.metrics import metric_value
 from tests.pg import PgServer
 from tests.reactor.harness import insert_tasks, running, runpod_settings
 from tests.util import wait_until
@@ -47,7 +48,7 @@ async def test_single_insert_on_idle_system_reaches_a_create_promptly(
         )
         assert row["status"] == "spawning" and float(row["cost_per_hr"]) > 0
         await wait_until(
-            lambda: reactor.metrics.reaction_latency._sum.get() > 0,
+            lambda: metric_value(reactor.metrics, "gpu_reactor_reaction_latency_seconds_sum") > 0,
             what="reaction latency observed",
         )
 
@@ -121,7 +122,10 @@ async def test_killed_worker_is_requeued_at_its_deadline_and_replaced(
         assert row["status"] == "error" and "heartbeat" in row["error_reason"]
         task = await conn.fetchrow("SELECT status, attempts, worker_id FROM tasks")
         assert task["status"] == "Queued" and task["attempts"] == 1 and task["worker_id"] is None
-        assert reactor.metrics.tasks_requeued.labels(reason="heartbeat")._value.get() == 1
+        assert (
+            metric_value(reactor.metrics, "gpu_reactor_tasks_requeued_total", reason="heartbeat")
+            == 1
+        )
 
 
 async def test_sweep_terminates_a_fleet_pod_made_behind_its_back_only(
@@ -201,7 +205,7 @@ async def test_malformed_notify_payloads_are_ignored_and_counted(
         for payload in bad:
             await conn.execute("SELECT pg_notify('gpu_reactor', $1)", payload)
         await wait_until(
-            lambda: reactor.metrics.malformed_events._value.get() == len(bad),
+            lambda: metric_value(reactor.metrics, "gpu_reactor_malformed_events_total") == len(bad),
             what="malformed events counted",
         )
         await insert_tasks(conn, 1)
@@ -289,7 +293,7 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
         assert len(runpod.create_calls) == 4
         assert max(starting_seen) <= 1, starting_seen
         assert any(r.startswith("pods do not start (3 in a row") for r in reasons_seen)
-        assert reactor.metrics.start_failures._value.get() == 3
+        assert metric_value(reactor.metrics, "gpu_reactor_worker_start_failures") == 3
         errors = await conn.fetch("SELECT error_reason FROM workers WHERE status = 'error'")
         assert len(errors) == 3 and all("SPAWNING_TIMEOUT_SEC" in r[0] for r in errors)
 
@@ -304,7 +308,7 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
                 == "active"
             )
             await wait_until(lambda: reactor.state.reconciles > before, what="a reconcile")
-            assert reactor.metrics.start_failures._value.get() == 3
+            assert metric_value(reactor.metrics, "gpu_reactor_worker_start_failures") == 3
             await pod_conn.execute(
                 "SELECT set_config('gpu_reactor.worker_token', $1, false)",
                 probe["env"]["WORKER_TOKEN"],
@@ -319,7 +323,7 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
             await pod_conn.close()
         # Three workers wanted: the probe, the hand-started one and one more pod.
         await runpod.wait_for_create(timeout=5, count=5)
-        assert reactor.metrics.start_failures._value.get() == 0
+        assert metric_value(reactor.metrics, "gpu_reactor_worker_start_failures") == 0
         assert reactor.state.spawn_blocked_reason is None
 
 
