@@ -260,7 +260,7 @@ class FaultRig:
     @contextlib.asynccontextmanager
     async def running(self, settings: Settings | None = None) -> AsyncIterator[Reactor]:
         """A reactor in this event loop (leading, first reconcile done), like
-        tests.reactor.harness.running, but a stop that hangs fails the test instead of
+        tests.engine.harness.running, but a stop that hangs fails the test instead of
         hanging the run: the task is cancelled, and abandoned if it cannot even be."""
         reactor = Reactor(settings or self.settings())
         task = asyncio.create_task(reactor.run(), name="reactor-under-test")

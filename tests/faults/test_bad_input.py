@@ -28,7 +28,7 @@ from reactor.providers.runpod import RunpodProvider
 from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
 from tests.faults.reactors import clean_environ
 from tests.metrics import metric_value
-from tests.reactor.harness import insert_tasks, running, runpod_settings
+from tests.engine.harness import insert_tasks, running, runpod_settings
 from tests.util import wait_until
 
 # Text PostgreSQL can carry: no NUL, no lone surrogate.

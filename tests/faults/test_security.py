@@ -27,7 +27,7 @@ from tests.fakes.runpod_v2 import run_fake_runpod
 from tests.faults.rig import FaultRig
 from tests.http.conftest import TOKEN, base_url, reactor_settings, serving
 from tests.metrics import metric_value
-from tests.reactor.harness import running, runpod_settings
+from tests.engine.harness import running, runpod_settings
 from tests.util import wait_until
 
 DENIED = (asyncpg.InsufficientPrivilegeError, asyncpg.exceptions.FeatureNotSupportedError)
