@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reactor.providers.base import PodSpec
+from reactor.providers.ratelimit import parse_ratelimit, parse_retry_after
 from reactor.providers.runpod import Candidate, CandidateBackoff, RunpodProvider
-from reactor.providers.runpod_http import outcome_of, parse_ratelimit, parse_retry_after
+from reactor.providers.runpod_http import outcome_of
 from reactor.providers.runpod_parse import (
     MalformedBody,
     PodPage,
