@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from reactor.dsn import dsn_password, dsn_problem
 from reactor.errors import ConfigError
 
 _FLEET = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 INVALID_DSN = "invalid_dsn"  # error type of a DSN setting that asyncpg could not use
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_IPV6_HOST = re.compile(r"^\[[^\]]+\](?::(.*))?$")
 
 # Upper bounds: no sane timeout, price or budget is infinite, and every value here must
 # also fit a timedelta, an int32 column (gpu_reactor_settings) and math.floor.
@@ -392,7 +391,7 @@ class Settings(BaseSettings):
         ]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         for dsn in list(found):
-            password = _dsn_password(dsn)
+            password = dsn_password(dsn)
             if password:
                 found.append(password)
         found += [v for v in self.worker_extra_env.values() if _may_be_secret(v)]
@@ -423,68 +422,6 @@ def _may_be_secret(value: str) -> bool:
     except ValueError:
         return True
     return False
-
-
-def dsn_problem(dsn: str) -> str | None:
-    """What makes ``dsn`` unusable as a Postgres URL (as asyncpg reads it), or None.
-    The answer never quotes the DSN, which holds a password."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return (
-            "not a readable URL (in the user name or password, percent-encode "
-            "'@', ':', '/', '?', '#', '[' and ']')"
-        )
-    if parts.scheme not in ("postgresql", "postgres"):
-        return "not a URL starting with postgresql:// or postgres://"
-    try:
-        query = parse_qsl(parts.query, strict_parsing=bool(parts.query))
-    except ValueError:
-        return "its query string is not name=value pairs joined by '&'"
-    ports = [value for key, value in query if key == "port"]
-    # asyncpg reads the host list after the first '@' of the network location.
-    hostlist = parts.netloc.partition("@")[2] if "@" in parts.netloc else parts.netloc
-    if "@" in hostlist:
-        return "an '@' in the user name or password must be percent-encoded (%40)"
-    if hostlist:
-        for host in hostlist.split(","):
-            problem = _host_problem(host)
-            if problem:
-                return problem
-    for value in ports:
-        if not all(_port_ok(p) for p in value.split(",")):
-            return "the port query parameter is not a number from 1 to 65535"
-    return None
-
-
-def _host_problem(host: str) -> str | None:
-    if not host:
-        return "an empty host in the host list"
-    if host.startswith("/"):  # a Unix socket directory
-        return None
-    if host.startswith("["):
-        match = _IPV6_HOST.match(host)
-        if match is None:
-            return "an unreadable IPv6 host (expected [address] or [address]:port)"
-        port = match.group(1)
-    else:
-        port = host.partition(":")[2]
-    if port and not _port_ok(unquote(port)):
-        return "the port is not a number from 1 to 65535"
-    return None
-
-
-def _port_ok(text: str) -> bool:
-    return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
-
-
-def _dsn_password(dsn: str) -> str | None:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(dsn).password
-    except ValueError:
-        return None
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -10,13 +10,13 @@ from pathlib import Path
 import annotated_types
 import pytest
 
+from reactor.dsn import dsn_problem
 from reactor.errors import ConfigError
 from reactor.settings import (
     MAX_USD_PER_HOUR,
     MIN_GPU_PRICE_USD,
     WEEK,
     Settings,
-    dsn_problem,
     load_settings,
 )
 
