@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from reactor.domain.actions import (
     Action,
     AttachPod,
+    Cause,
     Drain,
     RequeueOrphans,
     RequeueTask,
@@ -20,7 +21,14 @@ from reactor.domain.actions import (
     Spawn,
     TerminatePod,
 )
-from reactor.domain.model import START_FAILURES_BEFORE_PROBING, Limits, Snapshot, WorkerState
+from reactor.domain.model import (
+    CAPACITY_STATUSES,
+    START_FAILURES_BEFORE_PROBING,
+    Limits,
+    Snapshot,
+    WorkerState,
+    WorkerStatus,
+)
 from reactor.domain.rules import desired_workers
 from reactor.settings import Settings
 
@@ -39,13 +47,13 @@ def _last_sign_of_life(worker: WorkerState) -> datetime:
 def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Action | None:
     """Dead, overdue or drained workers: the action that ends them, if any."""
     now = snap.now
-    if worker.status == "spawning":
+    if worker.status == WorkerStatus.SPAWNING:
         if now - worker.created_at >= _sec(settings.spawning_timeout_sec):
             return Retire(
                 worker.id,
                 worker.pod_id,
-                status="error",
-                cause="spawn_timeout",
+                status=WorkerStatus.ERROR,
+                cause=Cause.SPAWN_TIMEOUT,
                 reason=f"no heartbeat {settings.spawning_timeout_sec:g}s after spawn "
                 f"(SPAWNING_TIMEOUT_SEC)",
                 start_failed=True,
@@ -56,19 +64,19 @@ def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Action 
         return Retire(
             worker.id,
             worker.pod_id,
-            status="error",
-            cause="heartbeat",
+            status=WorkerStatus.ERROR,
+            cause=Cause.HEARTBEAT,
             reason=f"heartbeat stale for {silent.total_seconds():.0f}s "
             f"(GPU_IDLE_TIMEOUT_SEC={settings.gpu_idle_timeout_sec:g})",
         )
-    if worker.status != "terminating":
+    if worker.status != WorkerStatus.TERMINATING:
         return None
     if not snap.tasks_of(worker.id):
         return Retire(
             worker.id,
             worker.pod_id,
-            status="terminated",
-            cause="drained",
+            status=WorkerStatus.TERMINATED,
+            cause=Cause.DRAINED,
             reason="drained: no task in progress",
         )
     since = worker.draining_since or worker.created_at
@@ -76,8 +84,8 @@ def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Action 
         return Retire(
             worker.id,
             worker.pod_id,
-            status="terminated",
-            cause="drain_timeout",
+            status=WorkerStatus.TERMINATED,
+            cause=Cause.DRAIN_TIMEOUT,
             reason=f"drain limit of {settings.graceful_shutdown_timeout_sec:g}s passed "
             f"with a task in progress (GRACEFUL_SHUTDOWN_TIMEOUT_SEC)",
         )
@@ -104,9 +112,13 @@ def _stuck_tasks(
             )
         )
         worker = snap.worker(task.worker_id)
-        if worker is not None and worker.status == "active" and worker.id not in draining:
+        if (
+            worker is not None
+            and worker.status == WorkerStatus.ACTIVE
+            and worker.id not in draining
+        ):
             draining.add(worker.id)
-            actions.append(Drain(worker.id, reason="its task was stuck"))
+            actions.append(Drain(worker.id, reason="its task was stuck", cause=Cause.STUCK))
     return actions
 
 
@@ -146,8 +158,8 @@ def _reconcile_pods(
                     Retire(
                         worker.id,
                         None,
-                        status="error",
-                        cause="create_lost",
+                        status=WorkerStatus.ERROR,
+                        cause=Cause.CREATE_LOST,
                         reason="no pod was ever created for this worker",
                     )
                 )
@@ -157,10 +169,10 @@ def _reconcile_pods(
                     Retire(
                         worker.id,
                         None,
-                        status="error",
-                        cause="pod_missing",
+                        status=WorkerStatus.ERROR,
+                        cause=Cause.POD_MISSING,
                         reason=f"pod {worker.pod_id} no longer exists at the provider",
-                        start_failed=worker.status == "spawning",
+                        start_failed=worker.status == WorkerStatus.SPAWNING,
                     )
                 )
             continue
@@ -172,10 +184,10 @@ def _reconcile_pods(
                 Retire(
                     worker.id,
                     pod.id,
-                    status="error",
-                    cause="pod_dead",
+                    status=WorkerStatus.ERROR,
+                    cause=Cause.POD_DEAD,
                     reason=f"pod is {pod.status} at the provider",
-                    start_failed=worker.status == "spawning",
+                    start_failed=worker.status == WorkerStatus.SPAWNING,
                 )
             )
     for pod in fleet:
@@ -215,16 +227,16 @@ def _scale(
     snap: Snapshot, settings: Settings, limits: Limits, ending: set[str], draining: set[str]
 ) -> list[Action]:
     live = [w for w in snap.workers if w.id not in ending]
-    capacity = [w for w in live if w.status in ("spawning", "active") and w.id not in draining]
+    capacity = [w for w in live if w.status in CAPACITY_STATUSES and w.id not in draining]
     desired = desired_workers(snap, settings)
     demand = snap.demand
     if len(capacity) < desired:
         burn = sum(w.cost_per_hr for w in live)
-        starting = sum(1 for w in live if w.status == "spawning")
+        starting = sum(1 for w in live if w.status == WorkerStatus.SPAWNING)
         room, _ = _spawn_room(snap, settings, limits, len(live), burn, starting)
         count = min(desired - len(capacity), room)
         reason = f"{demand} tasks need {desired} workers, {len(capacity)} live"
-        return [Spawn(reason=reason) for _ in range(count)]
+        return [Spawn(reason=reason, cause=Cause.SCALE_UP) for _ in range(count)]
     if len(capacity) == desired:
         return []
     idle_limit = _sec(settings.scale_down_idle_sec)
@@ -232,7 +244,7 @@ def _scale(
         (
             w
             for w in capacity
-            if w.status == "active"
+            if w.status == WorkerStatus.ACTIVE
             and not snap.tasks_of(w.id)
             and snap.now - w.idle_since >= idle_limit
         ),
@@ -244,6 +256,7 @@ def _scale(
             w.id,
             reason=f"idle {int((snap.now - w.idle_since).total_seconds())}s; "
             f"{demand} tasks need {desired} workers",
+            cause=Cause.IDLE,
         )
         for w in idle[:excess]
     ]
@@ -277,11 +290,11 @@ def next_deadline(
     limits = limits or Limits()
     moments: list[datetime] = []
     for worker in snap.workers:
-        if worker.status == "spawning":
+        if worker.status == WorkerStatus.SPAWNING:
             moments.append(worker.created_at + _sec(settings.spawning_timeout_sec))
             continue
         moments.append(_last_sign_of_life(worker) + _sec(settings.gpu_idle_timeout_sec))
-        if worker.status == "terminating":
+        if worker.status == WorkerStatus.TERMINATING:
             since = worker.draining_since or worker.created_at
             moments.append(since + _sec(settings.graceful_shutdown_timeout_sec))
         elif not snap.tasks_of(worker.id):

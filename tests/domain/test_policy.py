@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from reactor.domain.actions import (
     AttachPod,
+    Cause,
     Drain,
     RequeueOrphans,
     RequeueTask,
@@ -176,7 +177,8 @@ def test_scale_down_drains_only_idle_workers_past_idle_time() -> None:
     idle_long = worker("idle-long", idle=100)
     idle_short = worker("idle-short", idle=5)
     actions = decide(snap(workers=(busy, idle_long, idle_short), running=(task("t", "busy"),)), s)
-    assert actions == [Drain("idle-long", reason=actions[0].reason)]  # type: ignore[attr-defined]
+    [drain] = actions
+    assert drain == Drain("idle-long", reason=drain.reason, cause=Cause.IDLE)  # type: ignore[union-attr]
 
 
 def test_scale_down_keeps_min() -> None:
@@ -237,6 +239,7 @@ def test_stuck_task_is_requeued_fenced_and_worker_drained() -> None:
     actions = decide(snap(workers=(w,), running=(task("t", "w", started=601, attempts=2),)), s)
     assert actions[0] == RequeueTask("t", "w", 2, reason=actions[0].reason)  # type: ignore[attr-defined]
     assert isinstance(actions[1], Drain) and actions[1].worker_id == "w"
+    assert (actions[0].cause, actions[1].cause) == (Cause.STUCK, Cause.STUCK)
 
 
 def test_task_of_unknown_worker_is_requeued() -> None:
@@ -423,7 +426,7 @@ def test_policy_invariants(case: tuple[Snapshot, Settings, Limits]) -> None:
         assert burn + spawned * limits.expected_price <= s.max_hourly_spend_usd + 1e-6
     # never drain a busy worker for scale-down, never below MIN
     busy = {t.worker_id for t in sn.running}
-    scale_drains = [a for a in actions if isinstance(a, Drain) and "idle" in a.reason]
+    scale_drains = [a for a in actions if isinstance(a, Drain) and a.cause == Cause.IDLE]
     assert not any(a.worker_id in busy for a in scale_drains)
     capacity = [w for w in live_after if w.status in ("spawning", "active")]
     if scale_drains:
