@@ -35,6 +35,7 @@ from reactor.demo.database import DemoDatabase
 from reactor.demo.display import Display, LiveDisplay, print_intro
 from reactor.demo.report import build_summary, histogram_buckets, read_run, render
 from reactor.demo.workload import Workload, pid_of, plan, process_alive
+from reactor.domain.model import WorkerStatus
 from reactor.errors import ConfigError
 from reactor.logs import TextFormatter, register_secrets
 from reactor.ops.tables import make_console
@@ -356,7 +357,9 @@ class Demo:
         async with self.pool.acquire() as conn, conn.transaction():
             ids = [r["id"] for r in await conn.fetch(LIVE_DEMO_WORKERS, DEMO_FLEET)]
             for worker_id in ids:
-                await conn.execute(query("retire_worker"), worker_id, "terminated", STOPPED_REASON)
+                await conn.execute(
+                    query("retire_worker"), worker_id, WorkerStatus.TERMINATED, STOPPED_REASON
+                )
             if ids:
                 await conn.fetch(query("reset_orphaned_tasks"), ids)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from reactor.demo.workload import Plan
+from reactor.domain.model import WorkerStatus
 from reactor.engine.service import Reactor
 from reactor.ops.dashboard import compute_alerts, gather, render_frame
 from reactor.ops.tables import actions_table
@@ -85,14 +87,12 @@ class Display:
         snap = self.reactor.state.snapshot
         if snap is None:
             return f"{complete} complete; the reactor has not reconciled yet"
-        counts = {
-            s: sum(1 for w in snap.workers if w.status == s)
-            for s in ("spawning", "active", "terminating")
-        }
+        counts = Counter(w.status for w in snap.workers)
         return (
             f"queue: {snap.queued} queued, {snap.in_progress} in progress, {complete} "
-            f"complete | workers: {counts['spawning']} spawning, {counts['active']} active, "
-            f"{counts['terminating']} draining | ${snap.hourly_burn:.2f}/h"
+            f"complete | workers: {counts[WorkerStatus.SPAWNING]} spawning, "
+            f"{counts[WorkerStatus.ACTIVE]} active, "
+            f"{counts[WorkerStatus.TERMINATING]} draining | ${snap.hourly_burn:.2f}/h"
         )
 
 

@@ -8,10 +8,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from reactor.domain.pods import Pod
 
-LIVE_STATUSES = ("spawning", "active", "terminating")
+
+class WorkerStatus(StrEnum):
+    """A worker row's ``status`` (the workers_status_check constraint allows these five)."""
+
+    SPAWNING = "spawning"  # the reactor wrote the intent; no heartbeat yet
+    ACTIVE = "active"  # heartbeating; claims tasks
+    TERMINATING = "terminating"  # draining: finishes its task, claims no other
+    TERMINATED = "terminated"  # ended cleanly
+    ERROR = "error"  # ended by a failure (no heartbeat, pod gone, ...)
+
+
+# A worker the reactor still manages and pays for: the rows a snapshot reads.
+LIVE_STATUSES = frozenset({WorkerStatus.SPAWNING, WorkerStatus.ACTIVE, WorkerStatus.TERMINATING})
+# A live worker that is not draining: it counts toward the workers the queue calls for.
+CAPACITY_STATUSES = frozenset({WorkerStatus.SPAWNING, WorkerStatus.ACTIVE})
 
 # Workers in a row whose pod never sent a first heartbeat (a broken image, a wrong
 # WORKER_DATABASE_URL, a crash at start) before the reactor stops paying for a full fleet
@@ -22,7 +37,7 @@ START_FAILURES_BEFORE_PROBING = 3
 @dataclass(frozen=True)
 class WorkerState:
     id: str
-    status: str
+    status: WorkerStatus
     created_at: datetime
     pod_id: str | None = None
     managed: bool = True

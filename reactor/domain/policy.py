@@ -8,11 +8,14 @@ with the queue; ``next_deadline`` says when, absent any event, the answer could 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from reactor.domain import rules
 from reactor.domain.actions import (
     Action,
     AttachPod,
+    Cause,
     Drain,
     RequeueOrphans,
     RequeueTask,
@@ -20,7 +23,14 @@ from reactor.domain.actions import (
     Spawn,
     TerminatePod,
 )
-from reactor.domain.model import START_FAILURES_BEFORE_PROBING, Limits, Snapshot, WorkerState
+from reactor.domain.model import (
+    CAPACITY_STATUSES,
+    START_FAILURES_BEFORE_PROBING,
+    Limits,
+    Snapshot,
+    WorkerState,
+    WorkerStatus,
+)
 from reactor.domain.rules import desired_workers
 from reactor.settings import Settings
 
@@ -28,71 +38,64 @@ from reactor.settings import Settings
 POD_LIST_GRACE = timedelta(seconds=60)
 
 
-def _sec(value: float) -> timedelta:
-    return timedelta(seconds=value)
-
-
-def _last_sign_of_life(worker: WorkerState) -> datetime:
-    return worker.last_heartbeat or worker.activated_at or worker.created_at
-
-
-def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Action | None:
+def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Retire | None:
     """Dead, overdue or drained workers: the action that ends them, if any."""
     now = snap.now
-    if worker.status == "spawning":
-        if now - worker.created_at >= _sec(settings.spawning_timeout_sec):
-            return Retire(
-                worker.id,
-                worker.pod_id,
-                status="error",
-                cause="spawn_timeout",
-                reason=f"no heartbeat {settings.spawning_timeout_sec:g}s after spawn "
-                f"(SPAWNING_TIMEOUT_SEC)",
-                start_failed=True,
-            )
-        return None
-    silent = now - _last_sign_of_life(worker)
-    if silent >= _sec(settings.gpu_idle_timeout_sec):
+    if rules.spawn_timeout(worker, settings, now).breached:
         return Retire(
             worker.id,
             worker.pod_id,
-            status="error",
-            cause="heartbeat",
+            status=WorkerStatus.ERROR,
+            cause=Cause.SPAWN_TIMEOUT,
+            reason=f"no heartbeat {settings.spawning_timeout_sec:g}s after spawn "
+            f"(SPAWNING_TIMEOUT_SEC)",
+            start_failed=True,
+        )
+    if rules.heartbeat_timeout(worker, settings, now).breached:
+        silent = now - rules.last_sign_of_life(worker)
+        return Retire(
+            worker.id,
+            worker.pod_id,
+            status=WorkerStatus.ERROR,
+            cause=Cause.HEARTBEAT,
             reason=f"heartbeat stale for {silent.total_seconds():.0f}s "
             f"(GPU_IDLE_TIMEOUT_SEC={settings.gpu_idle_timeout_sec:g})",
         )
-    if worker.status != "terminating":
+    if worker.status != WorkerStatus.TERMINATING:
         return None
     if not snap.tasks_of(worker.id):
         return Retire(
             worker.id,
             worker.pod_id,
-            status="terminated",
-            cause="drained",
+            status=WorkerStatus.TERMINATED,
+            cause=Cause.DRAINED,
             reason="drained: no task in progress",
         )
-    since = worker.draining_since or worker.created_at
-    if now - since >= _sec(settings.graceful_shutdown_timeout_sec):
+    if rules.drain_timeout(worker, settings, now).breached:
         return Retire(
             worker.id,
             worker.pod_id,
-            status="terminated",
-            cause="drain_timeout",
+            status=WorkerStatus.TERMINATED,
+            cause=Cause.DRAIN_TIMEOUT,
             reason=f"drain limit of {settings.graceful_shutdown_timeout_sec:g}s passed "
             f"with a task in progress (GRACEFUL_SHUTDOWN_TIMEOUT_SEC)",
         )
     return None
 
 
-def _stuck_tasks(
-    snap: Snapshot, settings: Settings, ending: set[str], draining: set[str]
-) -> list[Action]:
+def _recoveries(snap: Snapshot, settings: Settings) -> list[Retire]:
+    """One Retire for each worker that is dead, overdue or drained."""
+    return [r for w in snap.workers if (r := _recover(w, snap, settings)) is not None]
+
+
+def _stuck_tasks(snap: Snapshot, settings: Settings, ending: frozenset[str]) -> list[Action]:
+    """Requeue each task stuck on a worker not already ending, and drain its worker."""
     actions: list[Action] = []
-    limit = _sec(settings.task_stuck_timeout_sec)
+    draining: set[str] = set()
     for task in snap.running:
-        if task.worker_id is None or task.worker_id in ending or task.started_at is None:
+        if task.worker_id is None or task.worker_id in ending:
             continue
-        if snap.now - task.started_at < limit:
+        if not rules.stuck_timeout(task, settings, snap.now).breached:
             continue
         actions.append(
             RequeueTask(
@@ -104,9 +107,13 @@ def _stuck_tasks(
             )
         )
         worker = snap.worker(task.worker_id)
-        if worker is not None and worker.status == "active" and worker.id not in draining:
+        if (
+            worker is not None
+            and worker.status == WorkerStatus.ACTIVE
+            and worker.id not in draining
+        ):
             draining.add(worker.id)
-            actions.append(Drain(worker.id, reason="its task was stuck"))
+            actions.append(Drain(worker.id, reason="its task was stuck", cause=Cause.STUCK))
     return actions
 
 
@@ -118,10 +125,31 @@ def _orphaned_tasks(snap: Snapshot) -> list[Action]:
     return [RequeueOrphans(tuple(lost), reason="task held by a worker that is no longer live")]
 
 
+def _lost_pod(worker: WorkerState) -> Retire:
+    """A worker old enough to be listed whose pod the provider does not list."""
+    if worker.pod_id is None:
+        return Retire(
+            worker.id,
+            None,
+            status=WorkerStatus.ERROR,
+            cause=Cause.CREATE_LOST,
+            reason="no pod was ever created for this worker",
+        )
+    return Retire(
+        worker.id,
+        None,
+        status=WorkerStatus.ERROR,
+        cause=Cause.POD_MISSING,
+        reason=f"pod {worker.pod_id} no longer exists at the provider",
+        start_failed=worker.status == WorkerStatus.SPAWNING,
+    )
+
+
 def _reconcile_pods(
-    snap: Snapshot, settings: Settings, ending: set[str], ended_pods: set[str]
+    snap: Snapshot, settings: Settings, ending: frozenset[str], ended_pods: frozenset[str]
 ) -> list[Action]:
-    """Compare the provider's fleet pods with the live rows (sweep only)."""
+    """Compare the provider's fleet pods with the live rows (sweep only). ``ending`` are
+    the workers already being retired, ``ended_pods`` their pods (terminated with them)."""
     assert snap.pods is not None
     fleet = [p for p in snap.pods if p.belongs_to(settings.reactor_fleet)]
     by_id = {p.id: p for p in fleet}
@@ -136,46 +164,21 @@ def _reconcile_pods(
             explained.add(pod.id)
         if worker.id in ending:
             continue
-        young = snap.now - worker.created_at < POD_LIST_GRACE
         if pod is None:
-            if young:
-                continue
-            if worker.pod_id is None:
-                ending.add(worker.id)
-                actions.append(
-                    Retire(
-                        worker.id,
-                        None,
-                        status="error",
-                        cause="create_lost",
-                        reason="no pod was ever created for this worker",
-                    )
-                )
-            else:
-                ending.add(worker.id)
-                actions.append(
-                    Retire(
-                        worker.id,
-                        None,
-                        status="error",
-                        cause="pod_missing",
-                        reason=f"pod {worker.pod_id} no longer exists at the provider",
-                        start_failed=worker.status == "spawning",
-                    )
-                )
+            if snap.now - worker.created_at >= POD_LIST_GRACE:
+                actions.append(_lost_pod(worker))
             continue
         if worker.pod_id is None:
             actions.append(AttachPod(worker.id, pod.id))
         if not pod.live:
-            ending.add(worker.id)
             actions.append(
                 Retire(
                     worker.id,
                     pod.id,
-                    status="error",
-                    cause="pod_dead",
+                    status=WorkerStatus.ERROR,
+                    cause=Cause.POD_DEAD,
                     reason=f"pod is {pod.status} at the provider",
-                    start_failed=worker.status == "spawning",
+                    start_failed=worker.status == WorkerStatus.SPAWNING,
                 )
             )
     for pod in fleet:
@@ -212,29 +215,32 @@ def _spawn_room(
 
 
 def _scale(
-    snap: Snapshot, settings: Settings, limits: Limits, ending: set[str], draining: set[str]
+    snap: Snapshot,
+    settings: Settings,
+    limits: Limits,
+    ending: frozenset[str],
+    draining: frozenset[str],
 ) -> list[Action]:
+    """Spawn up to the workers the queue calls for, or drain the idle excess. ``ending``
+    are the workers being retired, ``draining`` those the earlier steps drain."""
     live = [w for w in snap.workers if w.id not in ending]
-    capacity = [w for w in live if w.status in ("spawning", "active") and w.id not in draining]
+    capacity = [w for w in live if w.status in CAPACITY_STATUSES and w.id not in draining]
     desired = desired_workers(snap, settings)
     demand = snap.demand
     if len(capacity) < desired:
         burn = sum(w.cost_per_hr for w in live)
-        starting = sum(1 for w in live if w.status == "spawning")
+        starting = sum(1 for w in live if w.status == WorkerStatus.SPAWNING)
         room, _ = _spawn_room(snap, settings, limits, len(live), burn, starting)
         count = min(desired - len(capacity), room)
         reason = f"{demand} tasks need {desired} workers, {len(capacity)} live"
-        return [Spawn(reason=reason) for _ in range(count)]
+        return [Spawn(reason=reason, cause=Cause.SCALE_UP) for _ in range(count)]
     if len(capacity) == desired:
         return []
-    idle_limit = _sec(settings.scale_down_idle_sec)
     idle = sorted(
         (
             w
             for w in capacity
-            if w.status == "active"
-            and not snap.tasks_of(w.id)
-            and snap.now - w.idle_since >= idle_limit
+            if rules.idle_timeout(w, snap.tasks_of(w.id), settings, snap.now).breached
         ),
         key=lambda w: w.idle_since,
     )
@@ -244,56 +250,45 @@ def _scale(
             w.id,
             reason=f"idle {int((snap.now - w.idle_since).total_seconds())}s; "
             f"{demand} tasks need {desired} workers",
+            cause=Cause.IDLE,
         )
         for w in idle[:excess]
     ]
 
 
+def _retired(actions: Sequence[Action]) -> frozenset[str]:
+    return frozenset(a.worker_id for a in actions if isinstance(a, Retire))
+
+
+def _drained(actions: Sequence[Action]) -> frozenset[str]:
+    return frozenset(a.worker_id for a in actions if isinstance(a, Drain))
+
+
 def decide(snap: Snapshot, settings: Settings, limits: Limits | None = None) -> list[Action]:
+    """The actions, in order: recoveries, stuck and orphaned tasks, the sweep's pod checks,
+    then scaling. Each step returns its actions; the workers they retire or drain are read
+    from those actions and handed on to the steps that must leave them alone."""
     limits = limits or Limits()
-    actions: list[Action] = []
-    ending: set[str] = set()
-    ended_pods: set[str] = set()
-    for worker in snap.workers:
-        action = _recover(worker, snap, settings)
-        if action is not None:
-            actions.append(action)
-            ending.add(worker.id)
-            if worker.pod_id:
-                ended_pods.add(worker.pod_id)
-    draining: set[str] = set()
-    actions += _stuck_tasks(snap, settings, ending, draining)
-    actions += _orphaned_tasks(snap)
+    recovered = _recoveries(snap, settings)
+    ending = _retired(recovered)
+    stuck = _stuck_tasks(snap, settings, ending)
+    orphaned = _orphaned_tasks(snap)
+    swept: list[Action] = []
     if snap.pods is not None:
-        actions += _reconcile_pods(snap, settings, ending, ended_pods)
-    actions += _scale(snap, settings, limits, ending, draining)
-    return actions
+        ended_pods = frozenset(r.pod_id for r in recovered if r.pod_id)
+        swept = _reconcile_pods(snap, settings, ending, ended_pods)
+    scaled = _scale(snap, settings, limits, ending | _retired(swept), _drained(stuck))
+    return [*recovered, *stuck, *orphaned, *swept, *scaled]
 
 
 def next_deadline(
     snap: Snapshot, settings: Settings, limits: Limits | None = None
 ) -> datetime | None:
-    """The earliest future moment at which ``decide`` could answer differently."""
+    """The earliest future moment at which ``decide`` could answer differently: a timeout
+    rule's deadline, a waiting task falling due, or the end of a limit the executor set.
+    The pods' list grace is not among them: pods are only in a sweep's snapshot."""
     limits = limits or Limits()
-    moments: list[datetime] = []
-    for worker in snap.workers:
-        if worker.status == "spawning":
-            moments.append(worker.created_at + _sec(settings.spawning_timeout_sec))
-            continue
-        moments.append(_last_sign_of_life(worker) + _sec(settings.gpu_idle_timeout_sec))
-        if worker.status == "terminating":
-            since = worker.draining_since or worker.created_at
-            moments.append(since + _sec(settings.graceful_shutdown_timeout_sec))
-        elif not snap.tasks_of(worker.id):
-            moments.append(worker.idle_since + _sec(settings.scale_down_idle_sec))
-    for task in snap.running:
-        if task.started_at is not None:
-            moments.append(task.started_at + _sec(settings.task_stuck_timeout_sec))
-    if snap.next_retry_at is not None:
-        moments.append(snap.next_retry_at)  # a waiting task becomes demand
-    if limits.spawn_blocked_until is not None:
-        moments.append(limits.spawn_blocked_until)
-    if limits.terminate_retry_at is not None:
-        moments.append(limits.terminate_retry_at)
-    future = [m for m in moments if m > snap.now]
+    moments = [v.changes_at for v in rules.verdicts(snap, settings)]
+    moments += [snap.next_retry_at, limits.spawn_blocked_until, limits.terminate_retry_at]
+    future = [m for m in moments if m is not None and m > snap.now]
     return min(future) if future else None

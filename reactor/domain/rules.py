@@ -1,13 +1,24 @@
 """The rules every reader asks: the policy, the deadlines, /status and the CLI.
 
-Each rule is written here once; nothing else restates it.
+Each rule is written here once; nothing else restates it. A worker's timeout rules each
+give a ``Verdict`` at a moment ``now``: whether the limit has passed, and the deadline at
+which it does. The answer is False before the deadline and True from it on, so absent
+events it changes only there: ``decide`` acts on ``breached``, ``next_deadline`` collects
+``changes_at``, and /status names a worker's health from the same verdicts.
+
+The SQL views (active_workers_health, orchestrator_status) show the spawn, heartbeat and
+stuck-task rules to operators; they read the thresholds from gpu_reactor_settings, which
+the reactor writes from the same settings at start (query sync_settings).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from reactor.domain.model import Snapshot
+from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.settings import Settings
 
 
@@ -15,3 +26,87 @@ def desired_workers(snap: Snapshot, settings: Settings) -> int:
     """Workers the queue calls for: ceil(demand / TASKS_PER_GPU_THRESHOLD), within MIN..MAX."""
     wanted = math.ceil(snap.demand / settings.tasks_per_gpu_threshold)
     return max(settings.min_active_gpus, min(settings.max_active_gpus, wanted))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One timeout rule's answer at one moment.
+
+    ``deadline`` is when the limit is (or was) reached; ``None`` when the rule does not
+    apply (the spawn timeout of an active worker, the idle rule of a busy one), which is
+    never breached.
+    """
+
+    breached: bool
+    deadline: datetime | None
+
+    @property
+    def changes_at(self) -> datetime | None:
+        """When, absent events, this answer changes: its deadline, until it is breached."""
+        return None if self.breached else self.deadline
+
+
+NOT_APPLICABLE = Verdict(breached=False, deadline=None)
+
+
+def _limit(since: datetime, seconds: float, now: datetime) -> Verdict:
+    deadline = since + timedelta(seconds=seconds)
+    return Verdict(breached=now >= deadline, deadline=deadline)
+
+
+def last_sign_of_life(worker: WorkerState) -> datetime:
+    """Its last heartbeat; for one that never beat, its activation or, failing that, birth."""
+    return worker.last_heartbeat or worker.activated_at or worker.created_at
+
+
+def spawn_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
+    """A spawning worker has SPAWNING_TIMEOUT_SEC from its intent row to a first heartbeat."""
+    if worker.status != WorkerStatus.SPAWNING:
+        return NOT_APPLICABLE
+    return _limit(worker.created_at, settings.spawning_timeout_sec, now)
+
+
+def heartbeat_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
+    """A started worker (active or draining) is dead GPU_IDLE_TIMEOUT_SEC after its last
+    sign of life. A spawning one is judged by the spawn timeout instead."""
+    if worker.status not in (WorkerStatus.ACTIVE, WorkerStatus.TERMINATING):
+        return NOT_APPLICABLE
+    return _limit(last_sign_of_life(worker), settings.gpu_idle_timeout_sec, now)
+
+
+def drain_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
+    """A draining worker may finish its task for GRACEFUL_SHUTDOWN_TIMEOUT_SEC from the drain
+    (from its creation, if the row does not say when the drain began)."""
+    if worker.status != WorkerStatus.TERMINATING:
+        return NOT_APPLICABLE
+    since = worker.draining_since or worker.created_at
+    return _limit(since, settings.graceful_shutdown_timeout_sec, now)
+
+
+def stuck_timeout(task: TaskState, settings: Settings, now: datetime) -> Verdict:
+    """A task In Progress is stuck TASK_STUCK_TIMEOUT_SEC after it started."""
+    if task.started_at is None:
+        return NOT_APPLICABLE
+    return _limit(task.started_at, settings.task_stuck_timeout_sec, now)
+
+
+def idle_timeout(
+    worker: WorkerState, tasks: Sequence[TaskState], settings: Settings, now: datetime
+) -> Verdict:
+    """An active worker with no task (``tasks`` are its tasks In Progress) may be drained
+    for scale-down SCALE_DOWN_IDLE_SEC after it last became free."""
+    if worker.status != WorkerStatus.ACTIVE or tasks:
+        return NOT_APPLICABLE
+    return _limit(worker.idle_since, settings.scale_down_idle_sec, now)
+
+
+def verdicts(snap: Snapshot, settings: Settings) -> Iterator[Verdict]:
+    """Every timeout rule's verdict on every live worker and running task, at ``snap.now``."""
+    now = snap.now
+    for worker in snap.workers:
+        yield spawn_timeout(worker, settings, now)
+        yield heartbeat_timeout(worker, settings, now)
+        yield drain_timeout(worker, settings, now)
+        yield idle_timeout(worker, snap.tasks_of(worker.id), settings, now)
+    for task in snap.running:
+        yield stuck_timeout(task, settings, now)

@@ -30,7 +30,12 @@ from reactor.domain.actions import (
     Spawn,
     TerminatePod,
 )
-from reactor.domain.model import START_FAILURES_BEFORE_PROBING, Limits, WorkerState
+from reactor.domain.model import (
+    START_FAILURES_BEFORE_PROBING,
+    Limits,
+    WorkerState,
+    WorkerStatus,
+)
 from reactor.engine.metrics import Metrics
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import (
@@ -247,7 +252,7 @@ class Executor:
                 case RequeueOrphans():
                     return await self._requeue_orphans(action)
                 case TerminatePod():
-                    record = await self._terminate_pod(action.pod_id, action.reason, "stray_pod")
+                    record = await self._terminate_pod(action.pod_id, action.reason, action.cause)
                     assert record is not None
                     return record
                 case AttachPod():
@@ -389,7 +394,7 @@ class Executor:
         self.metrics.terminations.labels(reason=action.cause).inc()
         if action.start_failed:
             self._start_failed(action, now)
-        level = logging.INFO if action.status == "terminated" else logging.WARNING
+        level = logging.INFO if action.status == WorkerStatus.TERMINATED else logging.WARNING
         log.log(
             level,
             "worker_retired",
@@ -445,14 +450,14 @@ class Executor:
             query("requeue_task"), action.task_id, action.worker_id, action.attempt, action.reason
         )
         if status is not None:
-            self.metrics.tasks_requeued.labels(reason="stuck").inc()
+            self.metrics.tasks_requeued.labels(reason=action.cause).inc()
             log.warning(
                 "task_requeued",
                 extra={
                     "task_id": action.task_id,
                     "worker_id": action.worker_id,
                     "new_status": status,
-                    "reason": "stuck",
+                    "reason": action.cause,
                 },
             )
         return ActionRecord(
@@ -467,13 +472,13 @@ class Executor:
     async def _requeue_orphans(self, action: RequeueOrphans) -> ActionRecord:
         rows = await self.pool.fetch(query("reset_orphaned_tasks"), list(action.worker_ids))
         for row in rows:
-            self.metrics.tasks_requeued.labels(reason="orphaned").inc()
+            self.metrics.tasks_requeued.labels(reason=action.cause).inc()
             log.warning(
                 "task_requeued",
                 extra={
                     "task_id": str(row["task_id"]),
                     "new_status": row["new_status"],
-                    "reason": "orphaned",
+                    "reason": action.cause,
                 },
             )
         return ActionRecord(

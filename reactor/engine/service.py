@@ -21,7 +21,7 @@ from reactor.db.errors import CONNECTION_ERRORS, TRANSIENT_DB_ERRORS
 from reactor.db.migrate import check_schema
 from reactor.db.pool import GuardedPool, create_pool
 from reactor.db.queries import query
-from reactor.domain.actions import Drain
+from reactor.domain.actions import Cause, Drain
 from reactor.domain.events import (
     DrainRequest,
     MalformedEvent,
@@ -29,7 +29,7 @@ from reactor.domain.events import (
     TaskQueued,
     parse_event,
 )
-from reactor.domain.model import Snapshot
+from reactor.domain.model import CAPACITY_STATUSES, LIVE_STATUSES, Snapshot
 from reactor.domain.policy import decide, next_deadline
 from reactor.domain.rules import desired_workers
 from reactor.engine.executor import Executor
@@ -279,13 +279,14 @@ class Reactor:
         out = []
         for worker_id in dict.fromkeys(drains):
             worker = snap.worker(worker_id)
-            if worker is None or worker.status not in ("spawning", "active"):
+            if worker is None or worker.status not in CAPACITY_STATUSES:
                 log.warning(
                     "manual_drain_ignored",
                     extra={"worker_id": worker_id, "reason": "not a live, undrained worker"},
                 )
                 continue
-            out.append(Drain(worker_id, reason="requested by operator (NOTIFY drain)"))
+            reason = "requested by operator (NOTIFY drain)"
+            out.append(Drain(worker_id, reason=reason, cause=Cause.OPERATOR))
         return out
 
     def _record(self, result: ReconcileResult) -> None:
@@ -294,7 +295,7 @@ class Reactor:
         m.reconcile_duration.labels(kind=result.kind).observe(result.duration_ms / 1000)
         m.tasks.labels(status="Queued").set(snap.queued)
         m.tasks.labels(status="In Progress").set(snap.in_progress)
-        for status in ("spawning", "active", "terminating"):
+        for status in LIVE_STATUSES:
             m.workers.labels(status=status).set(sum(1 for w in snap.workers if w.status == status))
         m.desired_workers.set(result.desired)
         m.hourly_burn.set(snap.hourly_burn)

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import asyncpg
 
 from reactor.db.queries import query
-from reactor.domain.model import Snapshot, TaskState, WorkerState
+from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.domain.pods import Pod
 
 
 def _worker(row: asyncpg.Record) -> WorkerState:
     return WorkerState(
         id=row["id"],
-        status=row["status"],
+        status=WorkerStatus(row["status"]),
         created_at=row["created_at"],
         pod_id=row["pod_id"],
         managed=row["managed"],

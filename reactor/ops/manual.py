@@ -17,7 +17,8 @@ import asyncpg
 
 from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
-from reactor.domain.actions import Drain, Retire, Spawn
+from reactor.domain.actions import Action, Cause, Drain, Retire, Spawn
+from reactor.domain.model import LIVE_STATUSES, WorkerStatus
 from reactor.engine.executor import Executor, utcnow
 from reactor.engine.metrics import Metrics
 from reactor.engine.snapshot import read_snapshot
@@ -26,8 +27,6 @@ from reactor.errors import ConfigError, DatabaseError, ReactorError
 from reactor.ops import observe
 from reactor.providers.base import Pod, PodSpec, Provider
 from reactor.settings import Settings
-
-LIVE = ("spawning", "active", "terminating")
 
 
 class UnknownWorker(ReactorError):
@@ -131,7 +130,8 @@ async def spawn(settings: Settings, count: int, *, force: bool = False) -> list[
                 f"asked for {count} (pass --force to go over the cap)"
             )
         reason = "requested by operator (gpu-reactor workers spawn)"
-        return await ex.apply([Spawn(reason=reason) for _ in range(count)], utcnow())
+        spawns: list[Action] = [Spawn(reason=reason, cause=Cause.OPERATOR) for _ in range(count)]
+        return await ex.apply(spawns, utcnow())
 
 
 async def _live_worker(settings: Settings, worker_id: str, verb: str) -> dict[str, Any]:
@@ -144,7 +144,7 @@ async def _live_worker(settings: Settings, worker_id: str, verb: str) -> dict[st
         raise UnknownWorker(
             f"no worker with id '{worker_id}' ('gpu-reactor workers list' shows the live ones)"
         )
-    if row["status"] not in LIVE:
+    if row["status"] not in LIVE_STATUSES:
         raise Refused(
             f"worker '{worker_id}' has already ended ({row['status']}): nothing to {verb}"
         )
@@ -153,12 +153,11 @@ async def _live_worker(settings: Settings, worker_id: str, verb: str) -> dict[st
 
 async def drain(settings: Settings, worker_id: str) -> ActionRecord:
     row = await _live_worker(settings, worker_id, "drain")
-    if row["status"] == "terminating":
+    if row["status"] == WorkerStatus.TERMINATING:
         raise Refused(f"worker '{worker_id}' is already draining")
+    reason = "requested by operator (gpu-reactor workers drain)"
     async with executor_for(settings, provider=False) as ex:
-        [record] = await ex.apply(
-            [Drain(worker_id, reason="requested by operator (gpu-reactor workers drain)")], utcnow()
-        )
+        [record] = await ex.apply([Drain(worker_id, reason=reason, cause=Cause.OPERATOR)], utcnow())
     return record
 
 
@@ -172,8 +171,8 @@ async def terminate(
     action = Retire(
         worker_id,
         row["pod_id"],
-        status="terminated",
-        cause="operator",
+        status=WorkerStatus.TERMINATED,
+        cause=Cause.OPERATOR,
         reason="terminated by operator (gpu-reactor workers terminate)",
     )
     async with executor_for(settings) as ex:

@@ -12,14 +12,15 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
 from reactor.db.pooler import POOLER_HINT, looks_like_pooler
-from reactor.domain.model import Snapshot, TaskState, WorkerState
+from reactor.domain import rules
+from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.settings import Settings
 
@@ -126,34 +127,23 @@ class StatusView(_View):
 # --- health, as the reactor's policy sees it -----------------------------------------
 
 
-def _sec(value: float) -> timedelta:
-    return timedelta(seconds=value)
-
-
 def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else round(max((now - then).total_seconds(), 0.0), 3)
 
 
-def task_stuck(task: TaskState, settings: Settings, now: datetime) -> bool:
-    return task.started_at is not None and now - task.started_at >= _sec(
-        settings.task_stuck_timeout_sec
-    )
-
-
 def worker_health(
-    worker: WorkerState, tasks: list[TaskState], settings: Settings, now: datetime
+    worker: WorkerState, tasks: Sequence[TaskState], settings: Settings, now: datetime
 ) -> Health:
-    """One word for a live worker, with the same thresholds the policy acts on (and the
-    same order as the active_workers_health view)."""
-    if worker.status == "spawning":
-        overdue = now - worker.created_at >= _sec(settings.spawning_timeout_sec)
+    """One word for a live worker, from the rules the policy acts on (reactor.domain.rules),
+    in the same order as the active_workers_health view."""
+    if worker.status == WorkerStatus.SPAWNING:
+        overdue = rules.spawn_timeout(worker, settings, now).breached
         return "spawn_overdue" if overdue else "starting"
-    last = worker.last_heartbeat or worker.activated_at or worker.created_at
-    if now - last >= _sec(settings.gpu_idle_timeout_sec):
+    if rules.heartbeat_timeout(worker, settings, now).breached:
         return "stale"
-    if any(task_stuck(t, settings, now) for t in tasks):
+    if any(rules.stuck_timeout(t, settings, now).breached for t in tasks):
         return "stuck_task"
-    if worker.status == "terminating":
+    if worker.status == WorkerStatus.TERMINATING:
         return "draining"
     return "busy" if tasks else "idle"
 
@@ -171,7 +161,7 @@ def stale_worker_count(snap: Snapshot | None, settings: Settings) -> int:
 def stuck_task_count(snap: Snapshot | None, settings: Settings) -> int:
     if snap is None:
         return 0
-    return sum(1 for t in snap.running if task_stuck(t, settings, snap.now))
+    return sum(1 for t in snap.running if rules.stuck_timeout(t, settings, snap.now).breached)
 
 
 def listener_hint(state: ReactorState, settings: Settings) -> str | None:

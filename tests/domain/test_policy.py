@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,8 +10,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from reactor.domain import rules
 from reactor.domain.actions import (
+    Action,
     AttachPod,
+    Cause,
     Drain,
     RequeueOrphans,
     RequeueTask,
@@ -19,11 +23,13 @@ from reactor.domain.actions import (
     TerminatePod,
 )
 from reactor.domain.model import (
+    LIVE_STATUSES,
     START_FAILURES_BEFORE_PROBING,
     Limits,
     Snapshot,
     TaskState,
     WorkerState,
+    WorkerStatus,
 )
 from reactor.domain.policy import decide, next_deadline
 from reactor.domain.rules import desired_workers
@@ -64,7 +70,7 @@ def worker(
     activated = ago(age - 10) if status != "spawning" else None
     fields: dict[str, object] = dict(
         id=wid,
-        status=status,
+        status=WorkerStatus(status),
         created_at=ago(age),
         pod_id=f"pod-{wid}",
         cost_per_hr=1.0,
@@ -176,7 +182,8 @@ def test_scale_down_drains_only_idle_workers_past_idle_time() -> None:
     idle_long = worker("idle-long", idle=100)
     idle_short = worker("idle-short", idle=5)
     actions = decide(snap(workers=(busy, idle_long, idle_short), running=(task("t", "busy"),)), s)
-    assert actions == [Drain("idle-long", reason=actions[0].reason)]  # type: ignore[attr-defined]
+    [drain] = actions
+    assert drain == Drain("idle-long", reason=drain.reason, cause=Cause.IDLE)  # type: ignore[union-attr]
 
 
 def test_scale_down_keeps_min() -> None:
@@ -237,6 +244,7 @@ def test_stuck_task_is_requeued_fenced_and_worker_drained() -> None:
     actions = decide(snap(workers=(w,), running=(task("t", "w", started=601, attempts=2),)), s)
     assert actions[0] == RequeueTask("t", "w", 2, reason=actions[0].reason)  # type: ignore[attr-defined]
     assert isinstance(actions[1], Drain) and actions[1].worker_id == "w"
+    assert (actions[0].cause, actions[1].cause) == (Cause.STUCK, Cause.STUCK)
 
 
 def test_task_of_unknown_worker_is_requeued() -> None:
@@ -285,6 +293,26 @@ def test_sweep_attaches_pod_found_by_name() -> None:
 def test_sweep_leaves_young_intent_alone() -> None:
     w = worker("gpu-reactor-aaaa", "spawning", age=5, pod_id=None)
     assert decide(snap(queued=1, workers=(w,), pods=()), make_settings()) == []
+
+
+def test_each_step_hands_on_the_workers_it_ends_or_drains() -> None:
+    s = make_settings(TASKS_PER_GPU_THRESHOLD=1)
+    dead = worker("gpu-reactor-dead", beat=61, pod_id="p1")  # retired: its stuck task is not
+    stuck = worker("gpu-reactor-stuck", pod_id="p2")  # drained for its stuck task
+    gone = worker("gpu-reactor-gone", pod_id="p3")  # its pod vanished: retired by the sweep
+    running = (task("t1", dead.id, started=700), task("t2", stuck.id, started=700))
+    pods = (pod("p1", dead.id), pod("p2", stuck.id))
+    actions = decide(snap(1, (dead, stuck, gone), running, pods=pods), s)
+    assert [(a.kind, a.cause) for a in actions] == [
+        ("retire", Cause.HEARTBEAT),
+        ("requeue_task", Cause.STUCK),
+        ("drain", Cause.STUCK),
+        ("retire", Cause.POD_MISSING),
+        ("spawn", Cause.SCALE_UP),  # none of the three is capacity: 3 tasks, 3 spawns
+        ("spawn", Cause.SCALE_UP),
+        ("spawn", Cause.SCALE_UP),
+    ]
+    assert [a.task_id for a in actions if isinstance(a, RequeueTask)] == ["t2"]
 
 
 # --- tasks waiting out a retry delay -------------------------------------------------------
@@ -360,9 +388,51 @@ def test_next_deadline_none_when_nothing_pending() -> None:
     assert next_deadline(snap(), make_settings()) is None
 
 
+TICK = timedelta(microseconds=1)
+
+
+def at(sn: Snapshot, now: datetime) -> Snapshot:
+    """The same snapshot read at another moment: no event in between."""
+    return replace(sn, now=now)
+
+
+def answer(actions: list[Action]) -> list[Action]:
+    """The actions without their free-text reasons, which embed ages."""
+    return [replace(a, reason="") if hasattr(a, "reason") else a for a in actions]
+
+
+@pytest.mark.parametrize(
+    ("sn", "limits", "due", "cause"),
+    [
+        (snap(1, (worker("s", "spawning", age=100),)), Limits(), 200, Cause.SPAWN_TIMEOUT),
+        (snap(0, (worker("a", beat=10),), (task("t", "a"),)), Limits(), 50, Cause.HEARTBEAT),
+        (
+            snap(0, (worker("d", "terminating", draining_since=ago(100)),), (task("t", "d"),)),
+            Limits(),
+            20,
+            Cause.DRAIN_TIMEOUT,
+        ),
+        (snap(0, (worker("w"),), (task("t", "w", started=590),)), Limits(), 10, Cause.STUCK),
+        (snap(0, (worker("i", idle=20),)), Limits(), 10, Cause.IDLE),
+        (snap(1), Limits(spawn_blocked_until=NOW + timedelta(seconds=5)), 5, Cause.SCALE_UP),
+    ],
+    ids=["spawn", "heartbeat", "drain", "stuck", "idle", "spawn block"],
+)
+def test_the_answer_holds_until_the_deadline_and_changes_there(
+    sn: Snapshot, limits: Limits, due: float, cause: Cause
+) -> None:
+    s = make_settings()
+    deadline = next_deadline(sn, s, limits)
+    assert deadline == NOW + timedelta(seconds=due)
+    before = answer(decide(sn, s, limits))
+    assert answer(decide(at(sn, deadline - TICK), s, limits)) == before
+    assert cause not in {a.cause for a in before}
+    assert cause in {a.cause for a in decide(at(sn, deadline), s, limits)}
+
+
 # --- invariants, over arbitrary snapshots --------------------------------------------------
 
-statuses = st.sampled_from(["spawning", "active", "terminating"])
+statuses = st.sampled_from(sorted(LIVE_STATUSES))
 
 
 @st.composite
@@ -423,7 +493,7 @@ def test_policy_invariants(case: tuple[Snapshot, Settings, Limits]) -> None:
         assert burn + spawned * limits.expected_price <= s.max_hourly_spend_usd + 1e-6
     # never drain a busy worker for scale-down, never below MIN
     busy = {t.worker_id for t in sn.running}
-    scale_drains = [a for a in actions if isinstance(a, Drain) and "idle" in a.reason]
+    scale_drains = [a for a in actions if isinstance(a, Drain) and a.cause == Cause.IDLE]
     assert not any(a.worker_id in busy for a in scale_drains)
     capacity = [w for w in live_after if w.status in ("spawning", "active")]
     if scale_drains:
@@ -440,6 +510,61 @@ def test_policy_invariants(case: tuple[Snapshot, Settings, Limits]) -> None:
     assert len(retired) == sum(isinstance(a, Retire) for a in actions)
     # deciding is deterministic
     assert decide(sn, s, limits) == actions
+
+
+@st.composite
+def quiet_snapshots(draw: st.DrawFn) -> tuple[Snapshot, Settings, Limits]:
+    """Arbitrary event snapshots (no pods), with tasks of unknown workers, tasks waiting
+    out a retry delay and the executor's limits that end at a moment."""
+    sn, s, limits = draw(snapshots())
+    later = st.floats(1, 900).map(lambda sec: NOW + timedelta(seconds=sec))
+    ghosts = tuple(
+        task(f"g{i}", draw(st.sampled_from([None, "gone"])), started=draw(st.floats(0, 1000)))
+        for i in range(draw(st.integers(0, 2)))
+    )
+    waiting = draw(st.integers(0, sn.queued))
+    sn = replace(
+        sn,
+        running=sn.running + ghosts,
+        in_progress=len(sn.running) + len(ghosts),
+        waiting=waiting,
+        next_retry_at=draw(later) if waiting else None,
+    )
+    limits = replace(
+        limits,
+        spawn_blocked_until=draw(st.none() | later),
+        terminate_retry_at=draw(st.none() | later),
+    )
+    return sn, s, limits
+
+
+def _inputs(sn: Snapshot, s: Settings, limits: Limits) -> tuple[object, ...]:
+    """What a moment changes in decide's inputs: the rules' verdicts, the spawn block."""
+    blocked = limits.spawn_blocked_until is not None and sn.now < limits.spawn_blocked_until
+    return (*(v.breached for v in rules.verdicts(sn, s)), blocked)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(quiet_snapshots(), st.data())
+def test_absent_events_the_answer_holds_until_next_deadline(
+    case: tuple[Snapshot, Settings, Limits], data: st.DataObject
+) -> None:
+    sn, s, limits = case
+    expected = answer(decide(sn, s, limits))
+    deadline = next_deadline(sn, s, limits)
+    if deadline is None:
+        later = data.draw(st.integers(1, 10**11)) * TICK  # up to a day
+        assert answer(decide(at(sn, sn.now + later), s, limits)) == expected
+        return
+    assert deadline > sn.now
+    span = (deadline - sn.now) // TICK
+    for step in {1, data.draw(st.integers(1, max(span - 1, 1))), span - 1}:
+        if 0 < step < span:
+            assert answer(decide(at(sn, sn.now + step * TICK), s, limits)) == expected
+    # At the deadline something decide reads may change (a verdict, the spawn block), or
+    # it is a moment the executor or a re-read needs (a terminate retry, a task due).
+    changed = _inputs(at(sn, deadline), s, limits) != _inputs(sn, s, limits)
+    assert changed or deadline in (sn.next_retry_at, limits.terminate_retry_at)
 
 
 def test_a_tiny_expected_price_does_not_break_the_budget_math() -> None:
