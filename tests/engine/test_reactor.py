@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from tests.engine.harness import insert_tasks, running, runpod_settings
 from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
 from tests.metrics import metric_value
 from tests.pg import PgServer
-from tests.engine.harness import insert_tasks, running, runpod_settings
 from tests.util import wait_until
 
 

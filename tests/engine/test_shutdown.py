@@ -13,8 +13,8 @@ import pytest
 
 import reactor.engine.service
 from reactor.cli import cmd_run
-from tests.fakes import run_fake_runpod
 from tests.engine.harness import runpod_settings
+from tests.fakes import run_fake_runpod
 
 
 async def test_sigterm_with_a_create_hanging_past_the_grace_exits_0_and_lets_go(
