@@ -13,11 +13,6 @@ from reactor.domain.pods import Pod
 
 LIVE_STATUSES = ("spawning", "active", "terminating")
 
-# Workers in a row whose pod never sent a first heartbeat (a broken image, a wrong
-# WORKER_DATABASE_URL, a crash at start) before the reactor stops paying for a full fleet
-# of them: spawns pause, then one probe pod at a time until a worker starts again.
-START_FAILURES_BEFORE_PROBING = 3
-
 
 @dataclass(frozen=True)
 class WorkerState:
@@ -79,11 +74,11 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Limits:
-    """What the executor knows that the database does not (held in memory)."""
+    """What the spawn gate knows that the database does not (reactor.domain.spawn_gate)."""
 
     expected_price: float = 0.0  # USD/hour of one new worker
     spawn_blocked_until: datetime | None = None
     spawn_blocked_reason: str | None = None
     unconfirmed_pods: int = 0  # pods whose terminate has not succeeded yet
     terminate_retry_at: datetime | None = None  # when those terminates are tried again
-    start_failures: int = 0  # workers in a row that never started (see above)
+    start_failures: int = 0  # workers in a row that never started (the gate's breaker)

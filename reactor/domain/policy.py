@@ -20,8 +20,9 @@ from reactor.domain.actions import (
     Spawn,
     TerminatePod,
 )
-from reactor.domain.model import START_FAILURES_BEFORE_PROBING, Limits, Snapshot, WorkerState
+from reactor.domain.model import Limits, Snapshot, WorkerState
 from reactor.domain.rules import desired_workers
+from reactor.domain.spawn_gate import START_FAILURES_BEFORE_PROBING
 from reactor.settings import Settings
 
 # A pod just created may take a moment to show in the provider's list.

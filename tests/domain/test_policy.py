@@ -18,15 +18,10 @@ from reactor.domain.actions import (
     Spawn,
     TerminatePod,
 )
-from reactor.domain.model import (
-    START_FAILURES_BEFORE_PROBING,
-    Limits,
-    Snapshot,
-    TaskState,
-    WorkerState,
-)
+from reactor.domain.model import Limits, Snapshot, TaskState, WorkerState
 from reactor.domain.policy import decide, next_deadline
 from reactor.domain.rules import desired_workers
+from reactor.domain.spawn_gate import START_FAILURES_BEFORE_PROBING
 from reactor.providers.base import FLEET_ENV, Pod
 from reactor.settings import Settings
 
