@@ -36,6 +36,7 @@ from reactor.domain.actions import (
 from reactor.domain.model import Limits, WorkerState
 from reactor.domain.spawn_gate import Pause, SpawnFailure, SpawnGate, in_order
 from reactor.engine import bookkeeping
+from reactor.engine.breaker import load_breaker, save_breaker
 from reactor.engine.metrics import Metrics
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import (
@@ -121,11 +122,31 @@ class Executor:
         self.metrics = metrics
         self.state = state
         self.gate = gate if gate is not None else SpawnGate.for_settings(settings)
+        self._saved = self.gate.breaker  # the breaker as last written to the database
         self._now: datetime | None = None  # the clock of the last apply
 
     def limits(self) -> Limits:
         """The gate's limits as of the last apply (what ``next_deadline`` reads after it)."""
         return self.gate.limits(self._now) if self._now is not None else Limits()
+
+    # --- what a new leader carries on from ---------------------------------------------
+    async def load_breaker(self) -> None:
+        """Carry on from the start-failure breaker the previous leader left."""
+        self.gate.restore(await load_breaker(self.pool, self.settings.reactor_fleet))
+        self._saved = self.gate.breaker
+        if self._saved.failures:
+            log.info("start_failures_loaded", extra={"failures_in_a_row": self._saved.failures})
+
+    async def _save_breaker(self) -> None:
+        breaker = self.gate.breaker
+        if breaker == self._saved:
+            return
+        try:
+            await save_breaker(self.pool, self.settings.reactor_fleet, breaker)
+        except TRANSIENT_DB_ERRORS as exc:  # written after the next apply instead
+            log.warning("start_failures_not_saved", extra={"error": str(exc)[:300]})
+            return
+        self._saved = breaker
 
     # --- outcomes that are not actions -------------------------------------------------
     def observe(self, workers: Iterable[WorkerState]) -> None:
@@ -180,6 +201,7 @@ class Executor:
         out.slot_freed = bool(held - self.gate.unconfirmed)
         for record in out.records:
             self.state.record(record)
+        await self._save_breaker()
         return out
 
     async def _one(self, action: Action, now: datetime, out: Applied) -> ActionRecord:

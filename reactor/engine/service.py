@@ -93,6 +93,8 @@ class ReconcileResult:
 
 
 class Reactor:
+    _term_started = False  # set by start_term(): load the database's part of the gate
+
     def __init__(
         self,
         settings: Settings,
@@ -148,6 +150,12 @@ class Reactor:
             state=self.state,
             gate=gate,
         )
+        self.start_term()
+
+    def start_term(self) -> None:
+        """A term as leader begins: the next reconcile first loads what a previous leader
+        left in the database (the start-failure breaker)."""
+        self._term_started = True
 
     async def close(self) -> None:
         await self.leadership.release()
@@ -262,6 +270,9 @@ class Reactor:
                 full = False
         async with self.pool.acquire() as conn:
             snap = await read_snapshot(conn, pods)
+        if self._term_started:
+            await self.executor.load_breaker()
+            self._term_started = False
         self.executor.observe(snap.workers)
         if full:
             await self.executor.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0))

@@ -23,6 +23,7 @@ from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
 from reactor.domain.rules import desired_workers
 from reactor.domain.spawn_gate import SpawnGate
+from reactor.engine.breaker import load_breaker
 from reactor.engine.leader import lock_key
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
@@ -94,6 +95,7 @@ async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[Rea
     state.desired_workers = desired_workers(snap, settings)
     state.db_ok = True
     state.gate = SpawnGate.for_settings(settings)  # what a leader would start from
+    state.gate.restore(await load_breaker(conn, settings.reactor_fleet))
     for record in await worker_events(conn):
         state.record(record)
     leader = await leader_holder(conn, settings.reactor_fleet)
