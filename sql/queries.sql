@@ -74,6 +74,23 @@ SELECT task_id, new_status FROM func_reset_orphaned_tasks($1::text[]);
 -- name: requeue_task
 SELECT func_requeue_task($1, $2, $3, $4);
 
+-- name: load_spawn_breaker
+-- The start-failure breaker a previous leader left for this fleet (0014); no row: none.
+SELECT start_failures, last_start_failure_at, paused_until, pause_reason
+FROM gpu_reactor_spawn_breaker
+WHERE fleet = $1;
+
+-- name: save_spawn_breaker
+INSERT INTO gpu_reactor_spawn_breaker
+    (fleet, start_failures, last_start_failure_at, paused_until, pause_reason, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (fleet) DO UPDATE
+SET start_failures = excluded.start_failures,
+    last_start_failure_at = excluded.last_start_failure_at,
+    paused_until = excluded.paused_until,
+    pause_reason = excluded.pause_reason,
+    updated_at = now();
+
 -- name: leader_try_lock
 SELECT pg_try_advisory_lock($1);
 

@@ -28,11 +28,6 @@ LIVE_STATUSES = frozenset({WorkerStatus.SPAWNING, WorkerStatus.ACTIVE, WorkerSta
 # A live worker that is not draining: it counts toward the workers the queue calls for.
 CAPACITY_STATUSES = frozenset({WorkerStatus.SPAWNING, WorkerStatus.ACTIVE})
 
-# Workers in a row whose pod never sent a first heartbeat (a broken image, a wrong
-# WORKER_DATABASE_URL, a crash at start) before the reactor stops paying for a full fleet
-# of them: spawns pause, then one probe pod at a time until a worker starts again.
-START_FAILURES_BEFORE_PROBING = 3
-
 
 @dataclass(frozen=True)
 class WorkerState:
@@ -94,11 +89,11 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Limits:
-    """What the executor knows that the database does not (held in memory)."""
+    """What the spawn gate knows that the database does not (reactor.domain.spawn_gate)."""
 
     expected_price: float = 0.0  # USD/hour of one new worker
     spawn_blocked_until: datetime | None = None
     spawn_blocked_reason: str | None = None
     unconfirmed_pods: int = 0  # pods whose terminate has not succeeded yet
     terminate_retry_at: datetime | None = None  # when those terminates are tried again
-    start_failures: int = 0  # workers in a row that never started (see above)
+    start_failures: int = 0  # workers in a row that never started (the gate's breaker)

@@ -25,13 +25,13 @@ from reactor.domain.actions import (
 )
 from reactor.domain.model import (
     CAPACITY_STATUSES,
-    START_FAILURES_BEFORE_PROBING,
     Limits,
     Snapshot,
     WorkerState,
     WorkerStatus,
 )
 from reactor.domain.rules import desired_workers
+from reactor.domain.spawn_gate import START_FAILURES_BEFORE_PROBING
 from reactor.settings import Settings
 
 # A pod just created may take a moment to show in the provider's list.

@@ -14,6 +14,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from reactor.aio import wait_any, wait_event
@@ -29,9 +30,10 @@ from reactor.domain.events import (
     TaskQueued,
     parse_event,
 )
-from reactor.domain.model import CAPACITY_STATUSES, LIVE_STATUSES, Snapshot
+from reactor.domain.model import CAPACITY_STATUSES, LIVE_STATUSES, Limits, Snapshot
 from reactor.domain.policy import decide, next_deadline
 from reactor.domain.rules import desired_workers
+from reactor.domain.spawn_gate import SpawnGate
 from reactor.engine.executor import Executor
 from reactor.engine.leader import Leadership, LeadershipLost
 from reactor.engine.listener import Listener
@@ -61,6 +63,9 @@ class ReconcileResult:
     desired: int
     actions: list[ActionRecord] = field(default_factory=list)
     duration_ms: float = 0.0
+    limits: Limits = field(default_factory=Limits)  # the spawn gate's, after the actions
+    first_action_at: float | None = None  # time.monotonic() when the first action went out
+    decide_again: bool = False  # a slot held by a pod that would not go is free
 
     def summary(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -88,6 +93,8 @@ class ReconcileResult:
 
 
 class Reactor:
+    _term_started = False  # set by start_term(): load the database's part of the gate
+
     def __init__(
         self,
         settings: Settings,
@@ -132,13 +139,23 @@ class Reactor:
         self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
+        gate = SpawnGate.for_settings(self.settings)
+        self.state.gate = gate  # what /status shows
+        _bind_gate_metrics(self.metrics, gate)
         self.executor = Executor(
             pool=self.pool,
             provider=self.provider,
             settings=self.settings,
             metrics=self.metrics,
             state=self.state,
+            gate=gate,
         )
+        self.start_term()
+
+    def start_term(self) -> None:
+        """A term as leader begins: the next reconcile first loads what a previous leader
+        left in the database (the start-failure breaker)."""
+        self._term_started = True
 
     async def close(self) -> None:
         await self.leadership.release()
@@ -253,22 +270,25 @@ class Reactor:
                 full = False
         async with self.pool.acquire() as conn:
             snap = await read_snapshot(conn, pods)
+        if self._term_started:
+            await self.executor.load_breaker()
+            self._term_started = False
         self.executor.observe(snap.workers)
         if full:
             await self.executor.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0))
-        limits = self.executor.limits()
-        actions = decide(snap, self.settings, limits)
-        actions = self._manual(snap) + actions
-        self.executor.first_action_at = None
-        records = (
-            await self.executor.apply(actions, snap.now)
-            if actions or self.executor.terminations_due(snap.now)
-            else []
-        )
-        if self.executor.limits().unconfirmed_pods < limits.unconfirmed_pods:
+        gate = self.executor.gate
+        actions = self._manual(snap) + decide(snap, self.settings, gate.limits(snap.now))
+        applied = await self.executor.apply(actions, snap.now)
+        if applied.slot_freed:
             self._dirty.set()  # a slot held by a pod that would not go is free: decide again
         result = ReconcileResult(
-            "sweep" if full else "event", snap, desired_workers(snap, self.settings), records
+            "sweep" if full else "event",
+            snap,
+            desired_workers(snap, self.settings),
+            applied.records,
+            limits=gate.limits(snap.now),
+            first_action_at=applied.first_action_at,
+            decide_again=applied.slot_freed,
         )
         result.duration_ms = (time.monotonic() - started) * 1000
         self._record(result)
@@ -307,9 +327,8 @@ class Reactor:
         if result.kind == "sweep":
             st.last_sweep_at = time.time()
             m.last_sweep.set(st.last_sweep_at)
-        assert self.executor is not None
-        if self._first_event_at is not None and self.executor.first_action_at is not None:
-            m.reaction_latency.observe(max(self.executor.first_action_at - self._first_event_at, 0))
+        if self._first_event_at is not None and result.first_action_at is not None:
+            m.reaction_latency.observe(max(result.first_action_at - self._first_event_at, 0))
         if result.actions:
             log.info(
                 "reconciled",
@@ -455,3 +474,11 @@ class Reactor:
             return {"leader": True, **result.summary()}
         finally:
             await self.close()
+
+
+def _bind_gate_metrics(metrics: Metrics, gate: SpawnGate) -> None:
+    """The gauges read the gate at scrape time: no copy of its state to drift."""
+    metrics.start_failures.set_function(lambda: gate.start_failures)
+    metrics.spawn_blocked.set_function(
+        lambda: float(gate.limits(datetime.now(UTC)).spawn_blocked_until is not None)
+    )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reactor.domain.model import Snapshot
+from reactor.domain.spawn_gate import SpawnGate
 
 
 @dataclass
@@ -56,10 +57,9 @@ class ReactorState:
     last_error: str | None = None
     listener: ListenerHealth = field(default_factory=ListenerHealth)
     actions: deque[ActionRecord] = field(default_factory=lambda: deque(maxlen=200))
-    spawn_blocked_until: float | None = None
-    spawn_blocked_reason: str | None = None
-    start_failures: int = 0  # workers in a row that never started
-    expected_price: float = 0.0
+    # Spawn pauses, the start-failure breaker and the expected price: read from the gate,
+    # never copied (None before the reactor opens, or a CLI read without one).
+    gate: SpawnGate | None = None
     db_ok: bool = False
 
     def record(self, record: ActionRecord) -> None:

@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,7 @@ from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
 from reactor.domain.actions import Action, Cause, Drain, Retire, Spawn
 from reactor.domain.model import LIVE_STATUSES, WorkerStatus
-from reactor.engine.executor import Executor, utcnow
+from reactor.engine.executor import Executor
 from reactor.engine.metrics import Metrics
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
@@ -100,6 +101,11 @@ async def executor_for(settings: Settings, *, provider: bool = True) -> AsyncIte
         await pool.close()
 
 
+def _now() -> datetime:
+    """The clock for an operator's action (the reactor's run on the database's)."""
+    return datetime.now(UTC)
+
+
 def spawn_room(settings: Settings, live: int, burn: float, price: float) -> tuple[int, str]:
     """How many more workers the caps allow, and which cap binds."""
     room, why = settings.max_active_gpus - live, f"MAX_ACTIVE_GPUS={settings.max_active_gpus}"
@@ -123,7 +129,8 @@ async def spawn(settings: Settings, count: int, *, force: bool = False) -> list[
     async with executor_for(settings) as ex, ex.pool.acquire() as conn:
         snap = await read_snapshot(conn, arm=False)
         await ex.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0.0))
-        room, why = spawn_room(settings, len(snap.workers), snap.hourly_burn, ex.expected_price)
+        price = ex.gate.expected_price
+        room, why = spawn_room(settings, len(snap.workers), snap.hourly_burn, price)
         if count > room and not force:
             raise Refused(
                 f"{len(snap.workers)} live worker(s) and {why} leave room for {room}; "
@@ -131,7 +138,8 @@ async def spawn(settings: Settings, count: int, *, force: bool = False) -> list[
             )
         reason = "requested by operator (gpu-reactor workers spawn)"
         spawns: list[Action] = [Spawn(reason=reason, cause=Cause.OPERATOR) for _ in range(count)]
-        return await ex.apply(spawns, utcnow())
+        applied = await ex.apply(spawns, snap.now)
+        return applied.records
 
 
 async def _live_worker(settings: Settings, worker_id: str, verb: str) -> dict[str, Any]:
@@ -157,7 +165,8 @@ async def drain(settings: Settings, worker_id: str) -> ActionRecord:
         raise Refused(f"worker '{worker_id}' is already draining")
     reason = "requested by operator (gpu-reactor workers drain)"
     async with executor_for(settings, provider=False) as ex:
-        [record] = await ex.apply([Drain(worker_id, reason=reason, cause=Cause.OPERATOR)], utcnow())
+        drain = Drain(worker_id, reason=reason, cause=Cause.OPERATOR)
+        [record] = (await ex.apply([drain], _now())).records
     return record
 
 
@@ -176,7 +185,7 @@ async def terminate(
         reason="terminated by operator (gpu-reactor workers terminate)",
     )
     async with executor_for(settings) as ex:
-        [record] = await ex.apply([action], utcnow())
+        [record] = (await ex.apply([action], _now())).records
     return record
 
 

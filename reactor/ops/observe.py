@@ -22,6 +22,8 @@ from reactor.db.migrate import check_schema
 from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
 from reactor.domain.rules import desired_workers
+from reactor.domain.spawn_gate import SpawnGate
+from reactor.engine.breaker import load_breaker
 from reactor.engine.leader import lock_key
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
@@ -92,6 +94,8 @@ async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[Rea
     state.snapshot = snap
     state.desired_workers = desired_workers(snap, settings)
     state.db_ok = True
+    state.gate = SpawnGate.for_settings(settings)  # what a leader would start from
+    state.gate.restore(await load_breaker(conn, settings.reactor_fleet))
     for record in await worker_events(conn):
         state.record(record)
     leader = await leader_holder(conn, settings.reactor_fleet)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reactor.db.pooler import POOLER_HINT, looks_like_pooler
 from reactor.domain import rules
-from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
+from reactor.domain.model import Limits, Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.settings import Settings
 
@@ -241,17 +241,19 @@ def _queue_view(state: ReactorState, settings: Settings) -> QueueView | None:
     )
 
 
-def _budget_view(state: ReactorState, settings: Settings) -> BudgetView:
+def _budget_view(state: ReactorState, settings: Settings, now: datetime) -> BudgetView:
+    """Spawn limits as the gate has them at ``now``: a pause that is over is not shown."""
     burn = state.snapshot.hourly_burn if state.snapshot else 0.0
     cap = settings.max_hourly_spend_usd
+    limits = state.gate.limits(now) if state.gate is not None else Limits()
     return BudgetView(
         max_hourly_spend_usd=cap,
         hourly_burn_usd=round(burn, 4),
         used_ratio=round(burn / cap, 4) if cap else None,
-        expected_worker_price_usd=round(state.expected_price or settings.gpu_hourly_price_usd, 4),
-        spawn_blocked_until=_ts(state.spawn_blocked_until),
-        spawn_blocked_reason=state.spawn_blocked_reason,
-        worker_start_failures=state.start_failures,
+        expected_worker_price_usd=round(limits.expected_price or settings.gpu_hourly_price_usd, 4),
+        spawn_blocked_until=limits.spawn_blocked_until,
+        spawn_blocked_reason=limits.spawn_blocked_reason,
+        worker_start_failures=limits.start_failures,
     )
 
 
@@ -302,7 +304,7 @@ def build_status(
             last_error=lh.last_error,
             hint=listener_hint(state, settings),
         ),
-        budget=_budget_view(state, settings),
+        budget=_budget_view(state, settings, datetime.fromtimestamp(now, UTC)),
         reconcile=ReconcileView(
             count=state.reconciles,
             last_at=_ts(state.last_reconcile_at),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from reactor.domain.backoff import CandidateBackoff
 from reactor.errors import (
     CapacityError,
     ConfigError,
@@ -31,7 +32,6 @@ from reactor.settings import Settings
 
 log = logging.getLogger("reactor.providers.runpod")
 
-MAX_BACKOFF_SEC = 600.0  # a candidate without capacity is retried at least this often
 PRICE_TTL_SEC = 300.0  # a catalog price is trusted this long
 PRICE_MISS_TTL_SEC = 60.0  # after a failed or empty catalog read, ask again after this
 PAGE_LIMIT = 500  # pods per page asked for (ignored by an unpaged API)
@@ -47,36 +47,6 @@ class Candidate:
 
     def __str__(self) -> str:
         return f"{self.gpu_type} in {self.data_center or 'any data center'}"
-
-
-class CandidateBackoff:
-    """Per-candidate exponential backoff (base doubling, capped), reset on success."""
-
-    def __init__(
-        self,
-        *,
-        base_sec: float,
-        cap_sec: float = MAX_BACKOFF_SEC,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._base, self._cap, self._clock = base_sec, cap_sec, clock
-        self._state: dict[Candidate, tuple[int, float]] = {}  # failures, retry at
-
-    def wait_left(self, candidate: Candidate) -> float:
-        failures_until = self._state.get(candidate)
-        return 0.0 if failures_until is None else max(0.0, failures_until[1] - self._clock())
-
-    def ready(self, candidate: Candidate) -> bool:
-        return self.wait_left(candidate) <= 0
-
-    def failed(self, candidate: Candidate) -> float:
-        failures = self._state.get(candidate, (0, 0.0))[0] + 1
-        delay = min(self._base * 2 ** (failures - 1), self._cap)
-        self._state[candidate] = (failures, self._clock() + delay)
-        return delay
-
-    def succeeded(self, candidate: Candidate) -> None:
-        self._state.pop(candidate, None)
 
 
 @dataclass
@@ -129,7 +99,8 @@ class RunpodProvider:
             retry_base_sec=retry_base_sec,
             max_wait_sec=max_rate_limit_wait_sec,
         )
-        self.backoff = CandidateBackoff(base_sec=settings.spawn_failure_backoff_sec, clock=clock)
+        # A candidate without capacity is retried at least every MAX_SPAWN_BACKOFF_SEC.
+        self.backoff = CandidateBackoff[Candidate](base_sec=settings.spawn_failure_backoff_sec)
         self._price: tuple[float | None, float] | None = None  # value, valid until
         if settings.runpod_network_volume_id and not settings.runpod_data_centers:
             log.warning(
@@ -170,9 +141,10 @@ class RunpodProvider:
         candidates = self.candidates()
         if not candidates:
             raise PermanentProviderError("RUNPOD_GPU_TYPES is empty: no GPU type to create with")
-        ready = [c for c in candidates if self.backoff.ready(c)]
+        now = self._clock()
+        ready = [c for c in candidates if self.backoff.ready(c, now)]
         if not ready:
-            wait = min(self.backoff.wait_left(c) for c in candidates)
+            wait = min(self.backoff.wait_left(c, now) for c in candidates)
             raise CapacityError(
                 f"every candidate ({len(candidates)}) is backing off after "
                 f"refusals; the first is tried again in {wait:.0f}s"
@@ -240,7 +212,7 @@ class RunpodProvider:
             )
         if reply.status not in (400, 403):
             raise self._unexpected(reply, "create")
-        delay = self.backoff.failed(candidate)
+        delay = self.backoff.failed(candidate, self._clock())
         if reply.status == 400:
             refusals.capacity += 1
         else:

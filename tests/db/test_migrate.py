@@ -48,6 +48,7 @@ async def _data_fingerprint(conn: asyncpg.Connection) -> list[tuple]:
         UNION ALL SELECT 'doorbell', to_jsonb(d) - 'armed_at' FROM gpu_reactor_doorbell d
         UNION ALL SELECT 'tasks', to_jsonb(t) FROM tasks t
         UNION ALL SELECT 'workers', to_jsonb(w) FROM workers w
+        UNION ALL SELECT 'breaker', to_jsonb(b) FROM gpu_reactor_spawn_breaker b
         ORDER BY 1, 2
     """)
     return [tuple(r) for r in rows]
@@ -109,6 +110,9 @@ async def test_every_file_is_idempotent_on_its_own(conn: asyncpg.Connection) -> 
     await conn.execute("INSERT INTO workers (id, status) VALUES ('w1', 'active')")
     await conn.execute("INSERT INTO tasks (task_type, priority) VALUES ('render', 2)")
     await conn.execute("UPDATE gpu_reactor_settings SET heartbeat_timeout_sec = 42")
+    await conn.execute(
+        "INSERT INTO gpu_reactor_spawn_breaker (fleet, start_failures) VALUES ('f', 2)"
+    )
     schema, data = await _schema_fingerprint(conn), await _data_fingerprint(conn)
     for migration in load_migrations():
         async with conn.transaction():

@@ -62,6 +62,7 @@ async def test_a_worker_runs_its_whole_life_through_the_functions(
         "SELECT * FROM gpu_reactor_settings",
         "UPDATE gpu_reactor_doorbell SET armed = true",
         "SELECT * FROM gpu_reactor_migrations",
+        "SELECT * FROM gpu_reactor_spawn_breaker",
         "SELECT * FROM orchestrator_status",
         "SELECT * FROM active_workers_health",
         "SELECT * FROM recent_task_activity",

@@ -24,7 +24,6 @@ from reactor.domain.actions import (
 )
 from reactor.domain.model import (
     LIVE_STATUSES,
-    START_FAILURES_BEFORE_PROBING,
     Limits,
     Snapshot,
     TaskState,
@@ -33,6 +32,7 @@ from reactor.domain.model import (
 )
 from reactor.domain.policy import decide, next_deadline
 from reactor.domain.rules import desired_workers
+from reactor.domain.spawn_gate import START_FAILURES_BEFORE_PROBING
 from reactor.providers.base import FLEET_ENV, Pod
 from reactor.settings import Settings
 

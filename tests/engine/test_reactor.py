@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from reactor.engine.service import Reactor
+from reactor.ops.status import StatusView, build_status
 from tests.engine.harness import insert_tasks, running, runpod_settings
 from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
 from tests.metrics import metric_value
@@ -20,6 +22,10 @@ from tests.util import wait_until
 async def runpod() -> AsyncIterator[FakeRunpod]:
     async with run_fake_runpod() as server:
         yield server
+
+
+def status_of(reactor: Reactor) -> StatusView:
+    return build_status(reactor.state, reactor.settings)
 
 
 def live_pods(runpod: FakeRunpod) -> int:
@@ -250,9 +256,7 @@ async def test_no_replacement_while_the_dead_workers_pod_cannot_be_terminated(
         )
         executor = reactor.executor
         assert executor is not None
-        await wait_until(
-            lambda: executor.limits().unconfirmed_pods == 1, what="the terminate to fail"
-        )
+        await wait_until(lambda: len(executor.gate.unconfirmed) == 1, what="the terminate to fail")
         tried = len(runpod.calls("DELETE", f"/pods/{pod_id}"))
         await runpod.wait_for_request("DELETE", f"/pods/{pod_id}", timeout=10, count=tried + 1)
         assert len(runpod.create_calls) == 1, "a replacement while the dead pod still runs"
@@ -284,9 +288,10 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
         await runpod.wait_for_create(timeout=5, count=3)
 
         async def probe_sent() -> bool:
-            if reactor.executor.limits().start_failures >= 3:  # type: ignore[union-attr]
+            gate = reactor.executor.gate  # type: ignore[union-attr]
+            if gate.start_failures >= 3:
                 starting_seen.append(await starting())
-                reasons_seen.add(reactor.state.spawn_blocked_reason or "")
+                reasons_seen.add(status_of(reactor).budget.spawn_blocked_reason or "")
             return len(runpod.create_calls) >= 4
 
         await wait_until(probe_sent, timeout=15, what="a probe create after 3 start failures")
@@ -324,7 +329,7 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
         # Three workers wanted: the probe, the hand-started one and one more pod.
         await runpod.wait_for_create(timeout=5, count=5)
         assert metric_value(reactor.metrics, "gpu_reactor_worker_start_failures") == 0
-        assert reactor.state.spawn_blocked_reason is None
+        assert status_of(reactor).budget.spawn_blocked_reason is None
 
 
 async def test_a_task_waiting_out_its_retry_delay_gets_a_worker_when_due(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reactor.domain.model import Snapshot, TaskState, WorkerState
+from reactor.domain.spawn_gate import SpawnFailure, SpawnGate
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.http.server import authorized, readiness
 from reactor.ops.status import (
@@ -175,6 +176,23 @@ def test_status_before_the_first_snapshot() -> None:
     view = build_status(ReactorState(), SETTINGS)
     assert view.role == "starting" and view.queue is None and view.workers == []
     assert view.snapshot_at is None and view.budget.hourly_burn_usd == 0
+
+
+def test_the_budget_shows_a_spawn_pause_only_while_it_lasts() -> None:
+    # The bug: a pause that simply expired stayed on /status and the dashboard as "paused
+    # until <a time in the past>" until a later spawn succeeded.
+    state = _state()
+    state.gate = SpawnGate.for_settings(SETTINGS)
+    state.gate.spawn_failed(SpawnFailure.RATE_LIMITED, "429", NOW, retry_after=30)
+    for _ in range(3):
+        state.gate.start_failed("no heartbeat", NOW - timedelta(seconds=400))
+    during = build_status(state, SETTINGS, now=NOW.timestamp() + 29).budget
+    assert during.spawn_blocked_until == NOW + timedelta(seconds=30)
+    assert during.spawn_blocked_reason == "rate_limited: 429"
+    assert during.worker_start_failures == 3
+    after = build_status(state, SETTINGS, now=NOW.timestamp() + 30).budget
+    assert (after.spawn_blocked_until, after.spawn_blocked_reason) == (None, None)
+    assert after.worker_start_failures == 3  # probing goes on until a worker starts
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,7 @@ async def test_a_candidate_without_capacity_is_backed_off_then_retried(
     clock.advance(2)  # SPAWN_FAILURE_BACKOFF_SEC = 30 has passed
     await provider.create(PodSpec(name="gpu-reactor-4", env={}))
     assert gpus_asked(runpod)[3:] == [GPU_B, GPU_A]
-    assert provider.backoff.ready(provider.candidates()[0])  # success reset it
+    assert provider.backoff.ready(provider.candidates()[0], clock())  # success reset it
 
 
 async def test_every_candidate_refused_raises_capacity_error_with_the_last_detail(

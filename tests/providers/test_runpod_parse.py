@@ -1,4 +1,7 @@
-"""Pure pieces of the Runpod provider: body readers, header parsers, candidate backoff."""
+"""Pure pieces of the Runpod provider: body readers, header parsers, candidates.
+
+Its per-candidate backoff is the domain's: tests/domain/test_spawn_gate.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 
 from reactor.providers.base import PodSpec
 from reactor.providers.ratelimit import parse_ratelimit, parse_retry_after
-from reactor.providers.runpod import Candidate, CandidateBackoff, RunpodProvider
+from reactor.providers.runpod import Candidate, RunpodProvider
 from reactor.providers.runpod_http import outcome_of
 from reactor.providers.runpod_parse import (
     MalformedBody,
@@ -20,7 +23,6 @@ from reactor.providers.runpod_parse import (
     parse_pod,
 )
 from reactor.settings import Settings
-from tests.providers.conftest import FakeClock
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -148,20 +150,6 @@ def test_retry_after_header(header: str | None, wait: float | None) -> None:
 )
 def test_outcome_labels(status: int, operation: str, outcome: str) -> None:
     assert outcome_of(status, operation) == outcome
-
-
-def test_candidate_backoff_doubles_caps_and_resets() -> None:
-    clock = FakeClock()
-    backoff = CandidateBackoff(base_sec=30, cap_sec=600, clock=clock)
-    a, b = Candidate("A", None), Candidate("B", "EU-RO-1")
-    assert [backoff.failed(a) for _ in range(7)] == [30, 60, 120, 240, 480, 600, 600]
-    assert not backoff.ready(a) and backoff.ready(b)
-    clock.advance(599)
-    assert backoff.wait_left(a) == pytest.approx(1)
-    clock.advance(1)
-    assert backoff.ready(a)
-    backoff.succeeded(a)
-    assert backoff.failed(a) == 30
 
 
 def test_candidates_are_gpu_types_in_order_times_data_centers() -> None:
