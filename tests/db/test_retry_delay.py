@@ -9,8 +9,8 @@ import asyncpg
 from reactor.engine.service import Reactor
 from reactor.engine.snapshot import read_snapshot
 from tests.db.support import add_task, add_worker, claim, task_row
-from tests.fakes import run_fake_runpod
 from tests.engine.harness import runpod_settings
+from tests.fakes import run_fake_runpod
 
 FAIL = "SELECT func_mark_task_failed($1, 'CUDA out of memory', $2, $3)"
 

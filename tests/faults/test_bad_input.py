@@ -25,10 +25,10 @@ from reactor.engine.service import Reactor
 from reactor.errors import ProviderError
 from reactor.providers.base import PodSpec
 from reactor.providers.runpod import RunpodProvider
+from tests.engine.harness import insert_tasks, running, runpod_settings
 from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
 from tests.faults.reactors import clean_environ
 from tests.metrics import metric_value
-from tests.engine.harness import insert_tasks, running, runpod_settings
 from tests.util import wait_until
 
 # Text PostgreSQL can carry: no NUL, no lone surrogate.

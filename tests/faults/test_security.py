@@ -23,11 +23,11 @@ import pytest
 from reactor.db.embedded import free_port
 from reactor.settings import Settings
 from tests.db.support import add_task, add_worker, task_row
+from tests.engine.harness import running, runpod_settings
 from tests.fakes.runpod_v2 import run_fake_runpod
 from tests.faults.rig import FaultRig
 from tests.http.conftest import TOKEN, base_url, reactor_settings, serving
 from tests.metrics import metric_value
-from tests.engine.harness import running, runpod_settings
 from tests.util import wait_until
 
 DENIED = (asyncpg.InsufficientPrivilegeError, asyncpg.exceptions.FeatureNotSupportedError)
