@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -20,8 +20,6 @@ from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.errors import ReactorError
 from reactor.logs import register_secrets, scrub, setup_logging
 from reactor.settings import Settings, load_settings
-
-log = logging.getLogger("reactor.cli")
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -61,39 +59,29 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from reactor.engine.service import SHUTDOWN_GRACE, Reactor
+    from reactor.engine.service import Reactor
+    from reactor.http.server import start_http
 
     reactor = Reactor(settings)
     _install_signals(reactor.stop_event)
-    http = None
-    if settings.reactor_http_port:
-        try:
-            from reactor.http.server import start_http
-        except ImportError:
-            start_http = None  # type: ignore[assignment]
-        if start_http is not None:
-            http = await start_http(reactor)
-    task = asyncio.create_task(reactor.run(), name="reactor")
-    stopped = asyncio.create_task(reactor.stop_event.wait())
-    done, _ = await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if task not in done:
-        log.info("stopping", extra={"grace_sec": SHUTDOWN_GRACE})
-        try:
-            async with asyncio.timeout(SHUTDOWN_GRACE):
-                await asyncio.shield(task)
-        except TimeoutError:
-            # Past the grace: cancel, and wait for the cancellation to unwind (it closes
-            # the lock connection, which releases leadership) before reading the result.
-            log.warning("stop_grace_passed", extra={"grace_sec": SHUTDOWN_GRACE})
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    stopped.cancel()
-    if http is not None:
-        await http.cleanup()
-    if not task.cancelled():
-        task.result()
-    return 0
+    http = await start_http(reactor) if settings.reactor_http_port else None
+    try:
+        code = await reactor.serve()  # until SIGTERM, then the shutdown ladder
+    finally:
+        if http is not None:
+            await http.cleanup()
+    if code:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """The reactor did not unwind after its cancel (the stacks are logged): leave now,
+    rather than hang in the event loop's clean-up, which would wait for it forever."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 CORE_COMMANDS: dict[str, tuple[Handler, str]] = {

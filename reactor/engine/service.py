@@ -1,9 +1,11 @@
 """The reactor service: leadership, the LISTEN connection and the wake loop.
 
-Wake-ups come from three sources: events (NOTIFY), the earliest per-worker deadline and
-the sweep timer. Each wake-up runs one reconcile: snapshot -> decide -> act -> record.
-A burst of events is coalesced: a reconcile runs at once when the last one is older than
-COALESCE_WINDOW_SEC, otherwise when that window has passed.
+Wake-ups come from events (NOTIFY), the earliest per-worker deadline and the sweep timer;
+when to wake and for which kind of reconcile is the wake schedule's answer
+(reactor/domain/wake.py). Each wake-up runs one reconcile: snapshot -> decide -> act ->
+record. A leadership term owns its tasks (the listener, the lock watch, the wake loop
+and the drain checks) and ends them all with it; ``serve`` stops the whole service on
+the shutdown ladder (reactor/engine/supervision.py).
 """
 
 from __future__ import annotations
@@ -32,26 +34,21 @@ from reactor.domain.events import (
 from reactor.domain.model import Snapshot
 from reactor.domain.policy import decide, next_deadline
 from reactor.domain.rules import desired_workers
+from reactor.domain.wake import WakeSchedule
+from reactor.engine.drains import drain_refusal, record_refusal
 from reactor.engine.executor import Executor
 from reactor.engine.leader import Leadership, LeadershipLost
 from reactor.engine.listener import Listener
 from reactor.engine.metrics import Metrics
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
+from reactor.engine.supervision import CANCEL_DEADLINE_SEC, run_until_stopped
 from reactor.errors import ProviderError
 from reactor.providers import make_provider
 from reactor.providers.base import Provider
 from reactor.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DEADLINE_SLACK = 0.02  # seconds past a deadline, so the database agrees it has passed
-RECONCILE_RETRY_MAX = 10.0
-SHUTDOWN_GRACE = 30.0
-MAX_COALESCE_WINDOW = 1.0  # seconds: the longest an event waits under sustained pressure
-# After a reconcile woken by task_queued, one more follows this much later: an insert
-# whose transaction straddled the doorbell's re-arm commits unrung (see 0005_triggers.sql).
-TRAILING_CHECK = 0.25
 
 
 @dataclass
@@ -103,13 +100,12 @@ class Reactor:
         self.pool: GuardedPool | None = None
         self.executor: Executor | None = None
         self.leadership = Leadership(dsn=settings.dsn(), fleet=settings.reactor_fleet)
-        self._dirty = asyncio.Event()
-        self._full_requested = True
+        self._dirty = asyncio.Event()  # the doorbell: something may have changed
+        self.schedule = self._new_schedule()
+        self._term: asyncio.TaskGroup | None = None  # the leadership term in force
+        self._checks: set[asyncio.Task[None]] = set()  # the term's drain checks
         self._first_event_at: float | None = None
         self._manual_drains: list[str] = []
-        self._checks: set[asyncio.Task[None]] = set()
-        self._queued_event = False
-        self._next_sweep = 0.0
         self._expire_pool = False
         self._list_failures = 0
         self.stop_event = asyncio.Event()
@@ -157,64 +153,41 @@ class Reactor:
             return
         self.metrics.events.labels(event=event.event).inc()
         if isinstance(event, TaskQueued):
-            self._queued_event = True
+            self.schedule.task_queued()
         elif isinstance(event, SweepRequest):
-            self._full_requested = True
+            self.schedule.request_sweep()
         elif isinstance(event, DrainRequest):
             # Any login may NOTIFY; a drain is honoured once its sender is known not to
-            # be a pod. Checked at once: the sending session may end any moment.
-            check = asyncio.get_running_loop().create_task(
-                self._check_drain(event.worker_id, sender_pid)
-            )
-            self._checks.add(check)
-            check.add_done_callback(self._checks.discard)
+            # be a pod. Checked at once (the sending session may end any moment), in a
+            # task of the term that heard it: it ends with the term.
+            self._start_check(event.worker_id, sender_pid)
             return
         self.wake()
 
+    def _start_check(self, worker_id: str, sender_pid: int | None) -> None:
+        try:
+            if self._term is None:
+                raise RuntimeError("no leadership term")
+            check = self._term.create_task(
+                self._check_drain(worker_id, sender_pid), name=f"drain-check-{worker_id}"[:100]
+            )
+        except RuntimeError:  # the term that heard it is ending; the next one sweeps
+            log.warning("manual_drain_dropped", extra={"worker_id": worker_id})
+            return
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+
     async def _check_drain(self, worker_id: str, sender_pid: int | None) -> None:
-        refused = None
-        if self.pool is None or sender_pid is None:
-            refused = "sender unknown"
-        else:
-            try:
-                row = await self.pool.fetchrow(query("drain_sender"), sender_pid)
-            except TRANSIENT_DB_ERRORS as exc:
-                row, refused = None, f"sender not checked: {exc}"[:200]
-            if refused is None:
-                if row is None:
-                    refused = "sending session ended before it could be checked"
-                elif row["is_worker"]:
-                    refused = "sent by a gpu_worker login"
+        refused = await drain_refusal(self.pool, sender_pid)
         if refused is not None:
-            self.metrics.refused_drains.labels(
-                reason="worker login" if refused.startswith("sent by") else "unverified"
-            ).inc()
-            log.warning(
-                "manual_drain_refused",
-                extra={
-                    "worker_id": worker_id,
-                    "sender_pid": sender_pid,
-                    "reason": refused,
-                    "hint": f"SELECT gpu_reactor_drain('{worker_id}') or gpu-reactor workers drain",
-                },
-            )
-            self.state.record(
-                ActionRecord(
-                    time.time(),
-                    "drain",
-                    "refused",
-                    "requested by NOTIFY",
-                    worker_id,
-                    detail=refused,
-                )
-            )
+            record_refusal(self.metrics, self.state, worker_id, sender_pid, refused)
             return
         self._manual_drains.append(worker_id)
         self.wake()
 
     def wake(self, full: bool = False) -> None:
         if full:
-            self._full_requested = True
+            self.schedule.request_sweep()
         if self._first_event_at is None:
             self._first_event_at = time.monotonic()
         self._dirty.set()
@@ -324,79 +297,60 @@ class Reactor:
             )
 
     # --- the wake loop -------------------------------------------------------------------
-    def _sweep_interval(self) -> float:
-        return self.settings.sweep_interval_sec * random.uniform(0.9, 1.1)
+    def _new_schedule(self) -> WakeSchedule:
+        return WakeSchedule(
+            coalesce_window=self.settings.coalesce_window_sec,
+            sweep_interval=self.settings.sweep_interval_sec,
+            jitter=random.uniform,
+        )
 
     async def wake_loop(self) -> None:
-        last_end = -1e9
-        deadline_at = float("inf")
-        window = self.settings.coalesce_window_sec
-        failures = 0
+        schedule = self.schedule
         while not self.stop_event.is_set():
-            now = time.monotonic()
-            timeout = max(min(deadline_at, self._next_sweep) - now, 0)
-            await wait_any([self._dirty, self.stop_event], timeout)
-            if self.stop_event.is_set():
+            await wait_any([self._dirty, self.stop_event], schedule.wait_time(time.monotonic()))
+            hold = schedule.hold(time.monotonic(), rang=self._dirty.is_set())
+            if await wait_event(self.stop_event, hold):
                 return
-            since = time.monotonic() - last_end
-            if self._dirty.is_set() and since < window:
-                # Events right after a reconcile: fold them into one reconcile per window.
-                await wait_event(self.stop_event, window - since)
-                if self.stop_event.is_set():
-                    return
-            # Only tasks arriving back to back are pressure that widens the window; the
-            # echoes of the reactor's own writes (worker_status, ...) are not.
-            if self._queued_event and since < window:
-                window = min(window * 2, MAX_COALESCE_WINDOW)
-            else:
-                window = self.settings.coalesce_window_sec
-            full = self._full_requested or time.monotonic() >= self._next_sweep
+            kind = schedule.begin(time.monotonic())
             self._dirty.clear()
-            self._full_requested = False
-            trailing, self._queued_event = self._queued_event, False
             try:
                 if self._expire_pool and self.pool is not None:
                     self._expire_pool = False
                     await self.pool.expire()
-                result = await self.reconcile(full)
+                result = await self.reconcile(full=kind == "sweep")
             except Exception as exc:  # a reconcile must never kill the loop: retry
-                failures += 1
-                self.metrics.reconcile_errors.inc()
-                self.state.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                delay = min(0.2 * 2**failures, RECONCILE_RETRY_MAX)
-                log.error(
-                    "reconcile_failed",
-                    extra={"error": self.state.last_error, "retry_in": round(delay, 2)},
-                    exc_info=not isinstance(exc, (*TRANSIENT_DB_ERRORS, ProviderError)),
-                )
-                self._full_requested = self._full_requested or full
-                if isinstance(exc, CONNECTION_ERRORS):
-                    self._expire_pool = True
-                await wait_event(self.stop_event, delay)
+                retry_in = schedule.failed()
+                self._reconcile_failed(exc, retry_in)
+                if await wait_event(self.stop_event, retry_in):
+                    return
                 self._dirty.set()
                 continue
-            failures = 0
             self._first_event_at = None
-            last_end = time.monotonic()
-            if result.kind == "sweep":
-                self._next_sweep = last_end + self._sweep_interval()
-            elif full:  # the sweep ran without the provider's list: retry it with backoff
-                self._next_sweep = last_end + min(
-                    0.5 * 2**self._list_failures, RECONCILE_RETRY_MAX, self._sweep_interval()
-                )
             deadline = next_deadline(
                 result.snapshot, self.settings, self.executor.limits() if self.executor else None
             )
-            deadline_at = (
-                (last_end + (deadline - result.snapshot.now).total_seconds() + DEADLINE_SLACK)
-                if deadline
-                else float("inf")
+            schedule.ran(
+                time.monotonic(),
+                "sweep" if result.kind == "sweep" else "event",
+                deadline=deadline,
+                db_now=result.snapshot.now,
             )
-            if trailing:
-                deadline_at = min(deadline_at, last_end + TRAILING_CHECK)
 
+    def _reconcile_failed(self, exc: Exception, retry_in: float) -> None:
+        self.metrics.reconcile_errors.inc()
+        self.state.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        log.error(
+            "reconcile_failed",
+            extra={"error": self.state.last_error, "retry_in": round(retry_in, 2)},
+            exc_info=not isinstance(exc, (*TRANSIENT_DB_ERRORS, ProviderError)),
+        )
+        if isinstance(exc, CONNECTION_ERRORS):
+            self._expire_pool = True
+
+    # --- leadership and the service -------------------------------------------------------
     async def lead(self) -> None:
-        """Act as the leader until stopped; raises LeadershipLost if the lock goes."""
+        """Act as the leader until stopped; raises LeadershipLost if the lock goes. The
+        term's tasks (lock watch, listener, wake loop, drain checks) end with it."""
         listener = Listener(
             dsn=self.settings.dsn(),
             on_payload=self.on_payload,
@@ -406,16 +360,20 @@ class Reactor:
             metrics=self.metrics,
             check_interval=self.settings.listener_check_interval_sec,
         )
-        self._full_requested = True
-        self._next_sweep = 0.0
+        self.schedule = self._new_schedule()  # a new term begins with a sweep, at once
         self._expire_pool = True  # a new term: trust no connection from before it
-        async with asyncio.TaskGroup() as group:
-            watch = group.create_task(self.leadership.watch(), name="leader-watch")
-            listen = group.create_task(listener.run(), name="listener")
-            loop = group.create_task(self.wake_loop(), name="wake-loop")
-            await loop  # returns when stop_event is set
-            watch.cancel()
-            listen.cancel()
+        async with asyncio.TaskGroup() as term:
+            self._term, self._checks = term, set()
+            rest = [
+                term.create_task(self.leadership.watch(), name="leader-watch"),
+                term.create_task(listener.run(), name="listener"),
+            ]
+            try:
+                await term.create_task(self.wake_loop(), name="wake-loop")
+            finally:  # stopped, lost or failed: nothing of this term runs on
+                self._term = None
+                for task in [*rest, *self._checks]:
+                    task.cancel()
 
     async def run(self) -> None:
         """Stand by or lead until ``stop_event``; then release everything."""
@@ -440,6 +398,20 @@ class Reactor:
             self.metrics.leader.set(0)
             await self.close()
             log.info("stopped")
+
+    async def serve(self, *, cancel_deadline: float = CANCEL_DEADLINE_SEC) -> int:
+        """``run`` until ``stop_event``, then the shutdown ladder: REACTOR_SHUTDOWN_GRACE_SEC
+        to finish and let go, a cancel, ``cancel_deadline`` for it to unwind. 0, or 1 when
+        it did not unwind (the stacks are logged: exit rather than wait on it)."""
+        grace = self.settings.reactor_shutdown_grace_sec
+        ended = await run_until_stopped(
+            self.run(),
+            self.stop_event,
+            name="reactor",
+            grace=grace,
+            cancel_deadline=cancel_deadline,
+        )
+        return 0 if ended else 1
 
     async def once(self) -> dict[str, Any]:
         """One full reconcile, only if no other reactor leads; returns a summary."""
