@@ -37,6 +37,7 @@ from reactor.demo.report import build_summary, histogram_buckets, read_run, rend
 from reactor.demo.workload import Workload, pid_of, plan, process_alive
 from reactor.errors import ConfigError
 from reactor.logs import TextFormatter, register_secrets
+from reactor.ops.commands import Command
 from reactor.ops.tables import make_console
 from reactor.settings import Settings
 
@@ -99,9 +100,8 @@ class DemoSettings(Settings):
 
 
 class Demo:
-    def __init__(self, args: argparse.Namespace, user_settings: Settings) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.user_settings = user_settings
         self.data_dir = Path(args.data_dir).resolve()
         self.plan = plan(
             args.tasks,
@@ -187,8 +187,6 @@ class Demo:
                 "WORKER_DATABASE_URL": self.db.worker_dsn,
                 "REACTOR_HTTP_HOST": "127.0.0.1",
                 "REACTOR_HTTP_PORT": port,
-                "LOG_LEVEL": self.user_settings.log_level,
-                "LOG_FORMAT": self.user_settings.log_format,
             }
         )
         register_secrets(self.settings.secrets())
@@ -423,15 +421,17 @@ def _log_to_file(path: Path) -> None:
 # --- the subcommand ----------------------------------------------------------------------------
 
 
-async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+async def cmd_demo(args: argparse.Namespace) -> int:
+    """Runs without the reactor's settings (none of them applies to the demo): a broken
+    .env in the working directory cannot stop it."""
     if args.tasks < 4:
         raise ConfigError("--tasks must be at least 4")
     if args.duration < 20:
         raise ConfigError("--duration must be at least 20 seconds")
-    return await Demo(args, settings).run()
+    return await Demo(args).run()
 
 
-def register(sub: Any, commands: dict[str, Any]) -> None:
+def register(sub: Any, commands: dict[str, Command]) -> None:
     help_text = (
         "the whole system on this machine: embedded Postgres, the reactor, local "
         "workers, a workload with one worker killed; a summary at the end"
@@ -484,4 +484,4 @@ def register(sub: Any, commands: dict[str, Any]) -> None:
         metavar="PATH",
         help="also write the closing summary as JSON to PATH",
     )
-    commands["demo"] = (cmd_demo, help_text)
+    commands["demo"] = Command(cmd_demo, help_text, needs_settings=False)
