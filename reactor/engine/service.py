@@ -42,7 +42,7 @@ from reactor.engine.listener import Listener
 from reactor.engine.metrics import Metrics
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
-from reactor.engine.supervision import CANCEL_DEADLINE_SEC, run_until_stopped
+from reactor.engine.supervision import CANCEL_DEADLINE_SEC, Term, run_until_stopped
 from reactor.errors import ProviderError
 from reactor.providers import make_provider
 from reactor.providers.base import Provider
@@ -102,8 +102,7 @@ class Reactor:
         self.leadership = Leadership(dsn=settings.dsn(), fleet=settings.reactor_fleet)
         self._dirty = asyncio.Event()  # the doorbell: something may have changed
         self.schedule = self._new_schedule()
-        self._term: asyncio.TaskGroup | None = None  # the leadership term in force
-        self._checks: set[asyncio.Task[None]] = set()  # the term's drain checks
+        self._term: Term | None = None  # the tasks of the leadership term in force
         self._first_event_at: float | None = None
         self._manual_drains: list[str] = []
         self._expire_pool = False
@@ -160,22 +159,13 @@ class Reactor:
             # Any login may NOTIFY; a drain is honoured once its sender is known not to
             # be a pod. Checked at once (the sending session may end any moment), in a
             # task of the term that heard it: it ends with the term.
-            self._start_check(event.worker_id, sender_pid)
+            check = self._check_drain(event.worker_id, sender_pid)
+            name = f"drain-check-{event.worker_id}"[:100]
+            if self._term is None or self._term.start(check, name) is None:
+                check.close()
+                log.warning("manual_drain_dropped", extra={"worker_id": event.worker_id})
             return
         self.wake()
-
-    def _start_check(self, worker_id: str, sender_pid: int | None) -> None:
-        try:
-            if self._term is None:
-                raise RuntimeError("no leadership term")
-            check = self._term.create_task(
-                self._check_drain(worker_id, sender_pid), name=f"drain-check-{worker_id}"[:100]
-            )
-        except RuntimeError:  # the term that heard it is ending; the next one sweeps
-            log.warning("manual_drain_dropped", extra={"worker_id": worker_id})
-            return
-        self._checks.add(check)
-        check.add_done_callback(self._checks.discard)
 
     async def _check_drain(self, worker_id: str, sender_pid: int | None) -> None:
         refused = await drain_refusal(self.pool, sender_pid)
@@ -362,18 +352,15 @@ class Reactor:
         )
         self.schedule = self._new_schedule()  # a new term begins with a sweep, at once
         self._expire_pool = True  # a new term: trust no connection from before it
-        async with asyncio.TaskGroup() as term:
-            self._term, self._checks = term, set()
-            rest = [
-                term.create_task(self.leadership.watch(), name="leader-watch"),
-                term.create_task(listener.run(), name="listener"),
-            ]
+        async with asyncio.TaskGroup() as group:
+            self._term = term = Term(group)
             try:
-                await term.create_task(self.wake_loop(), name="wake-loop")
+                term.start(self.leadership.watch(), "leader-watch")
+                term.start(listener.run(), "listener")
+                await group.create_task(self.wake_loop(), name="wake-loop")
             finally:  # stopped, lost or failed: nothing of this term runs on
                 self._term = None
-                for task in [*rest, *self._checks]:
-                    task.cancel()
+                term.end()
 
     async def run(self) -> None:
         """Stand by or lead until ``stop_event``; then release everything."""

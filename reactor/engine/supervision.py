@@ -1,5 +1,9 @@
-"""The shutdown ladder: stop event -> graceful wait -> cancel -> hard deadline.
+"""Owned tasks: a term's tasks end with it, and the shutdown ladder ends a service.
 
+``Term`` holds the tasks one leadership term starts (in its TaskGroup) and cancels every
+one still running when the term ends, so none outlives the leadership that started it.
+
+The shutdown ladder: stop event -> graceful wait -> cancel -> hard deadline.
 ``run_until_stopped`` runs a service's root coroutine as a named task until it returns
 or the stop event is set. Then it gives the task the grace (REACTOR_SHUTDOWN_GRACE_SEC)
 to finish what it is doing and let go on its own; past it, cancels the task; and past
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from reactor.aio import wait_any
@@ -20,6 +25,34 @@ from reactor.aio import wait_any
 log = logging.getLogger(__name__)
 
 CANCEL_DEADLINE_SEC = 10.0  # after the cancel, how long the cancellation may take to unwind
+
+
+@dataclass
+class Term:
+    """The tasks of one term, started in its TaskGroup: a failure of any ends the term
+    (the group cancels the rest and raises it); ``end`` cancels those still running."""
+
+    group: asyncio.TaskGroup
+    ended: bool = False
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
+        """The task running ``coro``, or None (and ``coro`` closed) once the term ends."""
+        try:
+            if self.ended:
+                raise RuntimeError("the term has ended")
+            task = self.group.create_task(coro, name=name)
+        except RuntimeError:  # ended, or its group is shutting down after a failure
+            coro.close()
+            return None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def end(self) -> None:
+        self.ended = True
+        for task in list(self._tasks):
+            task.cancel()
 
 
 async def run_until_stopped(
