@@ -40,7 +40,7 @@ from bench.common import (
 )
 from bench.pgq_consumer import PgqConsumer
 from bench.reactor_proc import ReactorProcess
-from reactor.engine.service import MAX_COALESCE_WINDOW
+from reactor.domain.wake import MAX_COALESCE_WINDOW
 
 NAME = "reaction_latency"
 TARGET_P99_MS = 25.0

@@ -7,23 +7,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, NoReturn
 
 import orjson
 
 from reactor.db.errors import TRANSIENT_DB_ERRORS
+from reactor.demo import command as demo_command
 from reactor.errors import ReactorError
 from reactor.logs import register_secrets, scrub, setup_logging
+from reactor.ops import commands as ops_commands
+from reactor.ops.commands import Command
 from reactor.settings import Settings, load_settings
-
-log = logging.getLogger("reactor.cli")
-
-Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 def _print_json(data: Any) -> None:
@@ -61,51 +60,41 @@ def _install_signals(stop: asyncio.Event) -> None:
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from reactor.engine.service import SHUTDOWN_GRACE, Reactor
+    from reactor.engine.service import Reactor
+    from reactor.http.server import start_http
 
     reactor = Reactor(settings)
     _install_signals(reactor.stop_event)
-    http = None
-    if settings.reactor_http_port:
-        try:
-            from reactor.http.server import start_http
-        except ImportError:
-            start_http = None  # type: ignore[assignment]
-        if start_http is not None:
-            http = await start_http(reactor)
-    task = asyncio.create_task(reactor.run(), name="reactor")
-    stopped = asyncio.create_task(reactor.stop_event.wait())
-    done, _ = await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if task not in done:
-        log.info("stopping", extra={"grace_sec": SHUTDOWN_GRACE})
-        try:
-            async with asyncio.timeout(SHUTDOWN_GRACE):
-                await asyncio.shield(task)
-        except TimeoutError:
-            # Past the grace: cancel, and wait for the cancellation to unwind (it closes
-            # the lock connection, which releases leadership) before reading the result.
-            log.warning("stop_grace_passed", extra={"grace_sec": SHUTDOWN_GRACE})
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    stopped.cancel()
-    if http is not None:
-        await http.cleanup()
-    if not task.cancelled():
-        task.result()
-    return 0
+    http = await start_http(reactor) if settings.reactor_http_port else None
+    try:
+        code = await reactor.serve()  # until SIGTERM, then the shutdown ladder
+    finally:
+        if http is not None:
+            await http.cleanup()
+    if code:
+        _exit_now(code)
+    return code
 
 
-CORE_COMMANDS: dict[str, tuple[Handler, str]] = {
-    "migrate": (cmd_migrate, "create or update the schema (idempotent)"),
-    "run": (cmd_run, "run the reactor continuously, with /metrics and /status"),
-    "once": (cmd_once, "run one full reconcile and print a JSON summary"),
+def _exit_now(code: int) -> NoReturn:
+    """The reactor did not unwind after its cancel (the stacks are logged): leave now,
+    rather than hang in the event loop's clean-up, which would wait for it forever."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+CORE_COMMANDS: dict[str, Command] = {
+    "migrate": Command(cmd_migrate, "create or update the schema (idempotent)"),
+    "run": Command(cmd_run, "run the reactor continuously, with /metrics and /status"),
+    "once": Command(cmd_once, "run one full reconcile and print a JSON summary"),
 }
 
 
-def build_parser(commands: dict[str, tuple[Handler, str]] | None = None) -> argparse.ArgumentParser:
+def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
     """The parser; ``commands`` (a fresh copy of CORE_COMMANDS by default) receives every
-    subcommand's handler, including those other modules register."""
+    subcommand, the operator commands' and the demo's included."""
     commands = dict(CORE_COMMANDS) if commands is None else commands
     parser = argparse.ArgumentParser(
         prog="gpu-reactor",
@@ -113,39 +102,34 @@ def build_parser(commands: dict[str, tuple[Handler, str]] | None = None) -> argp
         "Settings come from the environment and .env (see .env.example).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_handler, help_text) in CORE_COMMANDS.items():
-        sub.add_parser(name, help=help_text, description=help_text)
-    import importlib
-
-    # Subcommands contributed by other modules: each exposes register(sub, commands).
-    for module in ("reactor.ops.commands", "reactor.demo.command"):
-        try:
-            importlib.import_module(module).register(sub, commands)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    for name, command in CORE_COMMANDS.items():
+        sub.add_parser(name, help=command.help, description=command.help)
+    ops_commands.register(sub, commands)
+    demo_command.register(sub, commands)
     return parser
 
 
-def _run(handler: Handler, args: argparse.Namespace, settings: Settings) -> int:
+def _run(main: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
-
-        return uvloop.run(handler(args, settings))
     except ImportError:
-        return asyncio.run(handler(args, settings))
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def main(argv: list[str] | None = None) -> int:
     commands = dict(CORE_COMMANDS)
     parser = build_parser(commands)
     args = parser.parse_args(argv)
-    handler = commands[args.command][0]
+    command = commands[args.command]
     try:
+        if not command.needs_settings:  # reads none of them: a broken .env must not stop it
+            setup_logging()
+            return _run(command.handler(args))
         settings = load_settings()
         register_secrets(settings.secrets())
         setup_logging(settings.log_level, settings.log_format)
-        return _run(handler, args, settings)
+        return _run(command.handler(args, settings))
     except ReactorError as exc:
         print(f"gpu-reactor: {scrub(str(exc))}", file=sys.stderr)
         return 2

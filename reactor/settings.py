@@ -177,6 +177,15 @@ class Settings(BaseSettings):
         alias="LISTENER_CHECK_INTERVAL_SEC",
         description="How often the listener connection is probed with a NOTIFY round-trip.",
     )
+    reactor_shutdown_grace_sec: float = Field(
+        30,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        alias="REACTOR_SHUTDOWN_GRACE_SEC",
+        description="On SIGTERM, how long the reactor may finish what it is doing before it "
+        "is cancelled; the cancel then has 10 s to unwind, or the process exits 1.",
+    )
     spawn_failure_backoff_sec: float = Field(
         30,
         gt=0,

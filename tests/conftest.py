@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
+from reactor.engine.supervision import task_stack
 from tests.pg import WORKER_LOGIN, WORKER_PASSWORD, PgServer, start_server
+
+SETTLE_STEPS = 20  # loop iterations a task cancelled at the very end gets to finish
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -20,6 +24,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_task_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail an async test that leaves asyncio tasks running when its event loop closes
+    (pytest-asyncio would cancel them silently). Checked after the test's own fixtures
+    are torn down, so a fixture's server or connection counts too."""
+    if not inspect.iscoroutinefunction(getattr(request.node, "obj", None)):
+        yield
+        return
+    runner = request.getfixturevalue("_function_scoped_runner")
+    yield
+    left = runner.run(_still_running())
+    if left:
+        where = "\n".join(f"- {t.get_name()}:\n{task_stack(t)}" for t in left)
+        pytest.fail(f"the test left {len(left)} asyncio task(s) running:\n{where}", False)
+
+
+async def _still_running() -> list[asyncio.Task[object]]:
+    for _ in range(SETTLE_STEPS):
+        await asyncio.sleep(0)
+    current = asyncio.current_task()
+    return sorted(
+        (t for t in asyncio.all_tasks() if t is not current and not t.done()),
+        key=lambda t: t.get_name(),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from reactor.domain.actions import (
     Spawn,
     TerminatePod,
 )
-from reactor.domain.model import Limits, WorkerState, WorkerStatus
+from reactor.domain.model import WorkerState, WorkerStatus
 from reactor.domain.spawn_gate import Pause, SpawnFailure, SpawnGate, in_order
 from reactor.engine import bookkeeping
 from reactor.engine.breaker import load_breaker, save_breaker
@@ -123,11 +123,6 @@ class Executor:
         self.state = state
         self.gate = gate if gate is not None else SpawnGate.for_settings(settings)
         self._saved = self.gate.breaker  # the breaker as last written to the database
-        self._now: datetime | None = None  # the clock of the last apply
-
-    def limits(self) -> Limits:
-        """The gate's limits as of the last apply (what ``next_deadline`` reads after it)."""
-        return self.gate.limits(self._now) if self._now is not None else Limits()
 
     # --- what a new leader carries on from ---------------------------------------------
     async def load_breaker(self) -> None:
@@ -178,7 +173,6 @@ class Executor:
 
         ``now`` is the database clock of the snapshot they were decided on.
         """
-        self._now = now
         out = Applied()
         held = self.gate.unconfirmed
         retry = self.gate.terminations_due(now)

@@ -1,8 +1,9 @@
 """Operator subcommands of `gpu-reactor`: status, check, workers, tasks, dashboard.
 
-reactor/cli.py imports this module and calls ``register(sub, COMMANDS)``. Every handler is
+reactor/cli.py imports this module and calls ``register(sub, commands)``. Every handler is
 ``async def handler(args, settings) -> int``; errors a person can cause are ReactorError
-subclasses with a one-line message (cli.main prints it and exits 2).
+subclasses with a one-line message (cli.main prints it and exits 2). ``Command`` is how
+every module registers a subcommand with the CLI.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +28,18 @@ from reactor.ops.tables import (
 from reactor.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand as the CLI runs it: ``handler(args, settings)``. With
+    ``needs_settings=False`` it is ``handler(args)``, run without loading the reactor's
+    settings, so a broken .env or environment cannot stop it (the demo brings its own)."""
+
+    handler: Callable[..., Coroutine[Any, Any, int]]
+    help: str
+    needs_settings: bool = True
+
 
 _STATUS_NAMES = {s.lower().replace(" ", ""): s for s in observe.TASK_STATUSES}
 
@@ -204,10 +218,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _command(
-    sub: Any, commands: dict[str, tuple[Handler, str]], name: str, help_text: str, handler: Handler
+    sub: Any, commands: dict[str, Command], name: str, help_text: str, handler: Handler
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
-    commands[name] = (handler, help_text)
+    commands[name] = Command(handler, help_text)
     return parser
 
 
@@ -220,7 +234,7 @@ def _json_flag(parser: argparse.ArgumentParser, what: str = "JSON instead of a t
     parser.add_argument("--json", action="store_true", help=f"print {what}")
 
 
-def _register_status(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
+def _register_status(sub: Any, commands: dict[str, Command]) -> None:
     p = _command(
         sub,
         commands,
@@ -243,7 +257,7 @@ def _register_status(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None
     _json_flag(p, "the verdicts as JSON")
 
 
-def _register_workers(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
+def _register_workers(sub: Any, commands: dict[str, Command]) -> None:
     p = _command(sub, commands, "workers", "list, spawn, drain or terminate workers", _dispatch)
     group = _nested(p, "workers")
     q = group.add_parser(
@@ -288,7 +302,7 @@ def _register_workers(sub: Any, commands: dict[str, tuple[Handler, str]]) -> Non
     q.set_defaults(op=cmd_workers_terminate)
 
 
-def _register_tasks(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
+def _register_tasks(sub: Any, commands: dict[str, Command]) -> None:
     p = _command(sub, commands, "tasks", "create test tasks or list tasks", _dispatch)
     group = _nested(p, "tasks")
     q = group.add_parser(
@@ -317,7 +331,7 @@ def _register_tasks(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
     q.set_defaults(op=cmd_tasks_list)
 
 
-def _register_dashboard(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
+def _register_dashboard(sub: Any, commands: dict[str, Command]) -> None:
     p = _command(
         sub,
         commands,
@@ -343,7 +357,7 @@ def _register_dashboard(sub: Any, commands: dict[str, tuple[Handler, str]]) -> N
     p.set_defaults(op=cmd_dashboard)
 
 
-def register(sub: Any, commands: dict[str, tuple[Handler, str]]) -> None:
+def register(sub: Any, commands: dict[str, Command]) -> None:
     _register_status(sub, commands)
     _register_workers(sub, commands)
     _register_tasks(sub, commands)
