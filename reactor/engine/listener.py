@@ -137,8 +137,10 @@ class Listener:
             try:
                 why = await self._watch()
             finally:
+                # Lost, or the leadership term that ran it ended: nothing listens now
+                # (a standby must not show a connected listener).
+                self.health.connected = False
+                self.metrics.listener_up.set(0)
                 await self._close()
-            self.health.connected = False
             self.health.last_error = why
-            self.metrics.listener_up.set(0)
             log.warning("listener_lost", extra={"reason": why})

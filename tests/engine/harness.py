@@ -50,7 +50,9 @@ async def running(settings: Settings, *, lead: bool = True) -> AsyncIterator[Rea
             task.result()  # surface the crash
         if not lead:
             return reactor.state.role in ("standby", "leader")
-        return reactor.state.role == "leader" and reactor.state.reconciles > 0
+        # Leading, reconciled once, and LISTENing: a NOTIFY sent from here on is heard.
+        state = reactor.state
+        return state.role == "leader" and state.reconciles > 0 and state.listener.connected
 
     try:
         await wait_until(ready, timeout=15, what="reactor ready")

@@ -193,6 +193,17 @@ async def test_two_reactors_never_both_act_and_the_standby_takes_over(
         assert live_pods(runpod) == 2
 
 
+async def test_a_listener_whose_term_ended_is_not_shown_as_connected(
+    db_dsn: str, runpod: FakeRunpod
+) -> None:
+    async with running(runpod_settings(db_dsn, runpod)) as reactor:
+        assert reactor.state.listener.connected
+        assert metric_value(reactor.metrics, "gpu_reactor_listener_up") == 1
+    # The term ended (here: stopped; a lost leadership ends it the same way).
+    assert not reactor.state.listener.connected
+    assert metric_value(reactor.metrics, "gpu_reactor_listener_up") == 0
+
+
 async def test_postgres_restart_is_survived(
     pg_server: PgServer, db_dsn: str, runpod: FakeRunpod
 ) -> None:
