@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.util import wait_until
 from tests.worker.helpers import process_alive, queue, task, wait_status
 from tests.worker.procs import REPO, WorkerProcs
 
@@ -77,6 +78,8 @@ async def test_a_failed_task_is_requeued_while_attempts_remain(
     (worker,) = worker_procs.start(env={"WORKER_PROCESSORS": f"raises={SAMPLES}:boom"})
     failed = await wait_status(conn, task_id, "Failed")
     assert failed["attempts"] == 2
+    # The worker logs a failure after the database took it: wait for the second line.
+    await wait_until(lambda: len(worker.events("task_failed")) >= 2, what="both failures logged")
     requeued = [e["requeued"] for e in worker.events("task_failed")]
     assert requeued == [True, False]
     assert worker_procs.stop_all() == {worker.worker_id: 0}
