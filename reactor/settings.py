@@ -264,7 +264,17 @@ class Settings(BaseSettings):
         le=300,
         allow_inf_nan=False,
         alias="RUNPOD_REQUEST_TIMEOUT_SEC",
-        description="Timeout of one Runpod API request.",
+        description="Timeout of one Runpod API request (reads, terminates; not creates).",
+    )
+    runpod_create_timeout_sec: float = Field(
+        60,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        alias="RUNPOD_CREATE_TIMEOUT_SEC",
+        description="Timeout of one pod create, which Runpod can be slow to answer (its "
+        "sample client waits 60 s). A create that times out is looked up by name, never "
+        "sent again blindly.",
     )
 
     local_worker_command: str = Field(
