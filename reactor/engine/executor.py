@@ -247,7 +247,7 @@ class Executor:
             hashlib.sha256(token.encode()).digest(),
         )
         env = {
-            **self.settings.worker_extra_env,
+            **self.settings.worker_env(),
             "WORKER_ID": worker_id,
             WORKER_TOKEN_ENV: token,
             "DATABASE_URL": self.settings.worker_dsn(),
