@@ -53,7 +53,7 @@ def contract_env(
         interval = min(WORKER_HEARTBEAT_DEFAULT_SEC, heartbeat_limit(idle_timeout_sec))
         out[HEARTBEAT_ENV] = seconds(interval)
     limit = task_timeout_limit(stuck_timeout_sec)
-    if _lookup(extra_env, TASK_TIMEOUT_ENV) is None and WORKER_TASK_TIMEOUT_DEFAULT_SEC > limit:
+    if _lookup(extra_env, TASK_TIMEOUT_ENV) is None and limit < WORKER_TASK_TIMEOUT_DEFAULT_SEC:
         out[TASK_TIMEOUT_ENV] = seconds(limit)
     return out
 
@@ -72,7 +72,8 @@ def contract_problem(
                 f"WORKER_EXTRA_ENV sets {HEARTBEAT_ENV}={heartbeat[:40]!r}, which is not well "
                 f"under GPU_IDLE_TIMEOUT_SEC={idle_timeout_sec:g}: at most a quarter of it "
                 f"({seconds(most)}), or healthy workers are retired as heartbeat stale; "
-                f"lower it, or leave it out and pods get {seconds(min(15.0, most))}"
+                f"lower it, or leave it out and pods get "
+                f"{seconds(min(WORKER_HEARTBEAT_DEFAULT_SEC, most))}"
             )
     task = _lookup(extra_env, TASK_TIMEOUT_ENV)
     if task is not None:
