@@ -72,6 +72,30 @@ class PermanentProviderError(ProviderError):
     """Retrying the same call cannot help (422, 401, 403, 409)."""
 
 
+class RequestRejected(PermanentProviderError):
+    """The provider refused the request itself, not for lack of capacity: a Runpod 400
+    whose detail is not the no-capacity text (a cross-field rule such as a network volume
+    outside the pod's data center, an unknown GPU id), or a pod placed where it cannot
+    work. It fails the same way every time until a setting changes. ``retry_after``: the
+    seconds until the provider will try a candidate again (0: unknown)."""
+
+    def __init__(self, message: str, *, retry_after: float = 0.0, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class Unauthorized(PermanentProviderError):
+    """401: the API key is missing, malformed, expired or invalid."""
+
+
+class Forbidden(PermanentProviderError):
+    """403: the API key is valid but has no access to ``resource``."""
+
+    def __init__(self, message: str, *, resource: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.resource = resource
+
+
 class InsufficientBalance(PermanentProviderError):
     """402: the account cannot pay for more pods; stop creating and tell the operator."""
 

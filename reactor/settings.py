@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from reactor.dsn import dsn_password, dsn_problem
 from reactor.errors import ConfigError
+from reactor.worker_contract import contract_env, contract_problem
 
 _FLEET = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 INVALID_DSN = "invalid_dsn"  # error type of a DSN setting that asyncpg could not use
@@ -109,7 +110,9 @@ class Settings(BaseSettings):
         le=DAY,
         allow_inf_nan=False,
         alias="GPU_IDLE_TIMEOUT_SEC",
-        description="Heartbeat timeout: an active worker silent this long is dead.",
+        description="Heartbeat timeout: an active worker silent this long is dead. Pods are "
+        "told to beat every min(15 s, a quarter of it) unless WORKER_EXTRA_ENV sets "
+        "HEARTBEAT_INTERVAL_SEC, which must then be at most a quarter of it.",
     )
     task_stuck_timeout_sec: float = Field(
         4200,
@@ -117,8 +120,9 @@ class Settings(BaseSettings):
         le=WEEK,
         allow_inf_nan=False,
         alias="TASK_STUCK_TIMEOUT_SEC",
-        description="A task In Progress this long is requeued and its worker drained. Keep it "
-        "above the workers' TASK_TIMEOUT_SEC (3600 by default).",
+        description="A task In Progress this long is requeued and its worker drained. A "
+        "TASK_TIMEOUT_SEC in WORKER_EXTRA_ENV must be at most 90% of it; without one, pods "
+        "get 90% of it when the workers' default (3600) would not fit.",
     )
     spawning_timeout_sec: float = Field(
         900,
@@ -209,7 +213,9 @@ class Settings(BaseSettings):
     worker_extra_env: dict[str, str] = Field(
         default_factory=dict,
         alias="WORKER_EXTRA_ENV",
-        description="JSON object of extra environment variables for every worker.",
+        description="JSON object of extra environment variables for every worker "
+        "(HEARTBEAT_INTERVAL_SEC and TASK_TIMEOUT_SEC must fit GPU_IDLE_TIMEOUT_SEC and "
+        "TASK_STUCK_TIMEOUT_SEC).",
     )
 
     runpod_api_url: str = Field(
@@ -264,7 +270,17 @@ class Settings(BaseSettings):
         le=300,
         allow_inf_nan=False,
         alias="RUNPOD_REQUEST_TIMEOUT_SEC",
-        description="Timeout of one Runpod API request.",
+        description="Timeout of one Runpod API request (reads, terminates; not creates).",
+    )
+    runpod_create_timeout_sec: float = Field(
+        60,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        alias="RUNPOD_CREATE_TIMEOUT_SEC",
+        description="Timeout of one pod create, which Runpod can be slow to answer (its "
+        "sample client waits 60 s). A create that times out is looked up by name, never "
+        "sent again blindly.",
     )
 
     local_worker_command: str = Field(
@@ -368,6 +384,13 @@ class Settings(BaseSettings):
                 f"MAX_HOURLY_SPEND_USD ({self.max_hourly_spend_usd}) is below the price of one "
                 f"worker (GPU_HOURLY_PRICE_USD={self.gpu_hourly_price_usd})"
             )
+        problem = contract_problem(
+            self.worker_extra_env,
+            idle_timeout_sec=self.gpu_idle_timeout_sec,
+            stuck_timeout_sec=self.task_stuck_timeout_sec,
+        )
+        if problem:
+            raise ValueError(problem)
         return self
 
     # --- helpers ---------------------------------------------------------------------
@@ -378,6 +401,17 @@ class Settings(BaseSettings):
                 "DATABASE_URL is not set: point it at the database holding the tasks table"
             )
         return value
+
+    def worker_env(self) -> dict[str, str]:
+        """What every pod's environment carries besides its identity: WORKER_EXTRA_ENV,
+        and the worker settings that must fit the reactor's where it does not set them
+        (reactor/worker_contract.py)."""
+        contract = contract_env(
+            self.worker_extra_env,
+            idle_timeout_sec=self.gpu_idle_timeout_sec,
+            stuck_timeout_sec=self.task_stuck_timeout_sec,
+        )
+        return {**contract, **self.worker_extra_env}
 
     def worker_dsn(self) -> str:
         if self.worker_database_url is not None and self.worker_database_url.get_secret_value():

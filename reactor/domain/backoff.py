@@ -72,5 +72,12 @@ class CandidateBackoff(Generic[K]):
         self._state[candidate] = (failures, now + delay)
         return delay
 
+    def hold(self, candidate: K, now: float, seconds: float) -> float:
+        """Keep ``candidate`` back for ``seconds`` whatever its failures have earned (a
+        refusal that is not worth doubling from a short base); the wait left, in seconds."""
+        failures, until = self._state.get(candidate, (0, now))
+        self._state[candidate] = (failures, max(until, now + seconds))
+        return self.wait_left(candidate, now)
+
     def succeeded(self, candidate: K) -> None:
         self._state.pop(candidate, None)

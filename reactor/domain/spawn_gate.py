@@ -203,7 +203,11 @@ class SpawnGate:
         self, failure: SpawnFailure, detail: str, now: datetime, *, retry_after: float = 0.0
     ) -> Pause:
         """A create failed: pause spawns. Returns the pause this failure asked for (a pause
-        already in force that ends later is kept)."""
+        already in force that ends later is kept).
+
+        ``retry_after`` is when the provider says it can be asked again: after a rate limit
+        (at least 1 s), and after a rejected request the moment its first candidate may be
+        tried again (at most REJECTED_PAUSE_SEC; 0 = that long)."""
         match failure:
             case SpawnFailure.INSUFFICIENT_BALANCE:
                 seconds = BALANCE_PAUSE_SEC
@@ -213,6 +217,8 @@ class SpawnGate:
                 seconds = self._capacity.failed()
             case SpawnFailure.REJECTED:
                 seconds = REJECTED_PAUSE_SEC
+                if retry_after > 0:
+                    seconds = min(max(retry_after, 1.0), REJECTED_PAUSE_SEC)
         if failure is SpawnFailure.UNCERTAIN:
             reason = f"create failed: {detail}"
         else:

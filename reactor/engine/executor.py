@@ -45,6 +45,7 @@ from reactor.errors import (
     PermanentProviderError,
     ProviderError,
     RateLimited,
+    RequestRejected,
 )
 from reactor.logs import WORKER_TOKEN_PREFIX
 from reactor.providers.base import FLEET_ENV, WORKER_TOKEN_ENV, PodSpec, Provider
@@ -246,7 +247,7 @@ class Executor:
             hashlib.sha256(token.encode()).digest(),
         )
         env = {
-            **self.settings.worker_extra_env,
+            **self.settings.worker_env(),
             "WORKER_ID": worker_id,
             WORKER_TOKEN_ENV: token,
             "DATABASE_URL": self.settings.worker_dsn(),
@@ -278,7 +279,7 @@ class Executor:
         self, worker_id: str, action: Spawn, exc: ProviderError, now: datetime
     ) -> ActionRecord:
         failure = _failure_of(exc)
-        retry_after = exc.retry_after if isinstance(exc, RateLimited) else 0.0
+        retry_after = exc.retry_after if isinstance(exc, RateLimited | RequestRejected) else 0.0
         self._paused(self.gate.spawn_failed(failure, str(exc), now, retry_after=retry_after), now)
         if failure is SpawnFailure.UNCERTAIN:
             # The pod may or may not exist: leave the intent; the sweep settles it by name.

@@ -48,6 +48,11 @@ class Metrics:
             ["operation", "outcome"],
             registry=r,
         )
+        # Creates the provider refused as request problems, not capacity (a 400 that is not
+        # the no-capacity text, a pod outside its volume's data center): exported from 0,
+        # so the first one is an increase that GpuReactorProviderErrors sees.
+        for outcome in ("rejected", "misplaced"):
+            self.provider_requests.labels(operation="create", outcome=outcome)
         self.spawns = Counter(
             "gpu_reactor_spawns_total", "Spawn attempts by outcome.", ["outcome"], registry=r
         )

@@ -2,8 +2,10 @@
 
 database (reachable, login accepted), schema (every migration applied), listen (a NOTIFY
 round-trip arrives; a transaction-mode pooler is detected and named), worker database
-(what the pods will use), provider (the pod list answers with the configured key), and
-leader (whether a reactor leads this fleet now: information, never a failure).
+(what the pods will use), provider (the pod list answers with the configured key: a key
+Runpod refuses, 401, reads "API key rejected"; a valid key without access, 403, names what
+it may not read), and leader (whether a reactor leads this fleet now: information, never a
+failure).
 """
 
 from __future__ import annotations

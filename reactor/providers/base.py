@@ -38,9 +38,10 @@ class Provider(Protocol):
 
     async def create(self, spec: PodSpec) -> Pod:
         """Create one pod. Tries the configured candidates (GPU types, data centers) in
-        order; raises CapacityError when none has capacity, InsufficientBalance on 402,
-        RateLimited on 429. After a failed or unreadable create it looks the pod up by
-        name before trying again, so a create never makes two pods."""
+        order; raises CapacityError when none has capacity, RequestRejected when every
+        one refused the request itself, InsufficientBalance on 402, RateLimited on 429.
+        After a failed or unreadable create it looks the pod up by name before trying
+        again, so a create never makes two pods."""
         ...
 
     async def terminate(self, pod_id: str) -> None:

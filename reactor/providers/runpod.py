@@ -1,9 +1,12 @@
 """The Runpod provider: pods through Runpod's REST API v2 (see runpod_http for transport).
 
 A create places exactly one GPU type in v2 and there is no idempotency key, so this
-provider walks its candidates (GPU types in preference order x data centers), backs off
-each candidate that had no capacity, and, when a create's answer is lost (5xx, timeout,
-unreadable body), looks the pod up by name instead of creating again.
+provider walks its candidates (GPU types in preference order x data centers). A candidate
+without capacity is backed off; one whose create Runpod rejects as a request problem (see
+runpod_create) is held back for long, and when every candidate stands rejected the create
+raises RequestRejected, which stops spawning with Runpod's reason. When a create's answer
+is lost (5xx, timeout, unreadable body), the pod is looked up by name a few times, since
+Runpod's list may lag a create, instead of creating again.
 """
 
 from __future__ import annotations
@@ -12,52 +15,46 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from reactor.domain.backoff import CandidateBackoff
 from reactor.errors import (
-    CapacityError,
     ConfigError,
+    Forbidden,
     InsufficientBalance,
     PermanentProviderError,
     ProviderError,
     TransientProviderError,
+    Unauthorized,
 )
 from reactor.providers.base import Pod, PodSpec
+from reactor.providers.runpod_create import (
+    Candidate,
+    CandidateBook,
+    Refusal,
+    Walk,
+    create_outcome,
+    misplacement,
+    refusal_of,
+)
 from reactor.providers.runpod_http import OnRequest, Reply, RunpodHttp
-from reactor.providers.runpod_parse import MalformedBody, catalog_price, parse_page, parse_pod
+from reactor.providers.runpod_lookup import Sleep, find_lost_pod
+from reactor.providers.runpod_parse import (
+    MalformedBody,
+    catalog_price,
+    data_center_of,
+    parse_pod,
+    parse_pods,
+    volume_data_center,
+)
 from reactor.settings import Settings
 
 log = logging.getLogger("reactor.providers.runpod")
 
+__all__ = ["Candidate", "RunpodProvider"]
+
 PRICE_TTL_SEC = 300.0  # a catalog price is trusted this long
 PRICE_MISS_TTL_SEC = 60.0  # after a failed or empty catalog read, ask again after this
-PAGE_LIMIT = 500  # pods per page asked for (ignored by an unpaged API)
-MAX_PAGES = 200  # a longer pod list is an error, not a silent truncation
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One placement to try: a GPU type, in one data center or anywhere."""
-
-    gpu_type: str
-    data_center: str | None
-
-    def __str__(self) -> str:
-        return f"{self.gpu_type} in {self.data_center or 'any data center'}"
-
-
-@dataclass
-class _Refusals:
-    """What the candidates of one create answered, for the final error."""
-
-    capacity: int = 0
-    forbidden: int = 0
-    last_detail: str = ""
-    last_candidate: Candidate | None = None
-    last_reply: Reply | None = None
 
 
 class RunpodProvider:
@@ -71,6 +68,7 @@ class RunpodProvider:
         settings: Settings,
         on_request: OnRequest | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep | None = None,
         read_retries: int = 3,
         retry_base_sec: float = 0.25,
         max_rate_limit_wait_sec: float = 10.0,
@@ -78,8 +76,10 @@ class RunpodProvider:
         """
         :param settings: RUNPOD_* settings, SPAWN_FAILURE_BACKOFF_SEC, GPU_HOURLY_PRICE_USD.
         :param on_request: called as ``(operation, outcome)`` for every HTTP request;
-            operations: create, list, get, terminate, catalog.
+            operations: create, list, get, terminate, catalog, volume.
         :param clock: monotonic clock of the candidate backoff and the price cache.
+        :param sleep: waits between the lookups after an uncertain create (default: an
+            interruptible sleep that ends when the provider closes).
         :param read_retries: extra attempts of reads and deletes after 5xx or timeouts.
         :param retry_base_sec: first delay between those attempts.
         :param max_rate_limit_wait_sec: longest one call waits out a rate limit before
@@ -99,8 +99,13 @@ class RunpodProvider:
             retry_base_sec=retry_base_sec,
             max_wait_sec=max_rate_limit_wait_sec,
         )
-        # A candidate without capacity is retried at least every MAX_SPAWN_BACKOFF_SEC.
-        self.backoff = CandidateBackoff[Candidate](base_sec=settings.spawn_failure_backoff_sec)
+        self._sleep = sleep or self._http.pause
+        centers: list[str | None] = list(settings.runpod_data_centers) or [None]
+        self.book = CandidateBook(
+            [Candidate(gpu, dc) for gpu in settings.runpod_gpu_types for dc in centers],
+            backoff_base_sec=settings.spawn_failure_backoff_sec,
+        )
+        self._volume_dc: str | None = None  # the network volume's data center, once read
         self._price: tuple[float | None, float] | None = None  # value, valid until
         if settings.runpod_network_volume_id and not settings.runpod_data_centers:
             log.warning(
@@ -113,11 +118,12 @@ class RunpodProvider:
 
     # --- create ----------------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:
-        centers: list[str | None] = list(self.settings.runpod_data_centers) or [None]
-        return [Candidate(gpu, dc) for gpu in self.settings.runpod_gpu_types for dc in centers]
+        """GPU types in order of preference, each in every configured data center."""
+        return list(self.book.candidates)
 
     def create_body(self, spec: PodSpec, candidate: Candidate) -> dict[str, Any]:
-        """The POST /pods body: only fields v2 accepts."""
+        """The POST /pods body: only fields v2 accepts. ``gpu.count`` is always sent:
+        without it Runpod answers a misleading 400 'no instances available'."""
         s = self.settings
         body: dict[str, Any] = {
             "name": spec.name,
@@ -138,65 +144,75 @@ class RunpodProvider:
         return body
 
     async def create(self, spec: PodSpec) -> Pod:
-        candidates = self.candidates()
-        if not candidates:
+        if not self.book.candidates:
             raise PermanentProviderError("RUNPOD_GPU_TYPES is empty: no GPU type to create with")
-        now = self._clock()
-        ready = [c for c in candidates if self.backoff.ready(c, now)]
+        ready = self.book.ready(self._clock())
         if not ready:
-            wait = min(self.backoff.wait_left(c, now) for c in candidates)
-            raise CapacityError(
-                f"every candidate ({len(candidates)}) is backing off after "
-                f"refusals; the first is tried again in {wait:.0f}s"
-            )
-        refusals = _Refusals()
+            raise self.book.none_ready(self._clock())
+        volume_dc = await self._volume_data_center()
+        walk = Walk()
         for candidate in ready:
-            pod = await self._create_on(spec, candidate, refusals)
+            pod = await self._create_on(spec, candidate, walk, volume_dc)
             if pod is not None:
                 return pod
-        raise self._all_refused(spec, refusals)
+        raise self.book.all_refused(spec.name, walk, self._clock())
 
     async def _create_on(
-        self, spec: PodSpec, candidate: Candidate, refusals: _Refusals
+        self, spec: PodSpec, candidate: Candidate, walk: Walk, volume_dc: str | None
     ) -> Pod | None:
-        """The pod, or None when this candidate refused (recorded in ``refusals``)."""
+        """The pod, or None when this candidate refused (recorded in ``walk``)."""
+        # Where the pod must land to mount the volume: the volume's data center, or, while
+        # that is unknown, the one asked for.
+        required = None
+        if self.settings.runpod_network_volume_id:
+            required = volume_dc or candidate.data_center
         try:
             reply = await self._http.request(
-                "create", "POST", "/pods", json=self.create_body(spec, candidate), repeatable=False
+                "create",
+                "POST",
+                "/pods",
+                json=self.create_body(spec, candidate),
+                repeatable=False,
+                timeout_sec=self.settings.runpod_create_timeout_sec,
+                judge=lambda answer: create_outcome(answer, required),
             )
         except TransientProviderError as exc:
             return await self._recover_lost_create(spec, exc)
-        if reply.ok:
-            try:
-                pod = parse_pod(reply.body)
-            except MalformedBody as exc:
-                lost = TransientProviderError(
-                    f"unreadable create answer: {exc}",
-                    status=reply.status,
-                    request_id=reply.request_id,
-                )
-                return await self._recover_lost_create(spec, lost)
-            self.backoff.succeeded(candidate)
-            pod = _completed(pod, spec, candidate)
-            log.info(
-                "runpod_pod_created",
-                extra={
-                    "pod_id": pod.id,
-                    "pod_name": pod.name,
-                    "gpu_type": candidate.gpu_type,
-                    "data_center": candidate.data_center,
-                    "request_id": reply.request_id,
-                },
+        if not reply.ok:
+            self._refused(spec, candidate, reply, walk)
+            return None
+        try:
+            pod = parse_pod(reply.body)
+        except MalformedBody as exc:
+            lost = TransientProviderError(
+                f"unreadable create answer: {exc}", status=reply.status, request_id=reply.request_id
             )
-            return pod
-        self._refused(spec, candidate, reply, refusals)
-        return None
+            return await self._recover_lost_create(spec, exc=lost)
+        placed = data_center_of(reply.body)
+        problem = misplacement(placed, required)
+        if problem is not None:
+            await self._discard(pod, candidate, problem)
+            self._note(spec, candidate, Refusal.REJECTED, problem, reply, walk)
+            return None
+        self.book.succeeded(candidate)
+        log.info(
+            "runpod_pod_created",
+            extra={
+                "pod_id": pod.id,
+                "pod_name": pod.name or spec.name,
+                "gpu_type": candidate.gpu_type,
+                "data_center": placed,
+                "preferred": candidate.data_center,
+                "request_id": reply.request_id,
+            },
+        )
+        return _completed(pod, spec, candidate)
 
-    def _refused(
-        self, spec: PodSpec, candidate: Candidate, reply: Reply, refusals: _Refusals
-    ) -> None:
+    def _refused(self, spec: PodSpec, candidate: Candidate, reply: Reply, walk: Walk) -> None:
         """Record a candidate's refusal, or raise when no other candidate can help."""
         detail = self._http.scrub(reply.detail())
+        if reply.status == 401:
+            raise self._unexpected(reply, "create", "pod creation (POST /v2/pods)")
         if reply.status == 402:
             raise self._http.error(
                 InsufficientBalance,
@@ -210,71 +226,77 @@ class RunpodProvider:
                 f"Runpod rejected the create body (422): {violations}",
                 reply,
             )
-        if reply.status not in (400, 403):
-            raise self._unexpected(reply, "create")
-        delay = self.backoff.failed(candidate, self._clock())
-        if reply.status == 400:
-            refusals.capacity += 1
-        else:
-            refusals.forbidden += 1
-        refusals.last_detail, refusals.last_candidate, refusals.last_reply = (
-            detail,
-            candidate,
-            reply,
-        )
-        log.warning(
-            "runpod_candidate_refused",
-            extra={
-                "pod_name": spec.name,
-                "candidate": str(candidate),
-                "status": reply.status,
-                "detail": detail,
-                "backoff_sec": delay,
-                "request_id": reply.request_id,
-            },
-        )
+        refusal = refusal_of(reply)
+        if refusal is None:
+            raise self._unexpected(reply, "create", "pod creation (POST /v2/pods)")
+        self._note(spec, candidate, refusal, detail or f"HTTP {reply.status}", reply, walk)
 
-    def _all_refused(self, spec: PodSpec, refusals: _Refusals) -> ProviderError:
-        reply = refusals.last_reply
-        assert reply is not None
-        tried = refusals.capacity + refusals.forbidden
-        if refusals.capacity:
-            return self._http.error(
-                CapacityError,
-                f"no candidate could place {spec.name} ({tried} tried); last, "
-                f"{refusals.last_candidate}: {refusals.last_detail or 'HTTP 400'}",
-                reply,
+    def _note(
+        self,
+        spec: PodSpec,
+        candidate: Candidate,
+        refusal: Refusal,
+        detail: str,
+        reply: Reply,
+        walk: Walk,
+    ) -> None:
+        """A candidate refused: it waits (held back for long after a rejected request)."""
+        wait = self.book.refused(candidate, refusal, detail, self._clock())
+        walk.refused(candidate, detail, reply)
+        fields = {
+            "pod_name": spec.name,
+            "candidate": str(candidate),
+            "status": reply.status,
+            "detail": detail,
+            "wait_sec": round(wait, 1),
+            "request_id": reply.request_id,
+        }
+        if refusal is Refusal.REJECTED:
+            fields["reason"] = (
+                "Runpod refused the request itself, not for capacity: it fails the same way "
+                "until a setting changes"
             )
-        return self._http.error(
-            PermanentProviderError,
-            f"no access to any candidate ({tried} tried, HTTP 403); "
-            f"last, {refusals.last_candidate}: {refusals.last_detail or 'forbidden'}",
-            reply,
+            log.warning("runpod_create_rejected", extra=fields)
+        else:
+            log.warning("runpod_candidate_refused", extra=fields)
+
+    async def _discard(self, pod: Pod, candidate: Candidate, problem: str) -> None:
+        """Terminate a pod that cannot do its work, at once: it bills from now on."""
+        try:
+            await self.terminate(pod.id)
+        except ProviderError as exc:
+            # Its name and env carry the fleet's marks: the sweep terminates it as a fleet
+            # pod that no live worker explains.
+            log.error(
+                "runpod_misplaced_pod_not_terminated",
+                extra={"pod_id": pod.id, "candidate": str(candidate), "error": str(exc)},
+            )
+            return
+        log.warning(
+            "runpod_misplaced_pod_terminated",
+            extra={"pod_id": pod.id, "candidate": str(candidate), "reason": problem},
         )
 
+    async def _volume_data_center(self) -> str | None:
+        """The network volume's data center (read once: it is immutable), or None without
+        a volume or while it cannot be read."""
+        volume = self.settings.runpod_network_volume_id
+        if not volume or self._volume_dc is not None:
+            return self._volume_dc if volume else None
+        path = "/network-volumes/" + quote(volume, safe="")
+        try:
+            reply = await self._http.request("volume", "GET", path, repeatable=True)
+            if not reply.ok:
+                raise self._unexpected(reply, "volume", f"network volume {volume} (GET /v2{path})")
+            self._volume_dc = volume_data_center(reply.body)
+        except (ProviderError, MalformedBody) as exc:
+            log.warning("runpod_volume_lookup_failed", extra={"volume": volume, "error": str(exc)})
+        return self._volume_dc
+
+    # --- a create whose answer was lost -----------------------------------------------------
     async def _recover_lost_create(self, spec: PodSpec, exc: TransientProviderError) -> Pod:
         """A create whose answer was lost may have made a pod: find it by name."""
-        log.warning(
-            "runpod_create_uncertain",
-            extra={"pod_name": spec.name, "error": str(exc), "request_id": exc.request_id},
-        )
-        try:
-            pod = await self.find_by_name(spec.name)
-        except ProviderError as lookup:
-            raise TransientProviderError(
-                f"create of {spec.name} got no usable answer ({exc}) and the lookup by name "
-                f"failed too ({lookup})",
-                status=exc.status,
-                request_id=exc.request_id,
-            ) from exc
-        if pod is None:
-            raise TransientProviderError(
-                f"create of {spec.name} got no usable answer ({exc}); no pod of that name exists",
-                status=exc.status,
-                request_id=exc.request_id,
-            ) from exc
-        log.info("runpod_create_recovered", extra={"pod_name": spec.name, "pod_id": pod.id})
-        return pod
+        return await find_lost_pod(spec.name, exc, find=self.find_by_name, sleep=self._sleep)
 
     async def find_by_name(self, name: str) -> Pod | None:
         """The pod called ``name`` (a live one first), or None."""
@@ -284,38 +306,23 @@ class RunpodProvider:
 
     # --- reads and terminate ------------------------------------------------------------------
     async def list_pods(self) -> list[Pod]:
-        pods: dict[str, Pod] = {}
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            params = {"limit": str(PAGE_LIMIT)}
-            if cursor is not None:
-                params["cursor"] = cursor
-            reply = await self._http.request("list", "GET", "/pods", params=params, repeatable=True)
-            if not reply.ok:
-                raise self._unexpected(reply, "list")
-            try:
-                page = parse_page(reply.body)
-            except MalformedBody as exc:
-                raise self._malformed(reply, "list", exc) from exc
-            for pod in page.pods:
-                pods.setdefault(pod.id, pod)
-            if page.next_cursor is None:
-                return list(pods.values())
-            if page.next_cursor in seen:
-                raise self._http.error(
-                    TransientProviderError, "the pod list's pagination loops back on itself", reply
-                )
-            seen.add(page.next_cursor)
-            cursor = page.next_cursor
-        raise TransientProviderError(f"the pod list has more than {MAX_PAGES} pages")
+        # GET /pods declares one query parameter (includeClusterPods, default false: cluster
+        # pods are not ours to manage) and no paging: nothing else is sent.
+        reply = await self._http.request("list", "GET", "/pods", repeatable=True)
+        if not reply.ok:
+            raise self._unexpected(reply, "list", "the pod list (GET /v2/pods)")
+        try:
+            return parse_pods(reply.body)
+        except MalformedBody as exc:
+            raise self._malformed(reply, "list", exc) from exc
 
     async def get(self, pod_id: str) -> Pod | None:
-        reply = await self._http.request("get", "GET", _pod_path(pod_id), repeatable=True)
+        path = _pod_path(pod_id)
+        reply = await self._http.request("get", "GET", path, repeatable=True)
         if reply.status == 404:
             return None
         if not reply.ok:
-            raise self._unexpected(reply, "get")
+            raise self._unexpected(reply, "get", f"pod {pod_id} (GET /v2{path})")
         try:
             return parse_pod(reply.body)
         except MalformedBody as exc:
@@ -323,11 +330,12 @@ class RunpodProvider:
 
     async def terminate(self, pod_id: str) -> None:
         # DELETE is safe to repeat: a pod already gone answers 404, which is success.
-        reply = await self._http.request("terminate", "DELETE", _pod_path(pod_id), repeatable=True)
+        path = _pod_path(pod_id)
+        reply = await self._http.request("terminate", "DELETE", path, repeatable=True)
         if reply.ok or reply.status == 404:
             log.debug("runpod_pod_terminated", extra={"pod_id": pod_id, "status": reply.status})
             return
-        raise self._unexpected(reply, "terminate")
+        raise self._unexpected(reply, "terminate", f"pod {pod_id} (DELETE /v2{path})")
 
     # --- price ---------------------------------------------------------------------------------
     async def estimated_price(self) -> float | None:
@@ -346,7 +354,7 @@ class RunpodProvider:
         try:
             reply = await self._http.request("catalog", "GET", "/catalog/gpus", repeatable=True)
             if not reply.ok:
-                raise self._unexpected(reply, "catalog")
+                raise self._unexpected(reply, "catalog", "the GPU catalog (GET /v2/catalog/gpus)")
             prices = [
                 catalog_price(reply.body, gpu, self.settings.runpod_cloud)
                 for gpu in self.settings.runpod_gpu_types
@@ -362,11 +370,28 @@ class RunpodProvider:
         await self._http.close()
 
     # --- errors --------------------------------------------------------------------------------
-    def _unexpected(self, reply: Reply, operation: str) -> ProviderError:
+    def _unexpected(self, reply: Reply, operation: str, resource: str) -> ProviderError:
+        """The error of an answer the operation cannot use; ``resource`` names what was
+        asked for, for a 403."""
         detail = reply.detail() or f"HTTP {reply.status}"
-        hint = {401: " (check RUNPOD_API_KEY)", 404: " (check RUNPOD_API_URL)"}.get(
-            reply.status, ""
-        )
+        if reply.status == 401:
+            return self._http.error(
+                Unauthorized,
+                f"API key rejected: Runpod answered {operation} with 401 ({detail}); "
+                "RUNPOD_API_KEY is missing, malformed, expired or invalid",
+                reply,
+            )
+        if reply.status == 403:
+            return Forbidden(
+                self._http.scrub(
+                    f"the API key is valid but has no access to {resource}: Runpod answered "
+                    f"403 ({detail}); grant the key that permission"
+                ),
+                resource=resource,
+                status=reply.status,
+                request_id=reply.request_id,
+            )
+        hint = " (check RUNPOD_API_URL)" if reply.status == 404 else ""
         cls = PermanentProviderError if reply.status < 500 else TransientProviderError
         return self._http.error(
             cls, f"Runpod {operation} answered {reply.status}{hint}: {detail}", reply

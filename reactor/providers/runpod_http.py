@@ -5,7 +5,10 @@ status (never 429 or 5xx): 429 is waited out when ``Retry-After`` fits the wait 
 else ``RateLimited`` is raised; 5xx, timeouts, lost connections and unreadable bodies are
 retried only when the caller says the call is safe to repeat, else (and once the retries
 are spent) ``TransientProviderError`` is raised. Every HTTP attempt is reported to
-``on_request(operation, outcome)``. The API key never reaches a log line or an exception.
+``on_request(operation, outcome)``; the caller may say what a 2xx or 4xx answer means
+(``judge``: a create's 400 is no capacity or a rejected request). One call may have its
+own timeout (a create waits longer than a read). The API key never reaches a log line or
+an exception.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from reactor.providers.ratelimit import parse_ratelimit, parse_retry_after
 log = logging.getLogger("reactor.providers.runpod")
 
 OnRequest = Callable[[str, str], None]
+Judge = Callable[["Reply"], str]  # the metric outcome of a 2xx or 4xx answer
 
 # What a provider wrote (a problem's detail, an unreadable body) is kept to this many
 # characters of one printable line; a whole message to _MESSAGE.
@@ -70,6 +74,19 @@ class Reply:
         ]
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One logical call, as ``request`` was asked for it."""
+
+    operation: str
+    method: str
+    path: str
+    json: Any
+    params: dict[str, str] | None
+    timeout_sec: float | None
+    judge: Judge | None
+
+
 @dataclass
 class _Budget:
     """What one logical call may still spend on waiting and repeating."""
@@ -80,12 +97,10 @@ class _Budget:
     attempt: int = 0
 
 
-def outcome_of(status: int, operation: str) -> str:
-    """The metric label of one HTTP answer."""
+def outcome_of(status: int) -> str:
+    """The metric label of one HTTP answer (a caller's ``judge`` may say more)."""
     if 200 <= status < 300:
         return "ok"
-    if status == 400:
-        return "capacity" if operation == "create" else "client_error"
     if status == 402:
         return "insufficient_balance"
     if status == 404:
@@ -163,8 +178,16 @@ class RunpodHttp:
         json: Any = None,
         params: dict[str, str] | None = None,
         repeatable: bool,
+        timeout_sec: float | None = None,
+        judge: Judge | None = None,
     ) -> Reply:
-        """Send ``method path``; see the module docstring for what is retried."""
+        """Send ``method path``; see the module docstring for what is retried.
+
+        :param timeout_sec: this call's timeout, instead of the session's.
+        :param judge: the metric outcome of a 2xx or 4xx answer, instead of
+            ``outcome_of(status)``.
+        """
+        call = _Call(operation, method, path, json, params, timeout_sec, judge)
         budget = _Budget(
             wait_left=self._max_wait,
             rate_limit_retries=2,
@@ -174,7 +197,7 @@ class RunpodHttp:
             await self._respect_pause(operation, budget)
             budget.attempt += 1
             try:
-                reply, headers = await self._send(operation, method, path, json, params)
+                reply, headers = await self._send(call)
             except TransientProviderError as exc:
                 await self._before_retry(operation, budget, exc)
                 continue
@@ -195,16 +218,24 @@ class RunpodHttp:
                 continue
             return reply
 
-    async def _send(
-        self, operation: str, method: str, path: str, json: Any, params: dict[str, str] | None
-    ) -> tuple[Reply, Any]:
+    async def _send(self, call: _Call) -> tuple[Reply, Any]:
         session = self._get_session()
-        url = self.base_url + path
-        data = orjson.dumps(json) if json is not None else None
+        operation = call.operation
+        url = self.base_url + call.path
+        data = orjson.dumps(call.json) if call.json is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
+        timeout = self._timeout
+        if call.timeout_sec is not None:
+            timeout = aiohttp.ClientTimeout(total=call.timeout_sec)
         try:
             async with session.request(
-                method, url, data=data, params=params, headers=headers, allow_redirects=False
+                call.method,
+                url,
+                data=data,
+                params=call.params,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
             ) as resp:
                 raw = await resp.read()
                 request_id = resp.headers.get("x-request-id")
@@ -212,7 +243,7 @@ class RunpodHttp:
         except TimeoutError as exc:
             self._report(operation, "timeout")
             raise TransientProviderError(
-                f"Runpod {operation} timed out after {self._timeout.total:g}s"
+                f"Runpod {operation} timed out after {timeout.total:g}s"
             ) from exc
         except aiohttp.ClientError as exc:
             self._report(operation, "network_error")
@@ -220,10 +251,13 @@ class RunpodHttp:
                 self.scrub(f"Runpod {operation} failed: {type(exc).__name__}: {exc}")
             ) from exc
         body = self._decode(operation, status, raw, request_id)
-        self._report(operation, outcome_of(status, operation))
         reply = Reply(status, body, request_id)
+        outcome = outcome_of(status)
+        if call.judge is not None and status < 500 and status != 429:
+            outcome = call.judge(reply)
+        self._report(operation, outcome)
         if not reply.ok and status != 429:
-            self._log_failure(operation, method, path, reply)
+            self._log_failure(operation, call.method, call.path, reply)
         return reply, resp_headers
 
     def _decode(self, operation: str, status: int, raw: bytes, request_id: str | None) -> Any:
@@ -311,6 +345,10 @@ class RunpodHttp:
     async def _sleep(self, seconds: float, budget: _Budget, *, count: bool = True) -> None:
         if count:
             budget.wait_left -= seconds
+        await self.pause(seconds)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, cut short (TransientProviderError) when the provider closes."""
         if await wait_event(self._closed, seconds):
             raise TransientProviderError("the Runpod provider was closed while waiting")
 

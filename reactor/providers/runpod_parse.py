@@ -3,14 +3,14 @@
 The v2 spec changed almost weekly in 2026: unknown fields are ignored, optional fields
 may be missing or null, and a field of an unexpected type is treated as missing. Only a
 body that cannot be what it claims (not an object, no ``pods`` list, a pod without an
-``id``) is malformed: that raises ``MalformedBody`` and the caller turns it into a
-TransientProviderError. Nothing here raises KeyError or TypeError on any JSON value.
+``id``, a list that says it is partial) is malformed: that raises ``MalformedBody`` and
+the caller turns it into a TransientProviderError. Nothing here raises KeyError or
+TypeError on any JSON value.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +19,6 @@ from reactor.providers.base import Pod
 
 class MalformedBody(ValueError):
     """The body does not have the documented shape."""
-
-
-@dataclass(frozen=True)
-class PodPage:
-    pods: list[Pod]
-    next_cursor: str | None  # None: this was the last (or only) page
 
 
 def parse_pod(raw: Any) -> Pod:
@@ -47,8 +41,14 @@ def parse_pod(raw: Any) -> Pod:
     )
 
 
-def parse_page(body: Any) -> PodPage:
-    """``{"pods": [...]}`` or the paged ``{"pods": [...], "pagination": {...}}``."""
+def parse_pods(body: Any) -> list[Pod]:
+    """The pods of ``GET /pods``: ``{"pods": [...]}``, each pod once.
+
+    listPods declares no paging. A ``pagination`` object (an older draft's) is tolerated
+    as long as it does not say the list goes on: its cursors are never followed, and a
+    list that calls itself partial is malformed, because acting on part of the pods
+    would retire workers whose pods are only on the next page and leave those pods
+    billing, unseen."""
     if not isinstance(body, dict):
         raise MalformedBody(f"the pod list is {type(body).__name__}, not an object")
     raw_pods = body.get("pods")
@@ -58,26 +58,36 @@ def parse_page(body: Any) -> PodPage:
         raw_pods = []
     if not isinstance(raw_pods, list):
         raise MalformedBody(f"'pods' is {type(raw_pods).__name__}, not a list")
-    pods = [parse_pod(item) for item in raw_pods]
-    return PodPage(pods, _next_cursor(body.get("pagination")))
+    if _says_more(body.get("pagination")):
+        raise MalformedBody(
+            "the pod list says it has more pages, but GET /pods declares no paging: "
+            "refusing to act on part of the pods"
+        )
+    pods: dict[str, Pod] = {}
+    for item in raw_pods:
+        pod = parse_pod(item)
+        pods.setdefault(pod.id, pod)
+    return list(pods.values())
 
 
-def _next_cursor(pagination: Any) -> str | None:
-    if pagination is None:
-        return None
+def _says_more(pagination: Any) -> bool:
     if not isinstance(pagination, dict):
-        raise MalformedBody("'pagination' is not an object")
+        return False  # absent, or not the shape of any known draft: ignored
     cursor = pagination.get("nextCursor")
-    more = pagination.get("hasNextPage")
-    if more is None:  # tolerate a missing flag: a cursor alone means more pages
-        more = isinstance(cursor, str) and bool(cursor)
-    if more is not True and more is not False:
-        raise MalformedBody("'hasNextPage' is not a boolean")
-    if not more:
-        return None
-    if not isinstance(cursor, str) or not cursor:
-        raise MalformedBody("'hasNextPage' is true but there is no 'nextCursor'")
-    return cursor
+    return pagination.get("hasNextPage") is True or (isinstance(cursor, str) and bool(cursor))
+
+
+def data_center_of(raw: Any) -> str | None:
+    """A pod's ``dataCenterId`` (null until the scheduler assigns one)."""
+    return _str(raw.get("dataCenterId")) if isinstance(raw, dict) else None
+
+
+def volume_data_center(body: Any) -> str:
+    """The ``dataCenter`` of ``GET /network-volumes/{id}`` (immutable after creation)."""
+    where = body.get("dataCenter") if isinstance(body, dict) else None
+    if not isinstance(where, str) or not where:
+        raise MalformedBody("the network volume has no 'dataCenter'")
+    return where
 
 
 def catalog_price(body: Any, gpu_type: str, cloud: str) -> float | None:

@@ -37,6 +37,16 @@ def test_candidate_backoff_doubles_caps_and_resets_on_the_callers_clock() -> Non
     assert backoff.ready("A", now) and backoff.failed("A", now) == 30
 
 
+def test_a_hold_keeps_a_candidate_back_without_touching_its_doubling() -> None:
+    backoff = CandidateBackoff[str](base_sec=30, cap_sec=600)
+    assert backoff.hold("A", 1000.0, 600) == 600
+    assert not backoff.ready("A", 1599.0) and backoff.ready("A", 1600.0)
+    assert backoff.hold("A", 1000.0, 10) == 600  # a shorter hold does not cut it short
+    assert backoff.failed("A", 1600.0) == 30  # a hold is not a failure to double from
+    backoff.succeeded("A")
+    assert backoff.ready("A", 1600.0)
+
+
 def test_a_backoff_counts_failures_and_starts_over() -> None:
     backoff = Backoff(1, 60)
     assert [backoff.failed() for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]

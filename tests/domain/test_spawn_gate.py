@@ -82,6 +82,10 @@ def test_an_uncertain_create_backs_off_on_the_same_count_as_no_capacity() -> Non
         (SpawnFailure.RATE_LIMITED, 7.5, 7.5, "rate_limited: 402"),
         (SpawnFailure.RATE_LIMITED, 0, 1, "rate_limited: 402"),  # at least a second
         (SpawnFailure.REJECTED, 0, 600, "rejected: 402"),
+        # until the provider's first candidate may be tried again, at most ten minutes
+        (SpawnFailure.REJECTED, 590.5, 590.5, "rejected: 402"),
+        (SpawnFailure.REJECTED, 0.2, 1, "rejected: 402"),
+        (SpawnFailure.REJECTED, 5000, 600, "rejected: 402"),
         (SpawnFailure.NO_CAPACITY, 0, 30, "no_capacity: 402"),
         (SpawnFailure.UNCERTAIN, 0, 30, "create failed: 402"),
     ],

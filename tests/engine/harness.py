@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from reactor.engine.service import Reactor
+from reactor.providers.base import Provider
 from reactor.settings import Settings
 from tests.fakes.runpod_v2 import FakeRunpod
 from tests.util import wait_until
@@ -40,9 +41,11 @@ def runpod_settings(db_dsn: str, runpod: FakeRunpod, **overrides: Any) -> Settin
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, lead: bool = True) -> AsyncIterator[Reactor]:
+async def running(
+    settings: Settings, *, lead: bool = True, provider: Provider | None = None
+) -> AsyncIterator[Reactor]:
     """A reactor running in this event loop; stopped (SIGTERM path) on exit."""
-    reactor = Reactor(settings)
+    reactor = Reactor(settings, provider=provider)
     task = asyncio.create_task(reactor.run(), name="reactor-under-test")
 
     def ready() -> bool:

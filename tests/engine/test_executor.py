@@ -285,3 +285,51 @@ async def test_a_failing_action_cancels_and_awaits_its_siblings() -> None:
 
 async def fails_not(value: int) -> int:
     return value
+
+
+async def test_every_candidate_rejecting_the_request_stops_spawning_with_runpods_reason(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    # Every candidate's data center is not the volume's: a cross-field 400, not capacity.
+    async with run_fake_runpod(network_volumes={"vol-1": "EU-RO-1"}) as server:
+        settings = runpod_settings(
+            db_dsn,
+            server,
+            RUNPOD_GPU_TYPES="NVIDIA GeForce RTX 4090,NVIDIA L4",
+            RUNPOD_DATA_CENTERS="US-TX-3",
+            RUNPOD_NETWORK_VOLUME_ID="vol-1",
+        )
+        reactor = Reactor(settings)
+        await reactor.open()
+        try:
+            await insert_tasks(conn, 1)
+            result = await reactor.reconcile(full=False)
+
+            [spawn] = result.actions
+            assert (spawn.kind, spawn.outcome) == ("spawn", "rejected")
+            reason = result.limits.spawn_blocked_reason or ""
+            assert reason.startswith("rejected: Runpod rejected the create on every candidate (2)")
+            assert "Network volume vol-1 is in EU-RO-1" in reason
+            until = result.limits.spawn_blocked_until
+            assert until is not None
+            # until the first candidate may be tried again: ten minutes, not the 30 s backoff
+            paused = (until - result.snapshot.now).total_seconds()
+            assert 590 < paused <= 600
+            assert build_status(reactor.state, settings).budget.spawn_blocked_reason == reason
+            row = await conn.fetchrow(
+                "SELECT status, error_reason FROM workers WHERE id = $1", spawn.worker_id
+            )
+            assert row["status"] == "error"
+            assert row["error_reason"].startswith("create failed (rejected): Runpod rejected")
+            requests = "gpu_reactor_provider_requests_total"
+            assert (
+                metric_value(reactor.metrics, requests, operation="create", outcome="rejected") == 2
+            )
+            assert (
+                metric_value(reactor.metrics, "gpu_reactor_spawns_total", outcome="rejected") == 1
+            )
+
+            again = await reactor.reconcile(full=False)  # paused: nothing is sent
+            assert again.actions == [] and len(server.create_calls) == 2
+        finally:
+            await reactor.close()

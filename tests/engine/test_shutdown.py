@@ -31,7 +31,7 @@ async def test_sigterm_with_a_create_hanging_past_the_grace_exits_0_and_lets_go(
     async with run_fake_runpod() as runpod:
         runpod.faults.delay(60, method="POST", path="/pods")
         settings = runpod_settings(
-            db_dsn, runpod, RUNPOD_REQUEST_TIMEOUT_SEC=120, REACTOR_SHUTDOWN_GRACE_SEC=0.3
+            db_dsn, runpod, RUNPOD_CREATE_TIMEOUT_SEC=120, REACTOR_SHUTDOWN_GRACE_SEC=0.3
         )
         run = asyncio.create_task(cmd_run(argparse.Namespace(), settings))
         try:

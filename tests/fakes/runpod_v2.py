@@ -1,15 +1,21 @@
-"""A fake Runpod REST v2 server: real HTTP on 127.0.0.1, the contract of runpod-v2.md.
+"""A fake Runpod REST v2 server: real HTTP on 127.0.0.1, following Runpod's OpenAPI
+document (tests/contract/runpod-v2-openapi.json).
 
-    async with run_fake_runpod(paged=True) as runpod:
+    async with run_fake_runpod() as runpod:
         settings = Settings(RUNPOD_API_URL=runpod.url, RUNPOD_API_KEY=runpod.api_key, ...)
         runpod.faults.no_capacity_gpus.add("NVIDIA GeForce RTX 4090")
         ...
         call = await runpod.wait_for_create(timeout=5)
 
-Auth (401 without a Bearer header, 403 for another key), pods walking PROVISIONING ->
-STARTING -> RUNNING, ``cost`` from a price table, problem+json errors with
-``x-request-id`` and ``RateLimit`` / ``RateLimit-Policy`` headers, a create contract that
-answers 422 to unknown fields. Faults: ``server.faults`` (see runpod_v2_faults). Every
+Auth (401 for a missing or wrong key; 403 is a valid key without access, see
+``faults.deny``), pods walking PROVISIONING -> STARTING -> RUNNING, ``cost`` from a price
+table, problem+json errors with ``x-request-id`` and ``RateLimit`` / ``RateLimit-Policy``
+headers. A body the document's request schema refuses is a 422; a cross-field rule, an
+unknown GPU id, a network volume outside the pod's data center or no capacity is a 400.
+The list is never paged (listPods declares no paging). Every answer the fake gives of
+itself is checked against the document's response schemas and statuses: a breach is
+recorded in ``server.contract_violations`` and fails the ``run_fake_runpod`` block.
+Faults: ``server.faults`` (see runpod_v2_faults; what they answer is exempt). Every
 request is recorded in ``server.requests``; ``on_create`` / ``on_terminate`` hooks (sync
 or async) let a test run real processes behind fake pods.
 """
@@ -30,24 +36,19 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.runpod_v2_contract import ACTIONS, create_violations
+from tests.contract.openapi import runpod_v2
+from tests.fakes.runpod_v2_contract import VALIDATION_FAILED, body_violations, create_rule_broken
 from tests.fakes.runpod_v2_faults import Faults
 from tests.fakes.runpod_v2_pods import (
     DEFAULT_DATA_CENTERS,
     DEFAULT_GPU_TYPES,
     FakePod,
     catalog,
+    data_center,
+    network_volume,
     new_pod_id,
 )
-from tests.fakes.runpod_v2_wire import (
-    NO_CAPACITY,
-    Answer,
-    cursor_of,
-    offset_of,
-    parse_json,
-    problem,
-    render,
-)
+from tests.fakes.runpod_v2_wire import NO_CAPACITY, Answer, parse_json, problem, render
 
 log = logging.getLogger("tests.fakes.runpod_v2")
 
@@ -62,6 +63,7 @@ _ROUTES = [
         ("POST", "/pods/{id}/action", "_action"),
         ("GET", "/catalog/gpus", "_catalog_gpus"),
         ("GET", "/catalog/datacenters", "_catalog_data_centers"),
+        ("GET", "/network-volumes/{id}", "_network_volume"),
     ]
 ]
 
@@ -90,8 +92,6 @@ class FakeRunpod:
         prices: dict[str, Any] | None = None,
         data_centers: list[str] | None = None,
         network_volumes: dict[str, str] | None = None,
-        paged: bool = False,
-        page_size: int = 100,
         rate_limit_quota: int = 600,
         rate_limit_window_sec: float = 60.0,
         list_terminated: bool = False,
@@ -103,7 +103,6 @@ class FakeRunpod:
         :param prices: GPU type id -> USD/h (both clouds) or (secure, community); merged
             over DEFAULT_GPU_TYPES. Unknown GPU ids are refused with 400.
         :param network_volumes: volume id -> data center id.
-        :param paged: answer lists with ``pagination`` (``page_size`` pods per page at most).
         :param list_terminated: keep terminated pods listed (status TERMINATED, cost 0).
         """
         self.api_key = api_key or "rpa_fake_" + secrets.token_hex(12)
@@ -115,7 +114,6 @@ class FakeRunpod:
             self.gpu_types[gpu_id] = (name, memory, secure, community)
         self.data_centers = list(data_centers or DEFAULT_DATA_CENTERS)
         self.network_volumes = dict(network_volumes or {})
-        self.paged, self.page_size = paged, page_size
         self.rate_limit_quota, self.rate_limit_window_sec = rate_limit_quota, rate_limit_window_sec
         self.list_terminated = list_terminated
         self.on_create, self.on_terminate = on_create, on_terminate
@@ -126,6 +124,7 @@ class FakeRunpod:
         self.created: list[FakePod] = []  # pods made through POST /pods
         self.requests: list[RecordedRequest] = []
         self.hook_errors: list[BaseException] = []
+        self.contract_violations: list[str] = []  # answers of its own the document refutes
         self.url = ""
         self._window_start, self._window_used = clock(), 0
         self._tick = asyncio.Event()
@@ -252,6 +251,8 @@ class FakeRunpod:
         self.requests.append(record)
         self._notify()
         answer = await self._answer(request, record, path, raw)
+        if path is not None and not answer.injected:
+            self._check_contract(record, answer)
         delay = self.faults.delay_for(record.method, record.path) if path else None
         if delay:  # a slow server; cut short when the server stops
             with contextlib.suppress(TimeoutError):
@@ -273,19 +274,38 @@ class FakeRunpod:
             return problem(404, f"no route {request.path}")
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
-            return problem(401, "Authorization: Bearer <api key> is required.")
+            return problem(401, "missing bearer token")
         if not secrets.compare_digest(auth[7:].strip(), self.api_key):
-            return problem(403, "This API key has no access to this resource.")
+            return problem(401, "invalid bearer token")
         record.authorized = True
         limited = self._rate_limit(record)
         if limited is not None:
             return limited
         status = self.faults.server_error_for(record.method, path)
         if status is not None:
-            return problem(status, "Something went wrong. Please try again later.")
+            failed = problem(status, "Something went wrong. Please try again later.")
+            failed.injected = True
+            return failed
+        if self.faults.denied(record.method, path):
+            return problem(403, "access denied")
         if raw.strip() and record.body is None and record.method in ("POST", "PATCH"):
-            return problem(422, "The request body is not valid JSON.", errors=["body: not JSON"])
+            return problem(422, VALIDATION_FAILED, errors=["$: the body is not JSON"])
+        if record.method in ("POST", "PATCH") and runpod_v2().operation(record.method, path):
+            errors = body_violations(record.method, path, record.body)
+            if errors:
+                return problem(422, VALIDATION_FAILED, errors=errors)
         return await self._route(record, path)
+
+    def _check_contract(self, record: RecordedRequest, answer: Answer) -> None:
+        """Hold an answer of the fake's own against the document (an operation it does
+        not document, such as a 405, is not checked)."""
+        doc = runpod_v2()
+        if doc.operation(record.method, record.path) is None:
+            return
+        for breach in doc.response_errors(
+            record.method, record.path, answer.status, answer.content_type, answer.body
+        ):
+            self.contract_violations.append(f"{record.method} {record.path}: {breach}")
 
     async def _route(self, record: RecordedRequest, path: str) -> Answer:
         allowed = False
@@ -307,21 +327,20 @@ class FakeRunpod:
         )
 
     async def _catalog_data_centers(self, record: RecordedRequest) -> Answer:
-        return Answer(
-            200,
-            {
-                "dataCenters": [
-                    {"id": dc, "name": dc, "region": dc.split("-")[0]} for dc in self.data_centers
-                ]
-            },
-        )
+        return Answer(200, {"dataCenters": [data_center(dc) for dc in self.data_centers]})
+
+    async def _network_volume(self, record: RecordedRequest, volume_id: str) -> Answer:
+        home = self.network_volumes.get(volume_id)
+        if home is None:
+            return problem(404, "network volume not found")
+        return Answer(200, network_volume(volume_id, home))
 
     def _rate_limit(self, record: RecordedRequest) -> Answer | None:
         retry_after = self.faults.rate_limit_for(record.method, record.path)
         if retry_after is not None:
             return problem(
                 429,
-                "Too many requests.",
+                "rate limit exceeded for the minute window",
                 headers={
                     "Retry-After": f"{retry_after:g}",
                     "RateLimit": f'"minute";r=0;t={retry_after:g}',
@@ -332,7 +351,11 @@ class FakeRunpod:
             self._window_start, self._window_used = now, 0
         if self._window_used >= self.rate_limit_quota:
             reset = self._window_reset(now)
-            return problem(429, "Too many requests.", headers={"Retry-After": str(reset)})
+            return problem(
+                429,
+                "rate limit exceeded for the minute window",
+                headers={"Retry-After": str(reset)},
+            )
         self._window_used += 1
         return None
 
@@ -355,16 +378,18 @@ class FakeRunpod:
     # --- pods ---------------------------------------------------------------------------
     async def _create(self, record: RecordedRequest) -> Answer:
         body = record.body
-        violations = create_violations(body)
-        if violations:
-            return problem(422, "The request body is invalid.", errors=violations)
+        broken = create_rule_broken(body)
+        if broken:
+            return problem(400, broken)
         if self.faults.insufficient_balance:
             return problem(402, "Your balance is too low to create this pod. Add funds.")
+        if "gpu" not in body:
+            return problem(400, "This fake offers GPU pods only.")
         gpu_id = body["gpu"]["id"]
         if gpu_id in self.faults.forbidden_gpus:
             return problem(403, f"You do not have access to {gpu_id} pods.")
         if gpu_id not in self.gpu_types:
-            return problem(400, f"GPU type {gpu_id!r} does not exist.")
+            return problem(400, f"Unknown GPU type {gpu_id!r}.")
         placed = self._place(body)
         if isinstance(placed, Answer):
             return placed
@@ -377,15 +402,18 @@ class FakeRunpod:
             gpu_id=gpu_id,
             count=body["gpu"].get("count", 1),
             cloud=body.get("cloud", "SECURE"),
-            data_center=placed,
+            data_center=self.faults.take_misplacement() or placed,
         )
         pod.disk, pod.ports = body.get("disk", 20), body.get("ports", [])
-        pod.mounts, pod.body = body.get("mounts"), body
+        pod.mounts, pod.body = body.get("mounts") or {}, body
+        pod.listed_from = self.clock() + self.faults.list_lag_sec
         self.pods[pod.id] = pod
         self.created.append(pod)
         await self._run_hook(self.on_create, pod)
         if self.faults.take_create_failure():
-            return problem(500, "Something went wrong. Please try again later.")
+            failed = problem(500, "Something went wrong. Please try again later.")
+            failed.injected = True
+            return failed
         return Answer(201, pod.to_json(self.clock()))
 
     def _place(self, body: dict[str, Any]) -> str | Answer:
@@ -436,29 +464,12 @@ class FakeRunpod:
         )
 
     async def _list(self, record: RecordedRequest) -> Answer:
-        pods = list(self.pods.values())
+        now = self.clock()
+        pods = [p for p in self.pods.values() if p.listed_from <= now]
         if self.list_terminated:
             pods += self.terminated.values()
-        now = self.clock()
         items = [p.to_json(now) for p in sorted(pods, key=lambda p: p.created_at)]
-        if not self.paged:
-            return Answer(200, {"pods": items})
-        try:
-            limit = int(record.query.get("limit", self.page_size))
-            offset = offset_of(record.query.get("cursor"))
-        except ValueError:
-            return problem(422, "Invalid query.", errors=["limit or cursor is invalid"])
-        if not 1 <= limit <= 1000:
-            return problem(422, "Invalid query.", errors=["limit: must be 1-1000"])
-        end = offset + min(limit, self.page_size)
-        more = end < len(items)
-        return Answer(
-            200,
-            {
-                "pods": items[offset:end],
-                "pagination": {"nextCursor": cursor_of(end) if more else None, "hasNextPage": more},
-            },
-        )
+        return Answer(200, {"pods": items})
 
     async def _get(self, record: RecordedRequest, pod_id: str) -> Answer:
         pod = self.pods.get(pod_id) or (
@@ -474,17 +485,10 @@ class FakeRunpod:
         return Answer(204)
 
     async def _action(self, record: RecordedRequest, pod_id: str) -> Answer:
-        body = record.body
-        if not isinstance(body, dict) or set(body) != {"action"} or body["action"] not in ACTIONS:
-            return problem(
-                422,
-                "The request body is invalid.",
-                errors=[f"action: must be one of {', '.join(ACTIONS)}"],
-            )
         pod = self.pods.get(pod_id)
         if pod is None:
             return problem(404, "Pod not found.")
-        now, action = self.clock(), body["action"]
+        now, action = self.clock(), record.body["action"]
         if action not in pod.actions_at(now):
             return problem(409, f"Cannot {action} a pod that is {pod.status_at(now)}.")
         if action == "terminate":
@@ -532,3 +536,7 @@ async def run_fake_runpod(**options: Any) -> AsyncIterator[FakeRunpod]:
     finally:
         server._stopping.set()
         await runner.cleanup()
+    assert not server.contract_violations, (
+        "the fake answered what Runpod's OpenAPI document does not allow:\n"
+        + "\n".join(dict.fromkeys(server.contract_violations))
+    )

@@ -1,124 +1,40 @@
-"""The Runpod REST v2 create contract, as the fake server enforces it (422 on a breach).
+"""The Runpod REST v2 request contract the fake server enforces, from Runpod's own OpenAPI
+document (tests/contract/runpod-v2-openapi.json).
 
-From ../shared/runpod-v2.md: unknown fields are rejected; ``name`` is required, ``image``
-unless ``templateId``; ``gpu`` {id, count>=1, allowedCudaVersions | minCudaVersion};
-``cloud`` SECURE | COMMUNITY; ``env`` an object of strings; ``mounts`` network or
-persistent, not both.
+A body the operation's request schema refuses is a 422 whose ``errors`` list each
+violation (createPod: "The body does not match the contract"). A body that conforms but
+breaks a rule the document states in prose, enforced at the handler, is a 400
+(createPod: "either it breaks a cross-field rule, or this GPU and data center combination
+could not be placed"): exactly one of ``gpu`` or ``cpu``; a non-empty
+``allowedCudaVersions`` with ``minCudaVersion``; both mount kinds; a persistent mount on a
+CPU pod. Unknown GPU ids and network volumes outside the pod's data center are the
+server's to judge (runpod_v2.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-CREATE_FIELDS = frozenset(
-    {
-        "name",
-        "image",
-        "gpu",
-        "cloud",
-        "dataCenterIds",
-        "disk",
-        "env",
-        "ports",
-        "args",
-        "mounts",
-        "templateId",
-        "registry",
-        "startSsh",
-        "globalNetworking",
-    }
-)
-GPU_FIELDS = frozenset(
-    {"id", "count", "allowedCudaVersions", "minCudaVersion", "minRamPerGpu", "minVcpuCountPerGpu"}
-)
-CLOUDS = ("SECURE", "COMMUNITY")
-ACTIONS = ("start", "stop", "restart", "terminate")
+from tests.contract.openapi import runpod_v2
+
+VALIDATION_FAILED = "Request validation failed."
 
 
-def create_violations(body: Any) -> list[str]:
-    """Every way ``body`` breaks the create contract; empty when it is valid."""
-    if not isinstance(body, dict):
-        return ["body: must be a JSON object"]
-    errors = [f"{key}: unknown field" for key in sorted(set(body) - CREATE_FIELDS)]
-    if not _text(body.get("name")):
-        errors.append("name: required, a non-empty string")
-    if "image" in body and not _text(body["image"]):
-        errors.append("image: must be a non-empty string")
-    if "image" not in body and "templateId" not in body:
-        errors.append("image: required unless templateId is given")
-    errors += _gpu(body.get("gpu"))
-    if "cloud" in body and body["cloud"] not in CLOUDS:
-        errors.append(f"cloud: must be one of {', '.join(CLOUDS)}")
-    if "dataCenterIds" in body and not _texts(body["dataCenterIds"]):
-        errors.append("dataCenterIds: must be a list of strings")
-    if "disk" in body and not _count(body["disk"], 1):
-        errors.append("disk: must be an integer >= 1")
-    env = body.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        errors.append("env: must be an object of string values")
-    if "ports" in body and not _texts(body["ports"]):
-        errors.append("ports: must be a list of strings")
-    if "args" in body and not isinstance(body["args"], str):
-        errors.append("args: must be a string")
-    if "mounts" in body:
-        errors += _mounts(body["mounts"])
-    return errors
+def body_violations(method: str, path: str, body: Any) -> list[str]:
+    """Every way ``body`` breaks the request schema of ``method path`` (relative to /v2)."""
+    return runpod_v2().body_errors(method, path, body)
 
 
-def _gpu(gpu: Any) -> list[str]:
-    if gpu is None:
-        return ["gpu: required"]
-    if not isinstance(gpu, dict):
-        return ["gpu: must be an object"]
-    errors = [f"gpu.{key}: unknown field" for key in sorted(set(gpu) - GPU_FIELDS)]
-    if not _text(gpu.get("id")):
-        errors.append("gpu.id: required, a GPU type id")
-    if "count" in gpu and not _count(gpu["count"], 1):
-        errors.append("gpu.count: must be an integer >= 1")
-    if "allowedCudaVersions" in gpu and "minCudaVersion" in gpu:
-        errors.append("gpu: allowedCudaVersions and minCudaVersion are exclusive")
-    return errors
-
-
-def _mounts(mounts: Any) -> list[str]:
-    if not isinstance(mounts, dict) or not mounts:
-        return ["mounts: must be an object with 'network' or 'persistent'"]
-    errors = [
-        f"mounts.{key}: unknown field" for key in sorted(set(mounts) - {"network", "persistent"})
-    ]
-    if "network" in mounts and "persistent" in mounts:
-        errors.append("mounts: at most one kind of mount")
-    network = mounts.get("network")
-    if network is not None and not (
-        isinstance(network, list)
-        and network
-        and all(
-            isinstance(m, dict)
-            and set(m) == {"volumeId", "path"}
-            and _text(m["volumeId"])
-            and _text(m["path"])
-            for m in network
-        )
-    ):
-        errors.append("mounts.network: must be a list of {volumeId, path}")
-    persistent = mounts.get("persistent")
-    if persistent is not None and not (
-        isinstance(persistent, dict)
-        and set(persistent) == {"size", "path"}
-        and _count(persistent["size"], 10)
-        and _text(persistent["path"])
-    ):
-        errors.append("mounts.persistent: must be {size >= 10, path}")
-    return errors
-
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
-def _texts(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _count(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def create_rule_broken(body: dict[str, Any]) -> str | None:
+    """The cross-field rule a schema-valid create body breaks (a 400), if any."""
+    if ("gpu" in body) == ("cpu" in body):
+        return "Exactly one of gpu or cpu must be set."
+    gpu = body.get("gpu") or {}
+    if gpu.get("allowedCudaVersions") and "minCudaVersion" in gpu:
+        return "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive."
+    mounts = body.get("mounts") or {}
+    if "persistent" in mounts and "network" in mounts:
+        return "At most one of mounts.persistent and mounts.network may be set."
+    if "persistent" in mounts and "cpu" in body:
+        return "mounts.persistent is not supported on CPU pods."
+    return None

@@ -50,11 +50,17 @@ class Faults:
     """Every create answers 402 while set."""
     create_fails_after_pod: int = 0
     """The next N creates make the pod (hooks run) and then answer 500."""
+    misplacements: list[tuple[int, str]] = field(default_factory=list)
+    """(N, data center): the next N creates place their pod there, whatever they asked
+    for (``dataCenterIds`` is only a preference)."""
+    list_lag_sec: float = 0.0
+    """A pod made through POST /pods is listed only this long (server clock) after."""
     # --- request-level faults ----------------------------------------------------------------
     rate_limits: list[tuple[Rule, float]] = field(default_factory=list)
     server_errors: list[tuple[Rule, int]] = field(default_factory=list)
     delays: list[tuple[Rule, float]] = field(default_factory=list)
     corruptions: list[tuple[Rule, str | bytes]] = field(default_factory=list)
+    denials: list[tuple[Rule, None]] = field(default_factory=list)
 
     def rate_limit_next(
         self,
@@ -75,8 +81,19 @@ class Faults:
         method: str | None = None,
         path: str | None = None,
     ) -> None:
-        """The next ``n`` matching requests answer ``status`` (5xx) without doing anything."""
+        """The next ``n`` matching requests answer ``status`` (5xx, or any status a test
+        wants to see handled) without doing anything; exempt from the contract check."""
         self.server_errors.append((Rule(n, method, path), status))
+
+    def deny(
+        self, n: int | None = None, *, method: str | None = None, path: str | None = None
+    ) -> None:
+        """Matching requests answer 403: the key is valid but has no access to them."""
+        self.denials.append((Rule(n, method, path), None))
+
+    def misplace_next(self, data_center: str, n: int = 1) -> None:
+        """The next ``n`` creates place their pod in ``data_center``."""
+        self.misplacements.append((n, data_center))
 
     def delay(
         self,
@@ -116,6 +133,20 @@ class Faults:
 
     def server_error_for(self, method: str, path: str) -> int | None:
         return _first(self.server_errors, method, path)
+
+    def denied(self, method: str, path: str) -> bool:
+        return any(rule.take(method, path) for rule, _ in self.denials)
+
+    def take_misplacement(self) -> str | None:
+        while self.misplacements:
+            n, data_center = self.misplacements[0]
+            if n <= 1:
+                self.misplacements.pop(0)
+            else:
+                self.misplacements[0] = (n - 1, data_center)
+            if n >= 1:
+                return data_center
+        return None
 
     def delay_for(self, method: str, path: str) -> float | None:
         return _first(self.delays, method, path)

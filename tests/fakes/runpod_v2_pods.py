@@ -18,14 +18,18 @@ DEFAULT_GPU_TYPES: dict[str, tuple[str, int, float, float]] = {
 }
 DEFAULT_DATA_CENTERS = ("US-TX-3", "EU-RO-1", "CA-MTL-1")
 
+# podAction: "RUNNING allows stop/restart/terminate; EXITED and ERROR allow
+# start/terminate; PROVISIONING and STARTING allow stop/terminate."
 _ACTIONS = {
     "PROVISIONING": ["stop", "terminate"],
     "STARTING": ["stop", "terminate"],
     "RUNNING": ["stop", "restart", "terminate"],
     "EXITED": ["start", "terminate"],
-    "ERROR": ["terminate"],
+    "ERROR": ["start", "terminate"],
     "TERMINATED": [],
 }
+# Continental regions of the data centers' id prefixes (DataCenterRegion).
+_REGIONS = {"US": "NORTH_AMERICA", "CA": "NORTH_AMERICA", "EU": "EUROPE", "AP": "ASIA"}
 _ID_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -57,8 +61,9 @@ class FakePod:
     forced_status: str | None = None  # EXITED / ERROR / TERMINATED, or a pinned status
     disk: int = 20
     ports: list[str] = field(default_factory=list)
-    mounts: dict[str, Any] | None = None
+    mounts: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)  # the create body, verbatim
+    listed_from: float = 0.0  # monotonic: the list shows it from then on (listing lag)
 
     def status_at(self, now: float) -> str:
         if self.forced_status is not None:
@@ -79,6 +84,7 @@ class FakePod:
         return list(_ACTIONS.get(self.status_at(now), ["terminate"]))
 
     def to_json(self, now: float) -> dict[str, Any]:
+        """The Pod schema of the OpenAPI document, every required field present."""
         status = self.status_at(now)
         running = status == "RUNNING"
         started = self.phase_start + self.provisioning_sec + self.starting_sec
@@ -88,22 +94,39 @@ class FakePod:
             "status": status,
             "actions": self.actions_at(now),
             "image": self.image,
-            "env": dict(self.env),
+            "args": "",
+            "disk": self.disk,
+            "mounts": dict(self.mounts),
             "ports": list(self.ports),
+            "env": dict(self.env),
+            "registry": None,
             "gpu": {"id": self.gpu_id, "count": self.gpu_count},
             "cloud": self.cloud,
             "dataCenterId": self.data_center_id,
+            "cudaVersion": "12.4",
+            "ssh": {
+                "proxy": self._ssh_proxy() if status != "PROVISIONING" else None,
+                "direct": None,
+            },
+            "template": None,
             "cost": self.cost_at(now),
+            "locked": False,
+            "globalNetworking": {"enabled": False},
             "runtime": _runtime(now - started, self.gpu_count) if running else None,
             "createdAt": iso(self.created_at),
             "startedAt": iso(self.created_at) if running else None,
-            "ssh": None,
-            "mounts": self.mounts,
-            "cudaVersion": "12.4",
-            "disk": self.disk,
             # Fields a later spec might add: clients must ignore them.
             "lastStatusChange": f"{status} at {iso(datetime.now(UTC))}",
             "interruptible": False,
+        }
+
+    def _ssh_proxy(self) -> dict[str, Any]:
+        user = f"{self.id}-64411eb2"
+        return {
+            "host": "ssh.runpod.io",
+            "port": 22,
+            "username": user,
+            "command": f"ssh {user}@ssh.runpod.io",
         }
 
 
@@ -127,7 +150,8 @@ def catalog(
         item: dict[str, Any] = {
             "id": gpu_id,
             "name": name,
-            "manufacturer": "Nvidia",
+            "pool": None,
+            "manufacturer": "NVIDIA",
             "memory": memory,
             "secure": secure > 0,
             "community": community > 0,
@@ -142,3 +166,20 @@ def catalog(
             ]
         gpus.append(item)
     return {"gpus": gpus}
+
+
+def data_center(dc: str) -> dict[str, Any]:
+    """One DataCenter of ``GET /v2/catalog/datacenters``."""
+    return {
+        "id": dc,
+        "name": dc,
+        "region": _REGIONS.get(dc.split("-")[0], "UNKNOWN"),
+        "networkVolumeTypes": ["STANDARD"],
+        "compliance": [],
+        "globalNetwork": False,
+    }
+
+
+def network_volume(volume_id: str, dc: str) -> dict[str, Any]:
+    """The NetworkVolume of ``GET /v2/network-volumes/{id}``."""
+    return {"id": volume_id, "name": volume_id, "size": 50, "dataCenter": dc, "type": "STANDARD"}

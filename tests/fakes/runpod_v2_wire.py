@@ -1,9 +1,7 @@
-"""What the fake Runpod v2 server puts on the wire: answers, problem bodies, spoilt bodies,
-page cursors."""
+"""What the fake Runpod v2 server puts on the wire: answers, problem bodies, spoilt bodies."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +34,13 @@ class Answer:
     status: int
     body: Any = None  # JSON-able; None: no body (204)
     headers: dict[str, str] = field(default_factory=dict)
+    injected: bool = False  # a fault a test asked for: exempt from the contract check
+
+    @property
+    def content_type(self) -> str | None:
+        if self.body is None:
+            return None
+        return "application/problem+json" if self.status >= 400 else "application/json"
 
 
 def problem(
@@ -62,11 +67,9 @@ async def render(
     """The aiohttp response of ``answer``, its body spoilt as ``spoil`` says (see
     Faults.corrupt_next)."""
     headers = {**headers, **answer.headers}
-    if answer.body is None:
+    if answer.body is None or answer.content_type is None:
         return web.Response(status=answer.status, headers=headers)
-    headers["Content-Type"] = (
-        "application/problem+json" if answer.status >= 400 else "application/json"
-    )
+    headers["Content-Type"] = answer.content_type
     data = orjson.dumps(answer.body)
     if spoil == "cut":
         response = web.StreamResponse(status=answer.status, headers=headers)
@@ -96,20 +99,3 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-
-
-def cursor_of(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
-
-
-def offset_of(cursor: str | None) -> int:
-    """The list offset a cursor stands for; ValueError when it is not one of ours."""
-    if cursor is None:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("bad cursor") from exc
-    if not text.startswith("offset:"):
-        raise ValueError("bad cursor")
-    return int(text.removeprefix("offset:"))

@@ -112,6 +112,7 @@ class FaultRig:
             "RUNPOD_API_KEY": self.runpod.api_key,
             "RUNPOD_GPU_TYPES": GPU_A,
             "RUNPOD_REQUEST_TIMEOUT_SEC": 5,
+            "RUNPOD_CREATE_TIMEOUT_SEC": 5,
             "MIN_ACTIVE_GPUS": 0,
             "MAX_ACTIVE_GPUS": 3,
             "TASKS_PER_GPU_THRESHOLD": 2,

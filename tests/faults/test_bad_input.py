@@ -158,6 +158,10 @@ async def _call(operation: str, provider: RunpodProvider, runpod: FakeRunpod) ->
     return await provider.terminate(pod.id)
 
 
+async def _no_wait(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
 async def _one_bad_answer(operation: str, status: int | None, body: str | bytes | None) -> None:
     async with run_fake_runpod() as runpod:
         settings_ = runpod_settings(
@@ -167,7 +171,10 @@ async def _one_bad_answer(operation: str, status: int | None, body: str | bytes 
             SPAWN_FAILURE_BACKOFF_SEC=1,
         )
         provider = RunpodProvider(
-            settings=settings_, retry_base_sec=0.001, max_rate_limit_wait_sec=0.5
+            settings=settings_,
+            retry_base_sec=0.001,
+            max_rate_limit_wait_sec=0.5,
+            sleep=_no_wait,  # between the lookups after a lost create
         )
         method, path = {
             "create": ("POST", "/pods"),

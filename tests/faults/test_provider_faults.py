@@ -2,8 +2,9 @@
 
 The first-choice GPU type has no capacity at all (every create for it answers 400, so
 pods come from the second type), and a seeded chaos task keeps arming one-shot faults:
-5xx answers, 429 with Retry-After, answers slower than RUNPOD_REQUEST_TIMEOUT_SEC, and
-creates that answer 500 after the pod was made. The reactor must end with every task
+5xx answers, 429 with Retry-After, answers slower than the client's timeouts
+(RUNPOD_REQUEST_TIMEOUT_SEC, RUNPOD_CREATE_TIMEOUT_SEC), and creates that answer 500 after
+the pod was made. The reactor must end with every task
 complete, never two pods for one worker, and never more pods or spend than allowed.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from tests.fakes.runpod_v2 import FakeRunpod
 from tests.fakes.runpod_v2_faults import Faults
+from tests.fakes.runpod_v2_wire import NO_CAPACITY
 from tests.faults.rig import GPU_A, GPU_B, FaultRig
 from tests.metrics import metric_value
 
@@ -80,6 +82,7 @@ async def test_provider_faults_at_a_high_rate(
     rig.configure(
         RUNPOD_GPU_TYPES=f"{GPU_A},{GPU_B}",
         RUNPOD_REQUEST_TIMEOUT_SEC=TIMEOUT_SEC,
+        RUNPOD_CREATE_TIMEOUT_SEC=TIMEOUT_SEC,
         MAX_ACTIVE_GPUS=3,
         MAX_HOURLY_SPEND_USD=1.5,
         SPAWN_FAILURE_BACKOFF_SEC=0.5,
@@ -159,8 +162,11 @@ async def test_a_provider_list_outage_does_not_stop_recovery(
 async def test_a_refused_create_frees_its_slot_whatever_the_refusal_says(rig: FaultRig) -> None:
     rig.configure(MAX_ACTIVE_GPUS=1, SWEEP_INTERVAL_SEC=60)
     async with rig.running(rig.settings()):
+        # Runpod's no-capacity text, not JSON, with a NUL: the row is written all the same.
+        # (A 400 with any other text is a request problem: test_a_rejected_request_...)
+        spoilt = NO_CAPACITY.encode() + b"\x00\r\n"
         rig.runpod.faults.fail_next(1, status=400, method="POST", path="/pods")
-        rig.runpod.faults.corrupt_next(1, kind=b"no capacity\x00", method="POST", path="/pods")
+        rig.runpod.faults.corrupt_next(1, kind=spoilt, method="POST", path="/pods")
         rig.faults["create refused with a NUL in the answer"] += 1
         await rig.insert(1, seconds=0.1)
         refused = await rig.runpod.wait_for_create(timeout=5)

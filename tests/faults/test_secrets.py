@@ -23,6 +23,7 @@ import pytest
 
 from reactor.db.embedded import free_port
 from reactor.logs import WORKER_TOKEN_PREFIX
+from tests.fakes.runpod_v2_wire import NO_CAPACITY
 from tests.faults.reactors import clean_environ
 from tests.faults.rig import FaultRig
 from tests.pg import WORKER_PASSWORD
@@ -109,7 +110,7 @@ async def _run_fleet(rig: FaultRig, reactor_dsn: str) -> dict[str, str]:
         await rig.insert(3, seconds=0.5)
         await rig.until(lambda: rig.pods.alive(), timeout=10, what="a pod")
         # The provider quotes back what it was sent: a truncated list (pods carry their
-        # env), then a refusal that repeats the create body.
+        # env), then a no-capacity refusal that repeats the create body.
         faults = rig.runpod.faults
         faults.corrupt_next(1, kind="truncated", method="GET", path="/pods")
         await rig.until(
@@ -125,7 +126,7 @@ async def _run_fleet(rig: FaultRig, reactor_dsn: str) -> dict[str, str]:
             1,
             method="POST",
             path="/pods",
-            kind=json.dumps({"status": 400, "detail": f"no capacity for {body}"}).encode(),
+            kind=json.dumps({"status": 400, "detail": f"{NO_CAPACITY} ({body})"}).encode(),
         )
         await rig.insert(3, seconds=0.5)
         await rig.until(

@@ -251,8 +251,19 @@ async def test_spawn_check_and_terminate_through_the_runpod_provider(
             cli, "check", "--json", **{**env, "RUNPOD_API_KEY": "rpa_wrong"}
         )
         assert wrong_key.code == 1
-        verdicts = {r["name"]: r["verdict"] for r in orjson.loads(wrong_key.out)}
-        assert verdicts["provider"] == "FAIL" and verdicts["database"] == "PASS"
+        verdicts = {r["name"]: r for r in orjson.loads(wrong_key.out)}
+        assert verdicts["provider"]["verdict"] == "FAIL"
+        assert verdicts["database"]["verdict"] == "PASS"
+        assert verdicts["provider"]["detail"].startswith("API key rejected")  # 401
+        assert "RUNPOD_API_KEY" in verdicts["provider"]["detail"]
+
+        runpod.faults.deny(method="GET", path="/pods")  # a valid key without that access
+        denied = await asyncio.to_thread(cli, "check", "--json", **env)
+        assert denied.code == 1
+        [provider] = [r for r in orjson.loads(denied.out) if r["name"] == "provider"]
+        assert provider["verdict"] == "FAIL"
+        assert "no access to the pod list (GET /v2/pods)" in provider["detail"]
+        assert "API key rejected" not in provider["detail"]
 
 
 def test_check_with_the_local_provider(cli: Cli, db_dsn: str) -> None:

@@ -18,16 +18,22 @@ GPU_C = "NVIDIA L4"
 
 
 class FakeClock:
-    """Monotonic time that moves only when a test says so."""
+    """Monotonic time that moves only when a test says so, or when the provider sleeps
+    on it (``sleep``: the waits between its lookups after an uncertain create)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
 
 
 def runpod_settings(server: FakeRunpod, **overrides: Any) -> Settings:
@@ -41,6 +47,7 @@ def runpod_settings(server: FakeRunpod, **overrides: Any) -> Settings:
         "GPU_HOURLY_PRICE_USD": 0,
         "RUNPOD_CLOUD": "SECURE",
         "RUNPOD_REQUEST_TIMEOUT_SEC": 5,
+        "RUNPOD_CREATE_TIMEOUT_SEC": 5,
         "REACTOR_PROVIDER": "runpod",
     }
     values.update(overrides)
@@ -75,6 +82,7 @@ async def make_runpod_provider(
             settings=runpod_settings(server or runpod, **overrides),
             on_request=lambda op, outcome: outcomes.append((op, outcome)),
             clock=clock,
+            sleep=clock.sleep,
             retry_base_sec=0.01,
         )
         made.append(provider)

@@ -33,16 +33,27 @@ async def call(
         return resp.status, body, resp.headers
 
 
-async def test_auth_is_a_bearer_header(runpod: FakeRunpod) -> None:
+async def test_auth_is_a_bearer_header_and_a_bad_key_is_401(
+    runpod: FakeRunpod, http: aiohttp.ClientSession
+) -> None:
     async with aiohttp.ClientSession(base_url=runpod.url + "/") as anon:
         status, body, headers = await call(anon, "GET", "pods")
-        assert status == 401 and body["status"] == 401
+        assert status == 401 and body == {
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": "missing bearer token",
+        }
         assert headers["Content-Type"] == "application/problem+json"
         assert headers["x-request-id"]
-        status, _, _ = await call(
+        status, body, _ = await call(
             anon, "GET", "pods", headers={"Authorization": "Bearer someone-else"}
         )
-        assert status == 403
+        assert (status, body["detail"]) == (401, "invalid bearer token")
+    # 403 is a valid key without access to the resource
+    runpod.faults.deny(1, method="GET", path="/pods")
+    status, body, _ = await call(http, "GET", "pods")
+    assert (status, body["detail"]) == (403, "access denied")
+    assert (await call(http, "GET", "pods"))[0] == 200
 
 
 async def test_every_answer_has_request_id_and_rate_limit_headers(
@@ -58,16 +69,32 @@ async def test_every_answer_has_request_id_and_rate_limit_headers(
 @pytest.mark.parametrize(
     ("change", "violation"),
     [
-        ({"bidPerGpu": 0.3}, "bidPerGpu: unknown field"),
-        ({"gpuTypeIds": ["x"]}, "gpuTypeIds: unknown field"),
-        ({"name": ""}, "name: required"),
-        ({"image": None}, "image: must be"),
-        ({"env": [{"key": "A", "value": "1"}]}, "env: must be an object"),
-        ({"cloud": "ALL"}, "cloud: must be one of"),
-        ({"gpu": {"id": "NVIDIA L4", "count": 0}}, "gpu.count"),
+        ({"bidPerGpu": 0.3}, "'bidPerGpu' was unexpected"),
+        ({"gpuTypeIds": ["x"]}, "'gpuTypeIds' was unexpected"),
+        ({"name": ""}, "$.name: '' should be non-empty"),
+        ({"image": None}, "$.image: None is not of type 'string'"),
+        ({"env": [{"key": "A", "value": "1"}]}, "$.env: [{'key': 'A', 'value': '1'}] is not of"),
+        ({"cloud": "ALL"}, "$.cloud: 'ALL' is not one of ['SECURE', 'COMMUNITY']"),
+        ({"gpu": {"id": "NVIDIA L4", "count": 0}}, "$.gpu.count: 0 is less than the minimum"),
+        ({"gpu": {"id": "NVIDIA L4", "bid": 1}}, "'bid' was unexpected"),
+        ({"mounts": {"persistent": {"size": 5, "path": "/p"}}}, "$.mounts.persistent.size"),
+    ],
+)
+async def test_create_answers_422_to_a_body_the_schema_refuses(
+    http: aiohttp.ClientSession, runpod: FakeRunpod, change: dict[str, Any], violation: str
+) -> None:
+    status, body, _ = await call(http, "POST", "pods", json={**BODY, **change})
+    assert (status, body["detail"]) == (422, "Request validation failed.")
+    assert any(violation in error for error in body["errors"]), body["errors"]
+    assert not runpod.pods
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
         (
-            {"gpu": {"id": "x", "allowedCudaVersions": ["12.4"], "minCudaVersion": "12.4"}},
-            "exclusive",
+            {"gpu": {"id": "NVIDIA L4", "allowedCudaVersions": ["12.4"], "minCudaVersion": "12.4"}},
+            "mutually exclusive",
         ),
         (
             {
@@ -76,17 +103,23 @@ async def test_every_answer_has_request_id_and_rate_limit_headers(
                     "persistent": {"size": 10, "path": "/p"},
                 }
             },
-            "at most one kind",
+            "At most one of mounts.persistent and mounts.network",
         ),
+        ({"gpu": {"id": "NVIDIA B300", "count": 1}}, "Unknown GPU type"),
+        ({"mounts": {"network": [{"volumeId": "nowhere", "path": "/w"}]}}, "does not exist"),
     ],
 )
-async def test_create_rejects_a_broken_body_with_422(
-    http: aiohttp.ClientSession, runpod: FakeRunpod, change: dict[str, Any], violation: str
+async def test_create_answers_400_to_a_cross_field_rule(
+    http: aiohttp.ClientSession, runpod: FakeRunpod, change: dict[str, Any], detail: str
 ) -> None:
     status, body, _ = await call(http, "POST", "pods", json={**BODY, **change})
-    assert status == 422
-    assert any(violation in error for error in body["errors"])
+    assert status == 400 and detail in body["detail"] and "errors" not in body
     assert not runpod.pods
+    ok = {
+        **BODY,
+        "gpu": {"id": "NVIDIA L4", "count": 1, "allowedCudaVersions": [], "minCudaVersion": "12.4"},
+    }
+    assert (await call(http, "POST", "pods", json=ok))[0] == 201  # an empty set is no constraint
 
 
 async def test_pods_walk_the_lifecycle_and_cost_stops_when_exited(
@@ -109,6 +142,17 @@ async def test_pods_walk_the_lifecycle_and_cost_stops_when_exited(
         http, "POST", f"pods/{pod['id']}/action", json={"action": "restart"}
     )
     assert status == 409 and "EXITED" in problem["detail"]
+    runpod.set_status(pod["id"], "ERROR")
+    _, failed, _ = await call(http, "GET", f"pods/{pod['id']}")
+    assert failed["actions"] == ["start", "terminate"]  # EXITED and ERROR allow start
+    status, started, _ = await call(
+        http, "POST", f"pods/{pod['id']}/action", json={"action": "start"}
+    )
+    assert (status, started["status"]) == (200, "PROVISIONING")
+    status, problem, _ = await call(
+        http, "POST", f"pods/{pod['id']}/action", json={"action": "explode"}
+    )
+    assert status == 422 and "'explode' is not one of" in problem["errors"][0]
     status, _, _ = await call(
         http, "POST", f"pods/{pod['id']}/action", json={"action": "terminate"}
     )
@@ -134,20 +178,42 @@ async def test_hooks_run_for_created_and_terminated_pods() -> None:
         assert server.hook_errors == []
 
 
-async def test_paged_list_and_its_limit() -> None:
-    async with run_fake_runpod(paged=True, page_size=3) as server:
+async def test_the_list_is_never_paged_and_ignores_undeclared_parameters() -> None:
+    async with run_fake_runpod() as server:
         for i in range(4):
             server.add_pod(f"p{i}")
         headers = {"Authorization": f"Bearer {server.api_key}"}
         async with aiohttp.ClientSession(base_url=server.url + "/", headers=headers) as http:
-            _, first, _ = await call(http, "GET", "pods", params={"limit": "2"})
-            assert [p["name"] for p in first["pods"]] == ["p0", "p1"]
-            assert first["pagination"]["hasNextPage"] is True
-            cursor = first["pagination"]["nextCursor"]
-            _, rest, _ = await call(http, "GET", "pods", params={"cursor": cursor})
-            assert [p["name"] for p in rest["pods"]] == ["p2", "p3"]
-            assert rest["pagination"] == {"nextCursor": None, "hasNextPage": False}
-            assert (await call(http, "GET", "pods", params={"limit": "0"}))[0] == 422
+            status, body, _ = await call(http, "GET", "pods", params={"limit": "2", "cursor": "x"})
+            assert status == 200 and set(body) == {"pods"}
+            assert [p["name"] for p in body["pods"]] == ["p0", "p1", "p2", "p3"]
+
+
+async def test_the_list_may_lag_a_create(http: aiohttp.ClientSession, runpod: FakeRunpod) -> None:
+    runpod.faults.list_lag_sec = 3600
+    status, made, _ = await call(http, "POST", "pods", json=BODY)
+    assert status == 201
+    assert (await call(http, "GET", "pods"))[1] == {"pods": []}
+    assert (await call(http, "GET", f"pods/{made['id']}"))[0] == 200
+
+
+async def test_a_create_may_be_placed_outside_the_preferred_data_center(
+    http: aiohttp.ClientSession, runpod: FakeRunpod
+) -> None:
+    runpod.faults.misplace_next("CA-MTL-1")
+    _, made, _ = await call(http, "POST", "pods", json={**BODY, "dataCenterIds": ["US-TX-3"]})
+    assert made["dataCenterId"] == "CA-MTL-1"
+    _, next_one, _ = await call(http, "POST", "pods", json={**BODY, "dataCenterIds": ["US-TX-3"]})
+    assert next_one["dataCenterId"] == "US-TX-3"
+
+
+async def test_a_network_volume_can_be_read() -> None:
+    async with run_fake_runpod(network_volumes={"vol-1": "EU-RO-1"}) as server:
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        async with aiohttp.ClientSession(base_url=server.url + "/", headers=headers) as http:
+            status, volume, _ = await call(http, "GET", "network-volumes/vol-1")
+            assert (status, volume["dataCenter"]) == (200, "EU-RO-1")
+            assert (await call(http, "GET", "network-volumes/nope"))[0] == 404
 
 
 async def test_faults_and_waiting_helpers(http: aiohttp.ClientSession, runpod: FakeRunpod) -> None:

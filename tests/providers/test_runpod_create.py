@@ -98,8 +98,8 @@ async def test_a_body_with_a_field_v2_rejects_is_a_permanent_error(
         await provider.create(SPEC)
 
     assert caught.value.status == 422
-    assert "bidPerGpu: unknown field" in str(caught.value)
-    assert "countryCodes: unknown field" in str(caught.value)
+    assert "Unevaluated properties are not allowed" in str(caught.value)
+    assert "'bidPerGpu'" in str(caught.value) and "'countryCodes'" in str(caught.value)
     assert len(runpod.create_calls) == 1  # never retried, no other candidate tried
     assert not runpod.pods
 
@@ -131,7 +131,7 @@ async def test_a_candidate_without_capacity_is_backed_off_then_retried(
     clock.advance(2)  # SPAWN_FAILURE_BACKOFF_SEC = 30 has passed
     await provider.create(PodSpec(name="gpu-reactor-4", env={}))
     assert gpus_asked(runpod)[3:] == [GPU_B, GPU_A]
-    assert provider.backoff.ready(provider.candidates()[0], clock())  # success reset it
+    assert provider.book.ready(clock())[0] == provider.candidates()[0]  # success reset it
 
 
 async def test_every_candidate_refused_raises_capacity_error_with_the_last_detail(
@@ -206,12 +206,28 @@ async def test_create_with_an_unreadable_answer_returns_the_pod_it_made(
     assert [p.id for p in runpod.created] == [pod.id]
 
 
+async def test_a_create_has_its_own_longer_timeout(
+    make_runpod_provider: Callable[..., RunpodProvider],
+    runpod: FakeRunpod,
+    outcomes: list[tuple[str, str]],
+) -> None:
+    # Slower than a read may be, well within RUNPOD_CREATE_TIMEOUT_SEC: no uncertainty.
+    provider = make_runpod_provider(RUNPOD_REQUEST_TIMEOUT_SEC=0.1, RUNPOD_CREATE_TIMEOUT_SEC=5)
+    runpod.faults.delay(0.4, 1, method="POST", path="/pods")
+
+    pod = await provider.create(SPEC)
+
+    assert [p.id for p in runpod.created] == [pod.id]
+    assert outcomes == [("create", "ok")]
+    assert not runpod.calls("GET", "/pods")  # no lookup by name was needed
+
+
 async def test_create_that_times_out_returns_the_pod_it_made(
     make_runpod_provider: Callable[..., RunpodProvider],
     runpod: FakeRunpod,
     outcomes: list[tuple[str, str]],
 ) -> None:
-    provider = make_runpod_provider(RUNPOD_REQUEST_TIMEOUT_SEC=0.2)
+    provider = make_runpod_provider(RUNPOD_CREATE_TIMEOUT_SEC=0.2)
     runpod.faults.delay(1.0, 1, method="POST", path="/pods")
 
     pod = await provider.create(SPEC)
@@ -222,7 +238,7 @@ async def test_create_that_times_out_returns_the_pod_it_made(
 
 
 async def test_create_answered_500_without_a_pod_is_not_repeated(
-    runpod: FakeRunpod, provider: RunpodProvider
+    runpod: FakeRunpod, provider: RunpodProvider, clock: FakeClock
 ) -> None:
     runpod.faults.fail_next(1, status=503, method="POST", path="/pods")
 
@@ -230,8 +246,48 @@ async def test_create_answered_500_without_a_pod_is_not_repeated(
         await provider.create(SPEC)
 
     assert caught.value.status == 503
+    assert "4 lookups over 10s" in str(caught.value)
     assert len(runpod.create_calls) == 1
+    assert len(runpod.calls("GET", "/pods")) == 4
+    assert clock.slept == [1.0, 3.0, 6.0]  # on the test's clock: no wall-clock wait
     assert not runpod.pods
+
+
+@pytest.mark.parametrize(("lag", "lookups"), [(0.5, 2), (3.5, 3), (9.5, 4)])
+async def test_the_lookup_after_a_lost_create_absorbs_listing_lag(
+    make_runpod_provider: Callable[..., RunpodProvider],
+    clock: FakeClock,
+    lag: float,
+    lookups: int,
+) -> None:
+    async with run_fake_runpod(clock=clock) as server:
+        server.faults.list_lag_sec = lag
+        server.faults.create_fails_after_pod = 1
+        provider = make_runpod_provider(server)
+
+        pod = await provider.create(SPEC)
+
+        assert [p.id for p in server.created] == [pod.id]
+        assert len(server.create_calls) == 1
+        assert len(server.calls("GET", "/pods")) == lookups
+
+
+async def test_a_pod_the_list_shows_only_after_the_lookups_is_left_to_the_sweep(
+    make_runpod_provider: Callable[..., RunpodProvider], clock: FakeClock
+) -> None:
+    async with run_fake_runpod(clock=clock) as server:
+        server.faults.list_lag_sec = 15
+        server.faults.create_fails_after_pod = 1
+        provider = make_runpod_provider(server)
+
+        with pytest.raises(TransientProviderError, match="no pod of that name exists"):
+            await provider.create(SPEC)
+
+        assert len(server.create_calls) == 1  # never created again
+        assert sum(clock.slept) == pytest.approx(10.0)
+        clock.advance(5)
+        found = await provider.find_by_name(SPEC.name)  # what the sweep's list will show
+        assert found is not None and found.id == server.created[0].id
 
 
 async def test_create_lookup_failing_too_is_a_transient_error(
@@ -243,3 +299,4 @@ async def test_create_lookup_failing_too_is_a_transient_error(
     with pytest.raises(TransientProviderError, match="lookup by name failed"):
         await provider.create(SPEC)
     assert len(runpod.create_calls) == 1
+    assert len(runpod.calls("GET", "/pods")) == 4 * 4  # four lookups, each retried thrice

@@ -13,6 +13,7 @@ from reactor.errors import (
     PermanentProviderError,
     ProviderError,
     RateLimited,
+    Unauthorized,
 )
 from reactor.providers.base import PodSpec
 from reactor.providers.runpod import RunpodProvider
@@ -107,10 +108,10 @@ async def test_a_rejected_key_is_not_in_the_error_or_the_logs(
     wrong = "rpa_WRONGKEY_0123456789abcdef"
     provider = make_runpod_provider(RUNPOD_API_KEY=wrong)
 
-    with pytest.raises(PermanentProviderError) as caught:
+    with pytest.raises(Unauthorized, match="^API key rejected") as caught:
         await provider.list_pods()
 
-    assert caught.value.status == 403
+    assert caught.value.status == 401
     assert_not_leaked(wrong, caught.value, caplog.records)
 
 

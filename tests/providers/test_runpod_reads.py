@@ -7,13 +7,13 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from reactor.errors import PermanentProviderError, TransientProviderError
+from reactor.errors import Forbidden, PermanentProviderError, TransientProviderError
 from reactor.providers.runpod import RunpodProvider
 from tests.fakes import FakeRunpod, run_fake_runpod
 from tests.providers.conftest import GPU_A, GPU_B, FakeClock
 
 
-async def test_unpaged_list_returns_every_pod(runpod: FakeRunpod, provider: RunpodProvider) -> None:
+async def test_the_list_returns_every_pod(runpod: FakeRunpod, provider: RunpodProvider) -> None:
     notebook = runpod.add_pod("alice-notebook", env={"JUPYTER_TOKEN": "x"})
     stray = runpod.add_fleet_pod("gpu-reactor")
     exited = runpod.add_pod("old-job", status="EXITED")
@@ -29,25 +29,26 @@ async def test_unpaged_list_returns_every_pod(runpod: FakeRunpod, provider: Runp
     assert pods[notebook.id].created_at is not None
 
 
-async def test_paged_list_follows_every_cursor(
-    make_runpod_provider: Callable[..., RunpodProvider],
+async def test_the_list_sends_nothing_the_document_does_not_declare(
+    runpod: FakeRunpod, provider: RunpodProvider
 ) -> None:
-    async with run_fake_runpod(paged=True, page_size=2) as server:
-        made = {server.add_pod(f"pod-{i}").id for i in range(5)}
-        provider = make_runpod_provider(server)
-
-        pods = await provider.list_pods()
-
-        assert {p.id for p in pods} == made
-        pages = server.calls("GET", "/pods")
-        assert len(pages) == 3
-        assert "cursor" not in pages[0].query
-        assert all("cursor" in page.query for page in pages[1:])
+    await provider.list_pods()
+    [call] = runpod.calls("GET", "/pods")
+    assert call.query == {}  # no limit, no cursor: listPods declares neither
 
 
-async def test_an_empty_paged_list(make_runpod_provider: Callable[..., RunpodProvider]) -> None:
-    async with run_fake_runpod(paged=True) as server:
-        assert await make_runpod_provider(server).list_pods() == []
+async def test_a_pagination_object_is_tolerated_but_its_cursor_never_followed(
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
+    done = {"pods": [{"id": "a"}], "pagination": {"nextCursor": None, "hasNextPage": False}}
+    runpod.faults.corrupt_next(1, kind=orjson.dumps(done), method="GET", path="/pods")
+    assert [p.id for p in await provider.list_pods()] == ["a"]
+
+    more = {"pods": [{"id": "a"}], "pagination": {"nextCursor": "c2", "hasNextPage": True}}
+    runpod.faults.corrupt_next(None, kind=orjson.dumps(more), method="GET", path="/pods")
+    with pytest.raises(TransientProviderError, match="refusing to act on part of the pods"):
+        await provider.list_pods()
+    assert all(call.query == {} for call in runpod.calls("GET", "/pods"))
 
 
 async def test_lenient_parsing_ignores_unknown_and_missing_fields(
@@ -110,7 +111,6 @@ MALFORMED_LISTS = [
     b'{"pods": [{"id": 7}]}',
     b'{"pods": [], "pagination": {"hasNextPage": true}}',
     b'{"pods": [], "pagination": {"hasNextPage": "yes", "nextCursor": "c"}}',
-    b'{"pods": [], "pagination": []}',
     b'{"pods": [{"id": "a"}], "pagination": {"nextCursor": "same", "hasNextPage": true}}',
 ]
 
@@ -205,6 +205,23 @@ async def test_terminate_is_retried_after_a_lost_answer(
 
     assert pod.id in runpod.terminated
     assert [c.status for c in runpod.calls("DELETE")] == [500, 204]
+
+
+async def test_a_key_without_access_is_403_naming_the_resource(
+    runpod: FakeRunpod, provider: RunpodProvider
+) -> None:
+    pod = runpod.add_pod("someone")
+    runpod.faults.deny(method="GET")
+    with pytest.raises(Forbidden) as listing:
+        await provider.list_pods()
+    assert listing.value.resource == "the pod list (GET /v2/pods)"
+    assert str(listing.value).startswith("the API key is valid but has no access to the pod list")
+    with pytest.raises(Forbidden, match=f"pod {pod.id}"):
+        await provider.get(pod.id)
+    runpod.faults.clear()
+    runpod.faults.deny(method="DELETE")
+    with pytest.raises(Forbidden, match=f"DELETE /v2/pods/{pod.id}"):
+        await provider.terminate(pod.id)
 
 
 async def test_a_wrong_api_url_is_a_permanent_error_naming_the_setting(
