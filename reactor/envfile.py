@@ -46,7 +46,9 @@ def _value(default: Any) -> str:
 
 def render() -> str:
     lines = [HEADER]
-    for name, field in Settings.model_fields.items():
+    # The reactor's own settings first, in their order; the inherited RUNPOD_* ones last.
+    fields = sorted(Settings.model_fields.items(), key=lambda item: item[0].startswith("runpod_"))
+    for name, field in fields:
         env = field.alias or name.upper()
         default = field.get_default(call_default_factory=True)
         for line in textwrap.wrap(field.description or "", 88):

@@ -20,12 +20,10 @@ from urllib.parse import quote
 
 from reactor.errors import (
     ConfigError,
-    Forbidden,
     InsufficientBalance,
     PermanentProviderError,
     ProviderError,
     TransientProviderError,
-    Unauthorized,
 )
 from reactor.providers.base import Pod, PodSpec
 from reactor.providers.runpod_create import (
@@ -37,6 +35,7 @@ from reactor.providers.runpod_create import (
     misplacement,
     refusal_of,
 )
+from reactor.providers.runpod_errors import malformed, unexpected
 from reactor.providers.runpod_http import OnRequest, Reply, RunpodHttp
 from reactor.providers.runpod_lookup import Sleep, find_lost_pod
 from reactor.providers.runpod_parse import (
@@ -212,7 +211,7 @@ class RunpodProvider:
         """Record a candidate's refusal, or raise when no other candidate can help."""
         detail = self._http.scrub(reply.detail())
         if reply.status == 401:
-            raise self._unexpected(reply, "create", "pod creation (POST /v2/pods)")
+            raise unexpected(self._http, reply, "create", "pod creation (POST /v2/pods)")
         if reply.status == 402:
             raise self._http.error(
                 InsufficientBalance,
@@ -228,7 +227,7 @@ class RunpodProvider:
             )
         refusal = refusal_of(reply)
         if refusal is None:
-            raise self._unexpected(reply, "create", "pod creation (POST /v2/pods)")
+            raise unexpected(self._http, reply, "create", "pod creation (POST /v2/pods)")
         self._note(spec, candidate, refusal, detail or f"HTTP {reply.status}", reply, walk)
 
     def _note(
@@ -287,7 +286,9 @@ class RunpodProvider:
         try:
             reply = await self._http.request("volume", "GET", path, repeatable=True)
             if not reply.ok:
-                raise self._unexpected(reply, "volume", f"network volume {volume} (GET /v2{path})")
+                raise unexpected(
+                    self._http, reply, "volume", f"network volume {volume} (GET /v2{path})"
+                )
             self._volume_dc = volume_data_center(reply.body)
         except (ProviderError, MalformedBody) as exc:
             log.warning("runpod_volume_lookup_failed", extra={"volume": volume, "error": str(exc)})
@@ -310,11 +311,11 @@ class RunpodProvider:
         # pods are not ours to manage) and no paging: nothing else is sent.
         reply = await self._http.request("list", "GET", "/pods", repeatable=True)
         if not reply.ok:
-            raise self._unexpected(reply, "list", "the pod list (GET /v2/pods)")
+            raise unexpected(self._http, reply, "list", "the pod list (GET /v2/pods)")
         try:
             return parse_pods(reply.body)
         except MalformedBody as exc:
-            raise self._malformed(reply, "list", exc) from exc
+            raise malformed(self._http, reply, "list", exc) from exc
 
     async def get(self, pod_id: str) -> Pod | None:
         path = _pod_path(pod_id)
@@ -322,11 +323,11 @@ class RunpodProvider:
         if reply.status == 404:
             return None
         if not reply.ok:
-            raise self._unexpected(reply, "get", f"pod {pod_id} (GET /v2{path})")
+            raise unexpected(self._http, reply, "get", f"pod {pod_id} (GET /v2{path})")
         try:
             return parse_pod(reply.body)
         except MalformedBody as exc:
-            raise self._malformed(reply, "get", exc) from exc
+            raise malformed(self._http, reply, "get", exc) from exc
 
     async def terminate(self, pod_id: str) -> None:
         # DELETE is safe to repeat: a pod already gone answers 404, which is success.
@@ -335,7 +336,7 @@ class RunpodProvider:
         if reply.ok or reply.status == 404:
             log.debug("runpod_pod_terminated", extra={"pod_id": pod_id, "status": reply.status})
             return
-        raise self._unexpected(reply, "terminate", f"pod {pod_id} (DELETE /v2{path})")
+        raise unexpected(self._http, reply, "terminate", f"pod {pod_id} (DELETE /v2{path})")
 
     # --- price ---------------------------------------------------------------------------------
     async def estimated_price(self) -> float | None:
@@ -354,7 +355,9 @@ class RunpodProvider:
         try:
             reply = await self._http.request("catalog", "GET", "/catalog/gpus", repeatable=True)
             if not reply.ok:
-                raise self._unexpected(reply, "catalog", "the GPU catalog (GET /v2/catalog/gpus)")
+                raise unexpected(
+                    self._http, reply, "catalog", "the GPU catalog (GET /v2/catalog/gpus)"
+                )
             prices = [
                 catalog_price(reply.body, gpu, self.settings.runpod_cloud)
                 for gpu in self.settings.runpod_gpu_types
@@ -368,43 +371,6 @@ class RunpodProvider:
 
     async def close(self) -> None:
         await self._http.close()
-
-    # --- errors --------------------------------------------------------------------------------
-    def _unexpected(self, reply: Reply, operation: str, resource: str) -> ProviderError:
-        """The error of an answer the operation cannot use; ``resource`` names what was
-        asked for, for a 403."""
-        detail = reply.detail() or f"HTTP {reply.status}"
-        if reply.status == 401:
-            return self._http.error(
-                Unauthorized,
-                f"API key rejected: Runpod answered {operation} with 401 ({detail}); "
-                "RUNPOD_API_KEY is missing, malformed, expired or invalid",
-                reply,
-            )
-        if reply.status == 403:
-            return Forbidden(
-                self._http.scrub(
-                    f"the API key is valid but has no access to {resource}: Runpod answered "
-                    f"403 ({detail}); grant the key that permission"
-                ),
-                resource=resource,
-                status=reply.status,
-                request_id=reply.request_id,
-            )
-        hint = " (check RUNPOD_API_URL)" if reply.status == 404 else ""
-        cls = PermanentProviderError if reply.status < 500 else TransientProviderError
-        return self._http.error(
-            cls, f"Runpod {operation} answered {reply.status}{hint}: {detail}", reply
-        )
-
-    def _malformed(self, reply: Reply, operation: str, exc: MalformedBody) -> ProviderError:
-        log.warning(
-            "runpod_malformed_answer",
-            extra={"operation": operation, "error": str(exc), "request_id": reply.request_id},
-        )
-        return self._http.error(
-            TransientProviderError, f"Runpod {operation} answer is malformed: {exc}", reply
-        )
 
 
 def _pod_path(pod_id: str) -> str:
