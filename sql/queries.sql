@@ -215,3 +215,40 @@ SELECT EXISTS (
     SELECT 1 FROM member_of WHERE oid = 'gpu_worker'::regrole) AS is_worker
 FROM pg_stat_activity a
 WHERE a.pid = $1;
+
+-- name: close_to_app_roles
+-- Run by every `gpu-reactor migrate`, after the migrations. Supabase's default privileges
+-- on schema public grant `anon` and `authenticated` - the roles of an app's public anon key
+-- and of its signed-in users, which reach the database over PostgREST - every table,
+-- sequence and function created there, gpu-reactor's included: with the app's public key
+-- anyone could rewrite gpu_reactor_settings or call gpu_reactor_drain and the reactor-only
+-- func_* functions. Those grants are taken back from gpu-reactor's own objects only (names
+-- gpu_reactor_*, or a 'gpu-reactor:' comment on a function); the app's tables, views,
+-- functions and default privileges are left as they are. Nothing happens where those
+-- roles do not exist.
+DO $$
+DECLARE
+    app_role text;
+    target text;
+BEGIN
+    FOR app_role IN SELECT rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated')
+    LOOP
+        FOR target IN
+            SELECT format('%s %s', CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                          c.oid::regclass)
+            FROM pg_class c
+            WHERE c.relnamespace = current_schema()::regnamespace
+              AND c.relkind IN ('r', 'p', 'S')
+              AND c.relname LIKE 'gpu\_reactor\_%'
+            UNION ALL
+            SELECT format('FUNCTION %s', p.oid::regprocedure)
+            FROM pg_proc p
+            WHERE p.pronamespace = current_schema()::regnamespace
+              AND (p.proname LIKE 'gpu\_reactor\_%'
+                   OR coalesce(obj_description(p.oid, 'pg_proc'), '') LIKE 'gpu-reactor:%')
+        LOOP
+            EXECUTE format('REVOKE ALL ON %s FROM %I', target, app_role);
+        END LOOP;
+    END LOOP;
+END
+$$;

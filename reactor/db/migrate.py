@@ -15,6 +15,7 @@ from importlib import resources
 
 import asyncpg
 
+from reactor.db.queries import query
 from reactor.errors import SchemaError
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                 )
             applied_now.append(f"{migration.version:04d}_{migration.name}")
             log.info("migration_applied", extra={"migration": applied_now[-1]})
+        # Every time, not once: objects a later release creates get the same default grants.
+        await conn.execute(query("close_to_app_roles"))
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
