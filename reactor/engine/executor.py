@@ -289,7 +289,7 @@ class Executor:
             # Whatever the provider answered, the row must be written: Postgres text holds
             # no NUL.
             reason = f"create failed ({failure}): {exc}".replace("\x00", "")[:1000]
-            await self.pool.execute(query("retire_worker"), worker_id, "error", reason)
+            await self.pool.execute(query("retire_worker"), worker_id, WorkerStatus.ERROR, reason)
             self.metrics.spawns.labels(outcome=failure.value).inc()
             log.error(
                 "spawn_failed",
