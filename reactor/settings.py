@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     max_active_gpus: int = Field(
         2,
         ge=0,
-        le=1000,
+        le=10000,
         alias="MAX_ACTIVE_GPUS",
         description="Hard cap on live workers (spawning+active+terminating).",
     )

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import NamedTuple
 
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.settings import Settings
@@ -28,13 +29,13 @@ def desired_workers(snap: Snapshot, settings: Settings) -> int:
     return max(settings.min_active_gpus, min(settings.max_active_gpus, wanted))
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """One timeout rule's answer at one moment.
 
     ``deadline`` is when the limit is (or was) reached; ``None`` when the rule does not
     apply (the spawn timeout of an active worker, the idle rule of a busy one), which is
-    never breached.
+    never breached. An immutable named tuple rather than a frozen dataclass: a reconcile
+    builds several per worker, and a tuple is several times cheaper to build.
     """
 
     breached: bool
@@ -49,9 +50,16 @@ class Verdict:
 NOT_APPLICABLE = Verdict(breached=False, deadline=None)
 
 
+@lru_cache(maxsize=64)
+def _span(seconds: float) -> timedelta:
+    """A limit in seconds as a timedelta, built once per distinct limit (a reconcile asks
+    for the same few limits thousands of times)."""
+    return timedelta(seconds=seconds)
+
+
 def _limit(since: datetime, seconds: float, now: datetime) -> Verdict:
-    deadline = since + timedelta(seconds=seconds)
-    return Verdict(breached=now >= deadline, deadline=deadline)
+    deadline = since + _span(seconds)
+    return Verdict(now >= deadline, deadline)
 
 
 def last_sign_of_life(worker: WorkerState) -> datetime:

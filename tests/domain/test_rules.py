@@ -176,3 +176,19 @@ def test_verdicts_cover_every_rule_of_every_worker_and_task() -> None:
     deadlines = sorted(v.deadline for v in rules.verdicts(snap, SETTINGS) if v.deadline)
     # spawn 300; draining: heartbeat from creation 60, drain 100 + 120; stuck 600
     assert deadlines == [at(60), at(220), at(300), at(600)]
+
+
+def test_a_snapshot_indexes_its_workers_and_their_tasks() -> None:
+    w1 = WorkerState("w1", WorkerStatus.ACTIVE, created_at=T0)
+    w2 = WorkerState("w2", WorkerStatus.SPAWNING, created_at=T0)
+    tasks = (
+        TaskState("t1", "w1", 1, T0),
+        TaskState("t2", "gone", 1, T0),
+        TaskState("t3", "w1", 1, T0),
+        TaskState("t4", None, 1, None),
+    )
+    snap = Snapshot(now=T0, queued=0, in_progress=4, workers=(w1, w2), running=tasks)
+    assert snap.worker("w1") is w1 and snap.worker("w2") is w2 and snap.worker("x") is None
+    assert [t.id for t in snap.tasks_of("w1")] == ["t1", "t3"]
+    assert snap.tasks_of("w2") == [] and [t.id for t in snap.tasks_of("gone")] == ["t2"]
+    assert snap == Snapshot(now=T0, queued=0, in_progress=4, workers=(w1, w2), running=tasks)
