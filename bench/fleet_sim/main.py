@@ -81,6 +81,7 @@ def title(data: dict[str, Any]) -> str:
 
 
 def write_plots(data: dict[str, Any], folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for workload, runs in data["results"].items():
         path = plot(workload, runs, folder)
