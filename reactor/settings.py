@@ -299,6 +299,17 @@ class Settings(BaseSettings):
         "auto", alias="LOG_FORMAT", description="auto: text on a terminal, JSON otherwise."
     )
 
+    # --- warm buffer ---------------------------------------------------------------------
+    machines_to_keep_idle: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        alias="MACHINES_TO_KEEP_IDLE",
+        description="Idle workers kept beyond the busy ones, ready for the next task "
+        "without a pod start-up (the seed orchestrator's name and meaning); within "
+        "MAX_ACTIVE_GPUS and MAX_HOURLY_SPEND_USD.",
+    )
+
     @field_validator("runpod_gpu_types", "runpod_data_centers", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:

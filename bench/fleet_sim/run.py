@@ -39,7 +39,10 @@ class PolicySpec:
 
 
 def policies(config: WorldConfig) -> list[PolicySpec]:
-    tuned = {"TASKS_PER_GPU_THRESHOLD": 1, "SCALE_DOWN_IDLE_SEC": 120}
+    # Tuned for minutes-long GPU tasks: a worker per task, drained after 30 s idle (the
+    # seed's over-capacity idle time); and the same with a warm buffer of one.
+    tuned = {"TASKS_PER_GPU_THRESHOLD": 1, "SCALE_DOWN_IDLE_SEC": 30}
+    buffered = {**tuned, "MACHINES_TO_KEEP_IDLE": 1}
     seed, keda = (
         SeedRule(max_active=config.max_active_gpus),
         KedaRule(max_active=config.max_active_gpus),
@@ -54,6 +57,11 @@ def policies(config: WorldConfig) -> list[PolicySpec]:
             "gpu-reactor (tuned)",
             lambda w, s: ReactorPolicy(w, reactor_settings(config, **tuned), s),
             tuned,
+        ),
+        PolicySpec(
+            "gpu-reactor (tuned, 1 idle)",
+            lambda w, s: ReactorPolicy(w, reactor_settings(config, **buffered), s),
+            buffered,
         ),
         PolicySpec("seed rule", lambda w, s: SeedPolicy(w, seed), {"rule": repr(seed)}),
         PolicySpec("KEDA", lambda w, s: KedaPolicy(w, keda), {"rule": repr(keda)}),

@@ -24,9 +24,17 @@ from reactor.settings import Settings
 
 
 def desired_workers(snap: Snapshot, settings: Settings) -> int:
-    """Workers the queue calls for: ceil(demand / TASKS_PER_GPU_THRESHOLD), within MIN..MAX."""
+    """Workers the queue calls for: ceil(demand / TASKS_PER_GPU_THRESHOLD), and at least
+    the busy workers plus MACHINES_TO_KEEP_IDLE, within MIN..MAX."""
     wanted = math.ceil(snap.demand / settings.tasks_per_gpu_threshold)
+    if settings.machines_to_keep_idle:
+        wanted = max(wanted, busy_workers(snap) + settings.machines_to_keep_idle)
     return max(settings.min_active_gpus, min(settings.max_active_gpus, wanted))
+
+
+def busy_workers(snap: Snapshot) -> int:
+    """Active workers with a task In Progress (the warm buffer is counted on top)."""
+    return sum(1 for w in snap.workers if w.status == WorkerStatus.ACTIVE and snap.tasks_of(w.id))
 
 
 class Verdict(NamedTuple):
