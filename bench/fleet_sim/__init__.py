@@ -34,9 +34,6 @@ async def run(ctx: Any) -> dict[str, Any]:
     ]
     if bad:
         raise Misbehaviour(f"tasks lost or caps exceeded in {bad}")
-    for runs in data["results"].values():
-        for f in runs.values():
-            f.pop("series", None)  # the JSON of python -m bench stays small; plots have them
     return {
         "name": NAME,
         **data,
