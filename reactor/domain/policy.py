@@ -288,7 +288,8 @@ def next_deadline(
     rule's deadline, a waiting task falling due, or the end of a limit the executor set.
     The pods' list grace is not among them: pods are only in a sweep's snapshot."""
     limits = limits or Limits()
-    moments = [v.changes_at for v in rules.verdicts(snap, settings)]
+    # A verdict's changes_at, inlined: its deadline until it is breached.
+    moments = [v.deadline for v in rules.verdicts(snap, settings) if not v.breached]
     moments += [snap.next_retry_at, limits.spawn_blocked_until, limits.terminate_retry_at]
     future = [m for m in moments if m is not None and m > snap.now]
     return min(future) if future else None

@@ -192,3 +192,19 @@ def test_a_snapshot_indexes_its_workers_and_their_tasks() -> None:
     assert [t.id for t in snap.tasks_of("w1")] == ["t1", "t3"]
     assert snap.tasks_of("w2") == [] and [t.id for t in snap.tasks_of("gone")] == ["t2"]
     assert snap == Snapshot(now=T0, queued=0, in_progress=4, workers=(w1, w2), running=tasks)
+
+
+@pytest.mark.parametrize("status", list(WorkerStatus))
+def test_verdicts_leave_out_only_rules_that_do_not_apply_to_the_status(
+    status: WorkerStatus,
+) -> None:
+    w = WorkerState("w", status, created_at=T0, activated_at=T0, draining_since=T0)
+    snap = Snapshot(now=at(10), queued=0, in_progress=0, workers=(w,))
+    every = [
+        rules.spawn_timeout(w, SETTINGS, snap.now),
+        rules.heartbeat_timeout(w, SETTINGS, snap.now),
+        rules.drain_timeout(w, SETTINGS, snap.now),
+        rules.idle_timeout(w, [], SETTINGS, snap.now),
+    ]
+    asked = list(rules.verdicts(snap, SETTINGS))
+    assert [v for v in every if v != NOT_APPLICABLE] == [v for v in asked if v != NOT_APPLICABLE]
