@@ -6,11 +6,15 @@ sweep, the provider's pod list); actions are carried out by reactor.engine.execu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from reactor.domain.pods import Pod
+
+T = TypeVar("T")
 
 
 class WorkerStatus(StrEnum):
@@ -85,6 +89,22 @@ class Snapshot:
     _tasks_by_worker: dict[str, tuple[TaskState, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+
+    # What the rules derive from this snapshot and one Settings (see ``derived``).
+    _memo: dict[str, tuple[object, Any]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def derived(self, name: str, settings: object, compute: Callable[[], T]) -> T:
+        """``compute()``, once per snapshot, ``name`` and ``settings`` object: the rules'
+        verdicts are derived once and shared by decide and next_deadline. The snapshot is
+        frozen, so what is derived from it cannot go stale."""
+        hit = self._memo.get(name)
+        if hit is not None and hit[0] is settings:
+            return hit[1]  # type: ignore[no-any-return]
+        value = compute()
+        self._memo[name] = (settings, value)
+        return value
 
     def __post_init__(self) -> None:
         by_id: dict[str, WorkerState] = {}

@@ -81,7 +81,7 @@ def _span(seconds: float) -> timedelta:
 
 
 def _limit(since: datetime, seconds: float, now: datetime) -> Verdict:
-    deadline = since + _span(seconds)
+    deadline = since + (_SPANS.get(seconds) or _span(seconds))
     return _new_verdict(Verdict, (now >= deadline, deadline))
 
 
@@ -131,21 +131,64 @@ def idle_timeout(
     return _limit(worker.idle_since, settings.scale_down_idle_sec, now)
 
 
+class WorkerVerdicts(NamedTuple):
+    """Every worker rule's verdict on one worker (NOT_APPLICABLE where its status rules
+    the rule out)."""
+
+    spawn: Verdict
+    heartbeat: Verdict
+    drain: Verdict
+    idle: Verdict
+
+
+class Judgement(NamedTuple):
+    """Every rule's verdict at ``snap.now``: per worker id, and per running task in the
+    order of ``snap.running``."""
+
+    workers: dict[str, WorkerVerdicts]
+    tasks: tuple[Verdict, ...]
+
+
+def _judge_worker(
+    worker: WorkerState, snap: Snapshot, settings: Settings, now: datetime
+) -> WorkerVerdicts:
+    status = worker.status
+    na = NOT_APPLICABLE
+    if status == _SPAWNING:  # the other rules do not apply (they say so themselves)
+        return _new_verdict(WorkerVerdicts, (spawn_timeout(worker, settings, now), na, na, na))
+    heartbeat = heartbeat_timeout(worker, settings, now)
+    if status == _TERMINATING:
+        drain = drain_timeout(worker, settings, now)
+        return _new_verdict(WorkerVerdicts, (na, heartbeat, drain, na))
+    if status == _ACTIVE:
+        idle = idle_timeout(worker, snap.tasks_of(worker.id), settings, now)
+        return _new_verdict(WorkerVerdicts, (na, heartbeat, na, idle))
+    return WorkerVerdicts(
+        spawn_timeout(worker, settings, now),
+        heartbeat,
+        drain_timeout(worker, settings, now),
+        idle_timeout(worker, snap.tasks_of(worker.id), settings, now),
+    )
+
+
+def judge(snap: Snapshot, settings: Settings) -> Judgement:
+    """Every rule's verdict on every live worker and running task, at ``snap.now``; worked
+    out once per snapshot and settings (decide and next_deadline both ask). The rules a
+    worker's status rules out are not asked: each returns NOT_APPLICABLE there
+    (tests/domain/test_rules.py proves it)."""
+
+    def compute() -> Judgement:
+        now = snap.now
+        workers = {w.id: _judge_worker(w, snap, settings, now) for w in snap.workers}
+        tasks = tuple(stuck_timeout(t, settings, now) for t in snap.running)
+        return Judgement(workers, tasks)
+
+    return snap.derived("verdicts", settings, compute)
+
+
 def verdicts(snap: Snapshot, settings: Settings) -> Iterator[Verdict]:
-    """Every timeout rule's verdict on every live worker and running task, at ``snap.now``,
-    leaving out the rules a worker's status rules out (each returns NOT_APPLICABLE there,
-    which is never breached and never changes: tests/domain/test_rules.py proves it). A
-    reconcile of 10,000 workers asks this once per worker, so it asks only what applies."""
-    now = snap.now
-    for worker in snap.workers:
-        status = worker.status
-        if status == _SPAWNING:
-            yield spawn_timeout(worker, settings, now)
-            continue
-        yield heartbeat_timeout(worker, settings, now)
-        if status == _TERMINATING:
-            yield drain_timeout(worker, settings, now)
-        elif status == _ACTIVE:
-            yield idle_timeout(worker, snap.tasks_of(worker.id), settings, now)
-    for task in snap.running:
-        yield stuck_timeout(task, settings, now)
+    """Every timeout rule's verdict on every live worker and running task, at ``snap.now``."""
+    judged = judge(snap, settings)
+    for worker in judged.workers.values():
+        yield from worker
+    yield from judged.tasks

@@ -208,3 +208,15 @@ def test_verdicts_leave_out_only_rules_that_do_not_apply_to_the_status(
     ]
     asked = list(rules.verdicts(snap, SETTINGS))
     assert [v for v in every if v != NOT_APPLICABLE] == [v for v in asked if v != NOT_APPLICABLE]
+
+
+def test_the_verdicts_are_judged_once_per_snapshot_and_settings() -> None:
+    w = WorkerState("w", WorkerStatus.ACTIVE, created_at=T0, activated_at=T0)
+    snap = Snapshot(now=at(100), queued=0, in_progress=0, workers=(w,))
+    first = rules.judge(snap, SETTINGS)
+    assert rules.judge(snap, SETTINGS) is first
+    other = Settings(_env_file=None, GPU_IDLE_TIMEOUT_SEC=500)  # type: ignore[call-arg]
+    again = rules.judge(snap, other)
+    assert again is not first and not again.workers["w"].heartbeat.breached
+    assert first.workers["w"].heartbeat.breached  # 100 s silent against 60 s
+    assert rules.judge(Snapshot(now=at(100), queued=0, in_progress=0, workers=(w,)), SETTINGS)
