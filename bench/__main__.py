@@ -42,6 +42,8 @@ BENCHMARKS = [
     "claim_throughput",
     "reconcile_cost",
     "recovery",
+    "scale_curve",
+    "fleet_sim",
 ]
 
 

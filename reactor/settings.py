@@ -66,7 +66,7 @@ class Settings(RunpodSettings):
     max_active_gpus: int = Field(
         2,
         ge=0,
-        le=1000,
+        le=10000,
         alias="MAX_ACTIVE_GPUS",
         description="Hard cap on live workers (spawning+active+terminating).",
     )
@@ -240,6 +240,17 @@ class Settings(RunpodSettings):
     )
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", alias="LOG_FORMAT", description="auto: text on a terminal, JSON otherwise."
+    )
+
+    # --- warm buffer ---------------------------------------------------------------------
+    machines_to_keep_idle: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        alias="MACHINES_TO_KEEP_IDLE",
+        description="Idle workers kept beyond the busy ones, ready for the next task "
+        "without a pod start-up (the seed orchestrator's name and meaning); within "
+        "MAX_ACTIVE_GPUS and MAX_HOURLY_SPEND_USD.",
     )
 
     @field_validator("log_level", mode="before")

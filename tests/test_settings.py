@@ -147,3 +147,10 @@ def test_worker_extra_env_values_are_secrets_unless_scrubbing_them_would_mangle_
     assert "hf_0123456789abcdef" in found and "s3://k:v@b/p" in found
     for value in ("1", "true", "cuda", "360000000", "12345.678"):
         assert value not in found
+
+
+def test_max_active_gpus_reaches_a_provider_accounts_fleet(env: pytest.MonkeyPatch) -> None:
+    s = Settings(DATABASE_URL="postgresql://u@h/x", MAX_ACTIVE_GPUS=10_000)
+    assert s.max_active_gpus == 10_000
+    with pytest.raises(ValueError, match="MAX_ACTIVE_GPUS"):
+        Settings(DATABASE_URL="postgresql://u@h/x", MAX_ACTIVE_GPUS=10_001)

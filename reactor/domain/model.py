@@ -6,11 +6,15 @@ sweep, the provider's pod list); actions are carried out by reactor.engine.execu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from reactor.domain.pods import Pod
+
+T = TypeVar("T")
 
 
 class WorkerStatus(StrEnum):
@@ -76,11 +80,48 @@ class Snapshot:
         """Tasks that need a worker now: claimable Queued ones and In Progress ones."""
         return self.queued - self.waiting + self.in_progress
 
+    # Indexes over ``workers`` and ``running``, built once in __post_init__ (the snapshot is
+    # frozen, so they cannot drift): ``worker`` and ``tasks_of`` are then O(1), and one
+    # decide is linear in the fleet, not quadratic.
+    _workers_by_id: dict[str, WorkerState] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _tasks_by_worker: dict[str, tuple[TaskState, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    # What the rules derive from this snapshot and one Settings (see ``derived``).
+    _memo: dict[str, tuple[object, Any]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def derived(self, name: str, settings: object, compute: Callable[[], T]) -> T:
+        """``compute()``, once per snapshot, ``name`` and ``settings`` object: the rules'
+        verdicts are derived once and shared by decide and next_deadline. The snapshot is
+        frozen, so what is derived from it cannot go stale."""
+        hit = self._memo.get(name)
+        if hit is not None and hit[0] is settings:
+            return hit[1]  # type: ignore[no-any-return]
+        value = compute()
+        self._memo[name] = (settings, value)
+        return value
+
+    def __post_init__(self) -> None:
+        by_id: dict[str, WorkerState] = {}
+        for w in self.workers:
+            by_id.setdefault(w.id, w)  # the first, as a scan would find
+        grouped: dict[str, list[TaskState]] = {}
+        for t in self.running:
+            if t.worker_id is not None:
+                grouped.setdefault(t.worker_id, []).append(t)
+        object.__setattr__(self, "_workers_by_id", by_id)
+        object.__setattr__(self, "_tasks_by_worker", {k: tuple(v) for k, v in grouped.items()})
+
     def worker(self, worker_id: str) -> WorkerState | None:
-        return next((w for w in self.workers if w.id == worker_id), None)
+        return self._workers_by_id.get(worker_id)
 
     def tasks_of(self, worker_id: str) -> list[TaskState]:
-        return [t for t in self.running if t.worker_id == worker_id]
+        return list(self._tasks_by_worker.get(worker_id, ()))
 
     @property
     def hourly_burn(self) -> float:

@@ -38,10 +38,13 @@ from reactor.settings import Settings
 POD_LIST_GRACE = timedelta(seconds=60)
 
 
-def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Retire | None:
-    """Dead, overdue or drained workers: the action that ends them, if any."""
+def _recover(
+    worker: WorkerState, judged: rules.WorkerVerdicts, snap: Snapshot, settings: Settings
+) -> Retire | None:
+    """Dead, overdue or drained workers: the action that ends them, if any. ``judged`` are
+    the rules' verdicts on the worker."""
     now = snap.now
-    if rules.spawn_timeout(worker, settings, now).breached:
+    if judged.spawn.breached:
         return Retire(
             worker.id,
             worker.pod_id,
@@ -51,7 +54,7 @@ def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Retire 
             f"(SPAWNING_TIMEOUT_SEC)",
             start_failed=True,
         )
-    if rules.heartbeat_timeout(worker, settings, now).breached:
+    if judged.heartbeat.breached:
         silent = now - rules.last_sign_of_life(worker)
         return Retire(
             worker.id,
@@ -71,7 +74,7 @@ def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Retire 
             cause=Cause.DRAINED,
             reason="drained: no task in progress",
         )
-    if rules.drain_timeout(worker, settings, now).breached:
+    if judged.drain.breached:
         return Retire(
             worker.id,
             worker.pod_id,
@@ -85,17 +88,18 @@ def _recover(worker: WorkerState, snap: Snapshot, settings: Settings) -> Retire 
 
 def _recoveries(snap: Snapshot, settings: Settings) -> list[Retire]:
     """One Retire for each worker that is dead, overdue or drained."""
-    return [r for w in snap.workers if (r := _recover(w, snap, settings)) is not None]
+    judged = rules.judge(snap, settings).workers
+    return [r for w in snap.workers if (r := _recover(w, judged[w.id], snap, settings)) is not None]
 
 
 def _stuck_tasks(snap: Snapshot, settings: Settings, ending: frozenset[str]) -> list[Action]:
     """Requeue each task stuck on a worker not already ending, and drain its worker."""
     actions: list[Action] = []
     draining: set[str] = set()
-    for task in snap.running:
+    for task, stuck in zip(snap.running, rules.judge(snap, settings).tasks, strict=True):
         if task.worker_id is None or task.worker_id in ending:
             continue
-        if not rules.stuck_timeout(task, settings, snap.now).breached:
+        if not stuck.breached:
             continue
         actions.append(
             RequeueTask(
@@ -236,12 +240,9 @@ def _scale(
         return [Spawn(reason=reason, cause=Cause.SCALE_UP) for _ in range(count)]
     if len(capacity) == desired:
         return []
+    judged = rules.judge(snap, settings).workers
     idle = sorted(
-        (
-            w
-            for w in capacity
-            if rules.idle_timeout(w, snap.tasks_of(w.id), settings, snap.now).breached
-        ),
+        (w for w in capacity if judged[w.id].idle.breached),
         key=lambda w: w.idle_since,
     )
     excess = len(capacity) - desired
@@ -288,7 +289,11 @@ def next_deadline(
     rule's deadline, a waiting task falling due, or the end of a limit the executor set.
     The pods' list grace is not among them: pods are only in a sweep's snapshot."""
     limits = limits or Limits()
-    moments = [v.changes_at for v in rules.verdicts(snap, settings)]
+    # Each verdict's changes_at, inlined (its deadline until it is breached): this runs
+    # over every worker after every reconcile.
+    judged = rules.judge(snap, settings)
+    moments = [v.deadline for w in judged.workers.values() for v in w if not v.breached]
+    moments += [v.deadline for v in judged.tasks if not v.breached]
     moments += [snap.next_retry_at, limits.spawn_blocked_until, limits.terminate_retry_at]
     future = [m for m in moments if m is not None and m > snap.now]
     return min(future) if future else None

@@ -15,26 +15,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.settings import Settings
 
 
 def desired_workers(snap: Snapshot, settings: Settings) -> int:
-    """Workers the queue calls for: ceil(demand / TASKS_PER_GPU_THRESHOLD), within MIN..MAX."""
+    """Workers the queue calls for: ceil(demand / TASKS_PER_GPU_THRESHOLD), and at least
+    the busy workers plus MACHINES_TO_KEEP_IDLE, within MIN..MAX."""
     wanted = math.ceil(snap.demand / settings.tasks_per_gpu_threshold)
+    if settings.machines_to_keep_idle:
+        wanted = max(wanted, busy_workers(snap) + settings.machines_to_keep_idle)
     return max(settings.min_active_gpus, min(settings.max_active_gpus, wanted))
 
 
-@dataclass(frozen=True)
-class Verdict:
+def busy_workers(snap: Snapshot) -> int:
+    """Active workers with a task In Progress (the warm buffer is counted on top)."""
+    return sum(1 for w in snap.workers if w.status == WorkerStatus.ACTIVE and snap.tasks_of(w.id))
+
+
+class Verdict(NamedTuple):
     """One timeout rule's answer at one moment.
 
     ``deadline`` is when the limit is (or was) reached; ``None`` when the rule does not
     apply (the spawn timeout of an active worker, the idle rule of a busy one), which is
-    never breached.
+    never breached. An immutable named tuple rather than a frozen dataclass: a reconcile
+    builds several per worker, and a tuple is several times cheaper to build.
     """
 
     breached: bool
@@ -49,9 +57,32 @@ class Verdict:
 NOT_APPLICABLE = Verdict(breached=False, deadline=None)
 
 
+# The statuses as plain module constants: an enum member looked up on its class costs
+# more than the rest of a rule, and a reconcile asks thousands of rules.
+_SPAWNING = WorkerStatus.SPAWNING
+_ACTIVE = WorkerStatus.ACTIVE
+_TERMINATING = WorkerStatus.TERMINATING
+_STARTED = frozenset({WorkerStatus.ACTIVE, WorkerStatus.TERMINATING})
+
+
+_SPANS: dict[float, timedelta] = {}
+_new_verdict = tuple.__new__  # Verdict(...) through NamedTuple's __new__ costs 3x as much
+
+
+def _span(seconds: float) -> timedelta:
+    """A limit in seconds as a timedelta, built once per distinct limit (a reconcile asks
+    for the same few limits thousands of times)."""
+    span = _SPANS.get(seconds)
+    if span is None:
+        if len(_SPANS) > 256:  # settings reloaded many times: start over
+            _SPANS.clear()
+        span = _SPANS[seconds] = timedelta(seconds=seconds)
+    return span
+
+
 def _limit(since: datetime, seconds: float, now: datetime) -> Verdict:
-    deadline = since + timedelta(seconds=seconds)
-    return Verdict(breached=now >= deadline, deadline=deadline)
+    deadline = since + (_SPANS.get(seconds) or _span(seconds))
+    return _new_verdict(Verdict, (now >= deadline, deadline))
 
 
 def last_sign_of_life(worker: WorkerState) -> datetime:
@@ -61,7 +92,7 @@ def last_sign_of_life(worker: WorkerState) -> datetime:
 
 def spawn_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
     """A spawning worker has SPAWNING_TIMEOUT_SEC from its intent row to a first heartbeat."""
-    if worker.status != WorkerStatus.SPAWNING:
+    if worker.status != _SPAWNING:
         return NOT_APPLICABLE
     return _limit(worker.created_at, settings.spawning_timeout_sec, now)
 
@@ -69,7 +100,7 @@ def spawn_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Ver
 def heartbeat_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
     """A started worker (active or draining) is dead GPU_IDLE_TIMEOUT_SEC after its last
     sign of life. A spawning one is judged by the spawn timeout instead."""
-    if worker.status not in (WorkerStatus.ACTIVE, WorkerStatus.TERMINATING):
+    if worker.status not in _STARTED:
         return NOT_APPLICABLE
     return _limit(last_sign_of_life(worker), settings.gpu_idle_timeout_sec, now)
 
@@ -77,7 +108,7 @@ def heartbeat_timeout(worker: WorkerState, settings: Settings, now: datetime) ->
 def drain_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
     """A draining worker may finish its task for GRACEFUL_SHUTDOWN_TIMEOUT_SEC from the drain
     (from its creation, if the row does not say when the drain began)."""
-    if worker.status != WorkerStatus.TERMINATING:
+    if worker.status != _TERMINATING:
         return NOT_APPLICABLE
     since = worker.draining_since or worker.created_at
     return _limit(since, settings.graceful_shutdown_timeout_sec, now)
@@ -95,18 +126,69 @@ def idle_timeout(
 ) -> Verdict:
     """An active worker with no task (``tasks`` are its tasks In Progress) may be drained
     for scale-down SCALE_DOWN_IDLE_SEC after it last became free."""
-    if worker.status != WorkerStatus.ACTIVE or tasks:
+    if worker.status != _ACTIVE or tasks:
         return NOT_APPLICABLE
     return _limit(worker.idle_since, settings.scale_down_idle_sec, now)
 
 
+class WorkerVerdicts(NamedTuple):
+    """Every worker rule's verdict on one worker (NOT_APPLICABLE where its status rules
+    the rule out)."""
+
+    spawn: Verdict
+    heartbeat: Verdict
+    drain: Verdict
+    idle: Verdict
+
+
+class Judgement(NamedTuple):
+    """Every rule's verdict at ``snap.now``: per worker id, and per running task in the
+    order of ``snap.running``."""
+
+    workers: dict[str, WorkerVerdicts]
+    tasks: tuple[Verdict, ...]
+
+
+def _judge_worker(
+    worker: WorkerState, snap: Snapshot, settings: Settings, now: datetime
+) -> WorkerVerdicts:
+    status = worker.status
+    na = NOT_APPLICABLE
+    if status == _SPAWNING:  # the other rules do not apply (they say so themselves)
+        return _new_verdict(WorkerVerdicts, (spawn_timeout(worker, settings, now), na, na, na))
+    heartbeat = heartbeat_timeout(worker, settings, now)
+    if status == _TERMINATING:
+        drain = drain_timeout(worker, settings, now)
+        return _new_verdict(WorkerVerdicts, (na, heartbeat, drain, na))
+    if status == _ACTIVE:
+        idle = idle_timeout(worker, snap.tasks_of(worker.id), settings, now)
+        return _new_verdict(WorkerVerdicts, (na, heartbeat, na, idle))
+    return WorkerVerdicts(
+        spawn_timeout(worker, settings, now),
+        heartbeat,
+        drain_timeout(worker, settings, now),
+        idle_timeout(worker, snap.tasks_of(worker.id), settings, now),
+    )
+
+
+def judge(snap: Snapshot, settings: Settings) -> Judgement:
+    """Every rule's verdict on every live worker and running task, at ``snap.now``; worked
+    out once per snapshot and settings (decide and next_deadline both ask). The rules a
+    worker's status rules out are not asked: each returns NOT_APPLICABLE there
+    (tests/domain/test_rules.py proves it)."""
+
+    def compute() -> Judgement:
+        now = snap.now
+        workers = {w.id: _judge_worker(w, snap, settings, now) for w in snap.workers}
+        tasks = tuple(stuck_timeout(t, settings, now) for t in snap.running)
+        return Judgement(workers, tasks)
+
+    return snap.derived("verdicts", settings, compute)
+
+
 def verdicts(snap: Snapshot, settings: Settings) -> Iterator[Verdict]:
     """Every timeout rule's verdict on every live worker and running task, at ``snap.now``."""
-    now = snap.now
-    for worker in snap.workers:
-        yield spawn_timeout(worker, settings, now)
-        yield heartbeat_timeout(worker, settings, now)
-        yield drain_timeout(worker, settings, now)
-        yield idle_timeout(worker, snap.tasks_of(worker.id), settings, now)
-    for task in snap.running:
-        yield stuck_timeout(task, settings, now)
+    judged = judge(snap, settings)
+    for worker in judged.workers.values():
+        yield from worker
+    yield from judged.tasks

@@ -19,6 +19,8 @@ from reactor.domain.actions import (
 from reactor.domain.model import (
     Limits,
     Snapshot,
+    TaskState,
+    WorkerState,
 )
 from reactor.domain.policy import decide, next_deadline
 from reactor.domain.rules import desired_workers
@@ -291,3 +293,44 @@ def test_a_tiny_expected_price_does_not_break_the_budget_math() -> None:
     s = make_settings(MAX_ACTIVE_GPUS=3, MAX_HOURLY_SPEND_USD=1e6, TASKS_PER_GPU_THRESHOLD=1)
     actions = decide(snap(queued=10), s, Limits(expected_price=1e-310))
     assert sum(isinstance(a, Spawn) for a in actions) == 3
+
+
+# --- the warm buffer (MACHINES_TO_KEEP_IDLE) --------------------------------------------
+
+BUSY2 = (worker("a"), worker("b"))
+ON_BUSY2 = (task("t1", "a"), task("t2", "b"))
+
+
+@pytest.mark.parametrize(
+    ("keep_idle", "queued", "workers", "running", "maximum", "minimum", "expected"),
+    [
+        (0, 0, (), (), 4, 0, 0),  # no buffer: nothing on an empty queue
+        (2, 0, (), (), 4, 0, 2),  # a buffer on an empty queue: warm workers
+        (2, 0, BUSY2, ON_BUSY2, 4, 0, 4),  # two busy + two idle
+        (2, 0, BUSY2, ON_BUSY2, 3, 0, 3),  # within MAX
+        (1, 6, BUSY2, ON_BUSY2, 8, 0, 4),  # the queue wants more than the buffer: ceil(8/2)
+        (1, 0, (worker("a", "spawning", age=20),), (), 4, 0, 1),  # spawning is not busy
+        (1, 0, (), (), 4, 3, 3),  # MIN above the buffer
+    ],
+)
+def test_desired_keeps_the_idle_buffer_on_top_of_the_busy_workers(
+    keep_idle: int,
+    queued: int,
+    workers: tuple[WorkerState, ...],
+    running: tuple[TaskState, ...],
+    maximum: int,
+    minimum: int,
+    expected: int,
+) -> None:
+    s = make_settings(
+        MACHINES_TO_KEEP_IDLE=keep_idle, MAX_ACTIVE_GPUS=maximum, MIN_ACTIVE_GPUS=minimum
+    )
+    assert desired_workers(snap(queued, workers, running), s) == expected
+
+
+def test_the_buffer_spawns_within_the_budget_and_is_not_drained() -> None:
+    s = make_settings(MACHINES_TO_KEEP_IDLE=2, MAX_HOURLY_SPEND_USD=3)
+    busy = snap(0, BUSY2, ON_BUSY2)
+    assert kinds(decide(busy, s, Limits(expected_price=1.0))) == ["spawn"]  # $3/h: one more
+    idle = (*BUSY2, worker("c", idle=500), worker("d", idle=500))
+    assert decide(snap(0, idle, ON_BUSY2), make_settings(MACHINES_TO_KEEP_IDLE=2)) == []

@@ -176,3 +176,47 @@ def test_verdicts_cover_every_rule_of_every_worker_and_task() -> None:
     deadlines = sorted(v.deadline for v in rules.verdicts(snap, SETTINGS) if v.deadline)
     # spawn 300; draining: heartbeat from creation 60, drain 100 + 120; stuck 600
     assert deadlines == [at(60), at(220), at(300), at(600)]
+
+
+def test_a_snapshot_indexes_its_workers_and_their_tasks() -> None:
+    w1 = WorkerState("w1", WorkerStatus.ACTIVE, created_at=T0)
+    w2 = WorkerState("w2", WorkerStatus.SPAWNING, created_at=T0)
+    tasks = (
+        TaskState("t1", "w1", 1, T0),
+        TaskState("t2", "gone", 1, T0),
+        TaskState("t3", "w1", 1, T0),
+        TaskState("t4", None, 1, None),
+    )
+    snap = Snapshot(now=T0, queued=0, in_progress=4, workers=(w1, w2), running=tasks)
+    assert snap.worker("w1") is w1 and snap.worker("w2") is w2 and snap.worker("x") is None
+    assert [t.id for t in snap.tasks_of("w1")] == ["t1", "t3"]
+    assert snap.tasks_of("w2") == [] and [t.id for t in snap.tasks_of("gone")] == ["t2"]
+    assert snap == Snapshot(now=T0, queued=0, in_progress=4, workers=(w1, w2), running=tasks)
+
+
+@pytest.mark.parametrize("status", list(WorkerStatus))
+def test_verdicts_leave_out_only_rules_that_do_not_apply_to_the_status(
+    status: WorkerStatus,
+) -> None:
+    w = WorkerState("w", status, created_at=T0, activated_at=T0, draining_since=T0)
+    snap = Snapshot(now=at(10), queued=0, in_progress=0, workers=(w,))
+    every = [
+        rules.spawn_timeout(w, SETTINGS, snap.now),
+        rules.heartbeat_timeout(w, SETTINGS, snap.now),
+        rules.drain_timeout(w, SETTINGS, snap.now),
+        rules.idle_timeout(w, [], SETTINGS, snap.now),
+    ]
+    asked = list(rules.verdicts(snap, SETTINGS))
+    assert [v for v in every if v != NOT_APPLICABLE] == [v for v in asked if v != NOT_APPLICABLE]
+
+
+def test_the_verdicts_are_judged_once_per_snapshot_and_settings() -> None:
+    w = WorkerState("w", WorkerStatus.ACTIVE, created_at=T0, activated_at=T0)
+    snap = Snapshot(now=at(100), queued=0, in_progress=0, workers=(w,))
+    first = rules.judge(snap, SETTINGS)
+    assert rules.judge(snap, SETTINGS) is first
+    other = Settings(_env_file=None, GPU_IDLE_TIMEOUT_SEC=500)  # type: ignore[call-arg]
+    again = rules.judge(snap, other)
+    assert again is not first and not again.workers["w"].heartbeat.breached
+    assert first.workers["w"].heartbeat.breached  # 100 s silent against 60 s
+    assert rules.judge(Snapshot(now=at(100), queued=0, in_progress=0, workers=(w,)), SETTINGS)
