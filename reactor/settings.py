@@ -15,11 +15,15 @@ from pydantic_settings import SettingsConfigDict, SettingsError
 
 from reactor.dsn import dsn_password, dsn_problem
 from reactor.errors import ConfigError
+from reactor.settings_errors import (
+    INVALID_DSN,
+    describe_settings_error,
+    describe_validation_error,
+)
 from reactor.settings_runpod import RunpodSettings
 from reactor.worker_contract import contract_env, contract_problem
 
 _FLEET = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
-INVALID_DSN = "invalid_dsn"  # error type of a DSN setting that asyncpg could not use
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Upper bounds: no sane timeout, price or budget is infinite, and every value here must
@@ -400,35 +404,10 @@ def _may_be_secret(value: str) -> bool:
     return False
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming the first bad setting by its environment name."""
-    aliases = {name: (f.alias or name.upper()) for name, f in Settings.model_fields.items()}
-    err = exc.errors()[0]
-    loc = err.get("loc") or ()
-    name = aliases.get(str(loc[0]), str(loc[0])) if loc else ""
-    message = err.get("msg", "invalid").removeprefix("Value error, ")
-    if name and err.get("type") == INVALID_DSN:  # worded as reactor/db/connect.py does
-        return f"{name} is not a valid DSN: {message}"
-    if name:
-        return f"invalid setting {name}: {message}"
-    return f"invalid settings: {message}"
-
-
-def describe_settings_error(exc: SettingsError) -> str:
-    """One line for a value pydantic-settings could not even decode (a JSON setting
-    that is not JSON), naming the setting; the value is never quoted."""
-    match = re.search(r'field "(\w+)"', str(exc))
-    field = Settings.model_fields.get(match.group(1)) if match else None
-    if match is None or field is None:
-        return "invalid settings: a value could not be decoded (a JSON setting is not JSON?)"
-    name = field.alias or match.group(1).upper()
-    return f"invalid setting {name}: not valid JSON"
-
-
 def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        raise ConfigError(describe_validation_error(exc, Settings.model_fields)) from None
     except SettingsError as exc:
-        raise ConfigError(describe_settings_error(exc)) from None
+        raise ConfigError(describe_settings_error(exc, Settings.model_fields)) from None
