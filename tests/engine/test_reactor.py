@@ -96,6 +96,35 @@ async def test_burst_of_10000_tasks_is_coalesced_and_capped(
         assert reconciles <= 15, f"{reconciles} reconciles for one burst"
 
 
+async def first_pod_claims_a_task_and_dies(
+    conn: asyncpg.Connection, worker_dsn: str, runpod: FakeRunpod
+) -> tuple[str, str]:
+    """One task queued; the pod created for it starts (first heartbeat), claims the task,
+    then dies: no more heartbeats. Returns its worker id and pod id."""
+    await insert_tasks(conn, 1)
+    first = await runpod.wait_for_create(timeout=5)
+    worker_id = first.body["name"]
+    pod_id = await wait_until(
+        lambda: conn.fetchval("SELECT pod_id FROM workers WHERE id = $1", worker_id),
+        what="pod id",
+    )
+    pod_conn = await asyncpg.connect(worker_dsn)
+    try:  # with the token the reactor put in the pod's env, as gpu-worker does
+        await pod_conn.execute(
+            "SELECT set_config('gpu_reactor.worker_token', $1, false)",
+            first.body["env"]["WORKER_TOKEN"],
+        )
+        assert (
+            await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')", worker_id)
+            == "active"
+        )
+        claimed = await pod_conn.fetchrow("SELECT * FROM func_claim_available_task($1)", worker_id)
+        assert claimed is not None
+    finally:
+        await pod_conn.close()
+    return worker_id, pod_id
+
+
 async def test_killed_worker_is_requeued_at_its_deadline_and_replaced(
     db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, runpod: FakeRunpod
 ) -> None:
@@ -103,30 +132,7 @@ async def test_killed_worker_is_requeued_at_its_deadline_and_replaced(
         db_dsn, runpod, MAX_ACTIVE_GPUS=1, GPU_IDLE_TIMEOUT_SEC=1.5, SWEEP_INTERVAL_SEC=120
     )
     async with running(settings) as reactor:
-        await insert_tasks(conn, 1)
-        first = await runpod.wait_for_create(timeout=5)
-        worker_id = first.body["name"]
-        pod_id = await wait_until(
-            lambda: conn.fetchval("SELECT pod_id FROM workers WHERE id = $1", worker_id),
-            what="pod id",
-        )
-        # The pod's worker starts, claims the task, then dies (no more heartbeats).
-        pod_conn = await asyncpg.connect(worker_dsn)
-        try:  # with the token the reactor put in the pod's env, as gpu-worker does
-            await pod_conn.execute(
-                "SELECT set_config('gpu_reactor.worker_token', $1, false)",
-                first.body["env"]["WORKER_TOKEN"],
-            )
-            assert (
-                await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')", worker_id)
-                == "active"
-            )
-            claimed = await pod_conn.fetchrow(
-                "SELECT * FROM func_claim_available_task($1)", worker_id
-            )
-            assert claimed is not None
-        finally:
-            await pod_conn.close()
+        worker_id, pod_id = await first_pod_claims_a_task_and_dies(conn, worker_dsn, runpod)
         swept = sweeps(reactor)
         second = await runpod.wait_for_create(timeout=WAIT, count=2)
         await runpod.wait_for_request("DELETE", f"/pods/{pod_id}", timeout=WAIT)
@@ -255,26 +261,7 @@ async def test_no_replacement_while_the_dead_workers_pod_cannot_be_terminated(
         db_dsn, runpod, MAX_ACTIVE_GPUS=1, GPU_IDLE_TIMEOUT_SEC=1.0, SWEEP_INTERVAL_SEC=120
     )
     async with running(settings) as reactor:
-        await insert_tasks(conn, 1)
-        first = await runpod.wait_for_create(timeout=5)
-        worker_id = first.body["name"]
-        pod_id = await wait_until(
-            lambda: conn.fetchval("SELECT pod_id FROM workers WHERE id = $1", worker_id),
-            what="pod id",
-        )
-        pod_conn = await asyncpg.connect(worker_dsn)
-        try:
-            await pod_conn.execute(
-                "SELECT set_config('gpu_reactor.worker_token', $1, false)",
-                first.body["env"]["WORKER_TOKEN"],
-            )
-            await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')", worker_id)
-            assert (
-                await pod_conn.fetchrow("SELECT * FROM func_claim_available_task($1)", worker_id)
-                is not None
-            )
-        finally:
-            await pod_conn.close()  # the worker dies: its heartbeat stops
+        worker_id, pod_id = await first_pod_claims_a_task_and_dies(conn, worker_dsn, runpod)
         runpod.faults.fail_next(None, status=500, method="DELETE")
         # Its deadline passes: retired, task requeued, DELETE refused - and retried on a
         # timer of its own (nothing else happens to wake the reactor), still refused.
