@@ -1,8 +1,8 @@
 """4. Claim throughput.
 
 Trivial tasks claimed and completed per second by 1, 4 and 8 worker connections through
-the worker's real claim path: func_claim_available_task then the fenced
-func_mark_task_complete, logged in as a member of the least-privilege gpu_worker role
+the worker's real claim path: gpu_reactor.func_claim_available_task then the fenced
+gpu_reactor.func_mark_task_complete, logged in as a member of the least-privilege gpu_worker role
 (through worker.db.Link when the worker package is importable). The queue is filled
 first, then drained; the rate is tasks / time to drain.
 
@@ -59,13 +59,14 @@ def _claim_path(
 
     async def claim() -> Any:
         return await (await conn()).fetchrow(
-            "SELECT id, attempts FROM func_claim_available_task($1::text, NULL)", worker_id
+            "SELECT id, attempts FROM gpu_reactor.func_claim_available_task($1::text, NULL)",
+            worker_id,
         )
 
     async def complete(task: Any) -> bool:
         return bool(
             await (await conn()).fetchval(
-                "SELECT func_mark_task_complete($1, '{}'::jsonb, $2, $3)",
+                "SELECT gpu_reactor.func_mark_task_complete($1, '{}'::jsonb, $2, $3)",
                 task["id"],
                 worker_id,
                 task["attempts"],

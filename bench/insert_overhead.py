@@ -154,7 +154,7 @@ async def _one_run(
 ) -> float:
     await _reset(conn)
     # The reactor keeps the bell armed while it waits; a busy reactor leaves it disarmed.
-    await conn.execute("UPDATE gpu_reactor_doorbell SET armed = $1", variant != "a_idle")
+    await conn.execute("UPDATE gpu_reactor.doorbell SET armed = $1", variant != "a_idle")
     if pgbench:
         return await _pgbench(pgbench, ctx, dsn.rsplit("/", 1)[1], script, clients, seconds)
     return await _asyncpg_load(dsn, INSERT.format(table=TABLE[variant]), clients, seconds)

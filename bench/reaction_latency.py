@@ -70,7 +70,7 @@ def reactor_env(dsn: str, worker_dsn: str, fake: Any, **extra: str) -> dict[str,
 
 
 async def _armed(conn: asyncpg.Connection) -> bool:
-    return bool(await conn.fetchval("SELECT armed FROM gpu_reactor_doorbell"))
+    return bool(await conn.fetchval("SELECT armed FROM gpu_reactor.doorbell"))
 
 
 async def _settle(conn: asyncpg.Connection) -> None:

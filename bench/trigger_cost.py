@@ -71,7 +71,7 @@ def setup_sql(schema: str) -> str:
     return "\n".join(
         [
             "CREATE TABLE t_none (LIKE tasks INCLUDING ALL);",
-            _function("before_0010", SECDEF_PINNED, "PERFORM gpu_reactor_ring('task_queued');"),
+            _function("before_0010", SECDEF_PINNED, "PERFORM gpu_reactor.ring('task_queued');"),
             _copy("before_0010"),
             _function("no_set", "SECURITY DEFINER", qualified),
             _copy("no_set"),
@@ -84,7 +84,7 @@ def setup_sql(schema: str) -> str:
                 "'id', NEW.id, 'task_type', NEW.task_type)::text);",
             ),
             _copy("row_notify", "ROW"),
-            "UPDATE gpu_reactor_doorbell SET armed = false;",
+            "UPDATE gpu_reactor.doorbell SET armed = false;",
         ]
     )
 
@@ -139,7 +139,7 @@ async def _prepare(pg: EmbeddedPostgres) -> None:
     try:
         await migrate(conn)
         await conn.execute(setup_sql(await conn.fetchval("SELECT current_schema()")))
-        await conn.execute("VACUUM ANALYZE gpu_reactor_doorbell")
+        await conn.execute("VACUUM ANALYZE gpu_reactor.doorbell")
     finally:
         await conn.close()
     await asyncio.to_thread(pg.stop)

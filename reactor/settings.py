@@ -27,7 +27,7 @@ _FLEET = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Upper bounds: no sane timeout, price or budget is infinite, and every value here must
-# also fit a timedelta, an int32 column (gpu_reactor_settings) and math.floor.
+# also fit a timedelta, an int32 column (gpu_reactor.settings) and math.floor.
 DAY = 86_400.0
 WEEK = 7 * DAY
 MAX_SPAWN_BACKOFF_SEC = 600.0  # the executor's and the provider's backoff cap

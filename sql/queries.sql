@@ -6,30 +6,30 @@
 -- priority first, so min(created_at) reads it all anyway); tasks still waiting out a
 -- retry delay (0013) and when the next of them is due come from their own small index.
 SELECT q.queued, q.oldest_queued_at, w.waiting, w.next_retry_at,
-       (SELECT count(*) FROM tasks WHERE status = 'In Progress') AS in_progress,
+       (SELECT count(*) FROM public.tasks WHERE status = 'In Progress') AS in_progress,
        now() AS db_now
 FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
-      FROM tasks WHERE status = 'Queued') AS q,
+      FROM public.tasks WHERE status = 'Queued') AS q,
      (SELECT count(*) AS waiting, min(retry_at) AS next_retry_at
-      FROM tasks WHERE status = 'Queued' AND retry_at > now()) AS w;
+      FROM public.tasks WHERE status = 'Queued' AND retry_at > now()) AS w;
 
 -- name: live_workers
 SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, activated_at, last_heartbeat, draining_since, last_task_finished_at,
        (metadata ->> 'drained_at')::timestamptz AS drained_at
-FROM workers
+FROM public.workers
 WHERE status IN ('spawning', 'active', 'terminating');
 
 -- name: running_tasks
 SELECT id, worker_id, attempts, generation_started_at
-FROM tasks
+FROM public.tasks
 WHERE status = 'In Progress';
 
 -- name: arm_doorbell
-SELECT gpu_reactor_arm();
+SELECT gpu_reactor.arm();
 
 -- name: sync_settings
-INSERT INTO gpu_reactor_settings AS s
+INSERT INTO gpu_reactor.settings AS s
     (id, heartbeat_timeout_sec, task_stuck_timeout_sec, spawning_timeout_sec,
      task_retry_delay_sec, updated_at)
 VALUES (true, $1, $2, $3, $4, now())
@@ -45,43 +45,43 @@ WHERE (s.heartbeat_timeout_sec, s.task_stuck_timeout_sec, s.spawning_timeout_sec
                         excluded.spawning_timeout_sec, excluded.task_retry_delay_sec);
 
 -- name: insert_spawn_intent
-INSERT INTO workers (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash)
+INSERT INTO public.workers (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash)
 VALUES ($1, 'spawning', true, $2, NULL, jsonb_build_object('spawn_reason', $3::text), $4);
 
 -- name: record_pod
-UPDATE workers
+UPDATE public.workers
 SET pod_id = $2, gpu_type = coalesce($3, gpu_type), cost_per_hr = $4
 WHERE id = $1;
 
 -- name: attach_pod
-UPDATE workers SET pod_id = $2 WHERE id = $1 AND pod_id IS NULL;
+UPDATE public.workers SET pod_id = $2 WHERE id = $1 AND pod_id IS NULL;
 
 -- name: mark_drain
-UPDATE workers
+UPDATE public.workers
 SET status = 'terminating', draining_since = now(), drain_reason = $2
 WHERE id = $1 AND status IN ('spawning', 'active');
 
 -- name: retire_worker
-UPDATE workers
+UPDATE public.workers
 SET status = $2, terminated_at = now(),
     error_reason = CASE WHEN $2 = 'error' THEN $3 ELSE error_reason END,
     drain_reason = coalesce(drain_reason, $3)
 WHERE id = $1 AND status IN ('spawning', 'active', 'terminating');
 
 -- name: reset_orphaned_tasks
-SELECT task_id, new_status FROM func_reset_orphaned_tasks($1::text[]);
+SELECT task_id, new_status FROM gpu_reactor.func_reset_orphaned_tasks($1::text[]);
 
 -- name: requeue_task
-SELECT func_requeue_task($1, $2, $3, $4);
+SELECT gpu_reactor.func_requeue_task($1, $2, $3, $4);
 
 -- name: load_spawn_breaker
 -- The start-failure breaker a previous leader left for this fleet (0014); no row: none.
 SELECT start_failures, last_start_failure_at, paused_until, pause_reason
-FROM gpu_reactor_spawn_breaker
+FROM gpu_reactor.spawn_breaker
 WHERE fleet = $1;
 
 -- name: save_spawn_breaker
-INSERT INTO gpu_reactor_spawn_breaker
+INSERT INTO gpu_reactor.spawn_breaker
     (fleet, start_failures, last_start_failure_at, paused_until, pause_reason, updated_at)
 VALUES ($1, $2, $3, $4, $5, now())
 ON CONFLICT (fleet) DO UPDATE
@@ -121,7 +121,7 @@ WHERE l.locktype = 'advisory' AND l.granted
 -- name: ops_worker
 SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, last_heartbeat, terminated_at, drain_reason, error_reason
-FROM workers
+FROM public.workers
 WHERE id = $1;
 
 -- name: ops_workers_health
@@ -129,14 +129,14 @@ SELECT worker_id, pod_id, status, gpu_type, cost_per_hr::float8 AS cost_per_hr, 
        created_at, last_heartbeat, heartbeat_age_sec::float8 AS heartbeat_age_sec,
        current_task_id::text AS current_task_id, current_task_type,
        current_task_age_sec::float8 AS current_task_age_sec, health
-FROM active_workers_health
+FROM gpu_reactor.active_workers_health
 ORDER BY created_at;
 
 -- name: ops_workers_ended
 SELECT id AS worker_id, pod_id, status, gpu_type, cost_per_hr::float8 AS cost_per_hr, managed,
        created_at, last_heartbeat, terminated_at,
        coalesce(error_reason, drain_reason) AS reason
-FROM workers
+FROM public.workers
 WHERE status IN ('terminated', 'error')
 ORDER BY terminated_at DESC NULLS LAST
 LIMIT $1;
@@ -147,13 +147,13 @@ LIMIT $1;
 SELECT at, kind, outcome, reason, worker_id, pod_id FROM (
     SELECT created_at AS at, 'spawn' AS kind, 'ok' AS outcome,
            coalesce(metadata ->> 'spawn_reason', '') AS reason, id AS worker_id, pod_id
-    FROM workers WHERE created_at > now() - make_interval(secs => $1)
+    FROM public.workers WHERE created_at > now() - make_interval(secs => $1)
     UNION ALL
     SELECT draining_since, 'drain', 'ok', coalesce(drain_reason, ''), id, pod_id
-    FROM workers WHERE draining_since > now() - make_interval(secs => $1)
+    FROM public.workers WHERE draining_since > now() - make_interval(secs => $1)
     UNION ALL
     SELECT terminated_at, 'retire', status, coalesce(error_reason, drain_reason, ''), id, pod_id
-    FROM workers WHERE terminated_at > now() - make_interval(secs => $1)
+    FROM public.workers WHERE terminated_at > now() - make_interval(secs => $1)
 ) events
 ORDER BY at DESC
 LIMIT $2;
@@ -161,31 +161,31 @@ LIMIT $2;
 -- name: ops_orchestrator_status
 -- The dashboard's overview, every few seconds. The view's all-time finished counts read
 -- every finished task (~200 ms at 1M rows); unreferenced view columns are not computed,
--- and finished tasks are counted over the last hour through tasks_updated_at_idx instead.
+-- and finished tasks are counted over the last hour through gpu_reactor_tasks_updated_idx instead.
 SELECT o.queued_tasks, o.in_progress_tasks, f.completed_last_hour, f.failed_last_hour,
        f.cancelled_last_hour, o.oldest_queued_age_sec::float8 AS oldest_queued_age_sec,
        o.spawning_workers, o.active_workers, o.terminating_workers, o.error_workers,
        o.stale_workers, o.stuck_tasks, o.observed_at
-FROM orchestrator_status o,
+FROM gpu_reactor.orchestrator_status o,
      (SELECT count(*) FILTER (WHERE status = 'Complete') AS completed_last_hour,
              count(*) FILTER (WHERE status = 'Failed') AS failed_last_hour,
              count(*) FILTER (WHERE status = 'Cancelled') AS cancelled_last_hour
-      FROM tasks WHERE updated_at > now() - interval '1 hour') f;
+      FROM public.tasks WHERE updated_at > now() - interval '1 hour') f;
 
 -- name: ops_fleet_cost
 SELECT hourly_burn_usd::float8 AS hourly_burn_usd, live_workers,
        spent_today_usd::float8 AS spent_today_usd
-FROM fleet_cost;
+FROM gpu_reactor.fleet_cost;
 
 -- name: ops_recent_tasks
 SELECT id::text AS id, task_type, status::text AS status, worker_id, attempts, max_attempts,
        created_at, updated_at, processing_sec::float8 AS processing_sec,
        left(error_message, 200) AS error_message
-FROM recent_task_activity
+FROM gpu_reactor.recent_task_activity
 LIMIT $1;
 
 -- name: ops_create_tasks
-INSERT INTO tasks (task_type, params, priority)
+INSERT INTO public.tasks (task_type, params, priority)
 SELECT $1, $2::jsonb, $3
 FROM generate_series(1, $4)
 RETURNING id::text AS id;
@@ -194,9 +194,9 @@ RETURNING id::text AS id;
 SELECT id::text AS id, task_type, status::text AS status, priority, attempts, max_attempts,
        worker_id, created_at, updated_at, generation_started_at, retry_at,
        left(error_message, 200) AS error_message
-FROM tasks
+FROM public.tasks
 WHERE $1::text IS NULL OR status = $1::text::task_status
-ORDER BY updated_at DESC  -- tasks_updated_at_idx: no sort of a table that only grows
+ORDER BY updated_at DESC  -- gpu_reactor_tasks_updated_idx: no sort of a table that only grows
 LIMIT $2;
 
 -- name: ops_notify
@@ -217,15 +217,14 @@ FROM pg_stat_activity a
 WHERE a.pid = $1;
 
 -- name: close_to_app_roles
--- Run by every `gpu-reactor migrate`, after the migrations. Supabase's default privileges
--- on schema public grant `anon` and `authenticated` - the roles of an app's public anon key
--- and of its signed-in users, which reach the database over PostgREST - every table,
--- sequence and function created there, gpu-reactor's included: with the app's public key
--- anyone could rewrite gpu_reactor_settings or call gpu_reactor_drain and the reactor-only
--- func_* functions. Those grants are taken back from gpu-reactor's own objects only (names
--- gpu_reactor_*, or a 'gpu-reactor:' comment on a function); the app's tables, views,
--- functions and default privileges are left as they are. Nothing happens where those
--- roles do not exist.
+-- Run by every `gpu-reactor migrate`, after the migrations. Supabase gives `anon` and
+-- `authenticated` - the roles of an app's public anon key and of its signed-in users,
+-- which reach the database over PostgREST - privileges by default on what is created in
+-- the schemas it manages; should any reach gpu_reactor's objects, anyone with the app's
+-- public key could rewrite gpu_reactor.settings or call gpu_reactor.drain. Every grant
+-- those roles hold on gpu_reactor's tables, sequences, views and functions is taken back
+-- (what PUBLIC may use - the doorbell's one boolean - stays); the app's own objects and
+-- default privileges are left as they are. Nothing happens where those roles do not exist.
 DO $$
 DECLARE
     app_role text;
@@ -237,15 +236,12 @@ BEGIN
             SELECT format('%s %s', CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
                           c.oid::regclass)
             FROM pg_class c
-            WHERE c.relnamespace = current_schema()::regnamespace
-              AND c.relkind IN ('r', 'p', 'S')
-              AND c.relname LIKE 'gpu\_reactor\_%'
+            WHERE c.relnamespace = 'gpu_reactor'::regnamespace
+              AND c.relkind IN ('r', 'p', 'S', 'v', 'm')
             UNION ALL
             SELECT format('FUNCTION %s', p.oid::regprocedure)
             FROM pg_proc p
-            WHERE p.pronamespace = current_schema()::regnamespace
-              AND (p.proname LIKE 'gpu\_reactor\_%'
-                   OR coalesce(obj_description(p.oid, 'pg_proc'), '') LIKE 'gpu-reactor:%')
+            WHERE p.pronamespace = 'gpu_reactor'::regnamespace
         LOOP
             EXECUTE format('REVOKE ALL ON %s FROM %I', target, app_role);
         END LOOP;

@@ -42,7 +42,7 @@ def test_every_number_has_an_upper_bound_and_floats_are_finite(name: str) -> Non
 
 def test_the_largest_values_fit_what_consumes_them() -> None:
     assert timedelta(seconds=WEEK) + timedelta(seconds=WEEK)  # policy deadlines
-    assert WEEK <= INT32_MAX  # gpu_reactor_settings columns are integer
+    assert WEEK <= INT32_MAX  # gpu_reactor.settings columns are integer
     assert math.floor(MAX_USD_PER_HOUR / MIN_GPU_PRICE_USD) < 2**53  # policy._spawn_room
 
 

@@ -94,7 +94,7 @@ class Link:
         except TRANSIENT as exc:
             raise DatabaseUnavailable(f"cannot connect: {describe(exc)}") from exc
         if self.token:
-            try:  # the session proves which worker it is (sql/migrations/0012)
+            try:  # the session proves which worker it is (sql/schema.sql)
                 await conn.execute(queries.SET_TOKEN, self.token)
             except BaseException as exc:
                 conn.terminate()

@@ -101,7 +101,7 @@ class Worker:
         try:
             status = await self.heartbeat.beat()
             released = await link.release_held()
-        except asyncpg.UndefinedFunctionError as exc:
+        except (asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError) as exc:
             raise StartupError(
                 f"the database at {where} has no gpu-reactor schema "
                 f"({describe(exc)}): run 'gpu-reactor migrate' first"

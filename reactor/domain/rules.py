@@ -7,7 +7,7 @@ events it changes only there: ``decide`` acts on ``breached``, ``next_deadline``
 ``changes_at``, and /status names a worker's health from the same verdicts.
 
 The SQL views (active_workers_health, orchestrator_status) show the spawn, heartbeat and
-stuck-task rules to operators; they read the thresholds from gpu_reactor_settings, which
+stuck-task rules to operators; they read the thresholds from gpu_reactor.settings, which
 the reactor writes from the same settings at start (query sync_settings).
 """
 

@@ -68,7 +68,7 @@ class Pause:
 class StartBreaker:
     """Workers in a row whose pod never sent a first heartbeat, and the pause they set.
 
-    The reactor keeps it in the database (gpu_reactor_spawn_breaker), so a new leader
+    The reactor keeps it in the database (gpu_reactor.spawn_breaker), so a new leader
     carries on counting instead of paying for three more pods that cannot start.
     """
 

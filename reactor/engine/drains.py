@@ -47,7 +47,7 @@ def record_refusal(
             "worker_id": worker_id,
             "sender_pid": sender_pid,
             "reason": refused,
-            "hint": f"SELECT gpu_reactor_drain('{worker_id}') or gpu-reactor workers drain",
+            "hint": f"SELECT gpu_reactor.drain('{worker_id}') or gpu-reactor workers drain",
         },
     )
     state.record(

@@ -97,7 +97,7 @@ async def claim(
     conn: asyncpg.Connection, worker_id: str, task_types: list[str] | None = None
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(  # type: ignore[no-any-return]
-        "SELECT * FROM func_claim_available_task($1, $2)", worker_id, task_types
+        "SELECT * FROM gpu_reactor.func_claim_available_task($1, $2)", worker_id, task_types
     )
 
 

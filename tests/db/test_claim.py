@@ -1,4 +1,5 @@
-"""func_claim_available_task: one task per call, never twice, in order, only to active workers."""
+"""gpu_reactor.func_claim_available_task: one task per call, never twice, in order, only to
+active workers."""
 
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ async def test_claim_sets_in_progress_holder_start_and_counts_the_attempt(
     assert stored["attempts"] == 1
 
     # Failed back to the queue, claimed again by another worker: the attempt counts again.
-    assert await conn.fetchval("SELECT func_mark_task_failed($1, 'oom', 'w1')", task)
+    assert await conn.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'oom', 'w1')", task)
     again = await claim(conn, "w2")
     assert again is not None and again["attempts"] == 2
     stored = await task_row(conn, task)

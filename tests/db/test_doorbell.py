@@ -12,7 +12,7 @@ import pytest
 from tests.db.support import Notifications, close_all, connect_many
 from tests.pg import PgServer
 
-ARM = "SELECT gpu_reactor_arm()"
+ARM = "SELECT gpu_reactor.arm()"
 INSERT = "INSERT INTO tasks (task_type, params) VALUES ('render', '{}')"
 # Far longer than any insert takes here; only an insert stuck on a lock comes close.
 NO_WAIT = 5.0

@@ -9,8 +9,8 @@ import pytest
 
 from tests.db.support import add_task, add_worker, claim, task_row
 
-COMPLETE = "SELECT func_mark_task_complete($1, $2, $3, $4)"
-FAIL = "SELECT func_mark_task_failed($1, $2, $3, $4)"
+COMPLETE = "SELECT gpu_reactor.func_mark_task_complete($1, $2, $3, $4)"
+FAIL = "SELECT gpu_reactor.func_mark_task_failed($1, $2, $3, $4)"
 
 
 async def _claimed_task(
@@ -73,7 +73,10 @@ async def test_a_stale_attempt_is_refused(conn: asyncpg.Connection, call: str) -
     # w1 lost the task (say, its heartbeat went stale), it was requeued and w1 itself
     # claimed it again: its late report about attempt 1 must not touch attempt 2.
     task = await _claimed_task(conn, "w1")
-    assert await conn.fetchval("SELECT func_requeue_task($1, 'w1', 1, 'stuck')", task) == "Queued"
+    assert (
+        await conn.fetchval("SELECT gpu_reactor.func_requeue_task($1, 'w1', 1, 'stuck')", task)
+        == "Queued"
+    )
     again = await claim(conn, "w1")
     assert again is not None and again["id"] == task and again["attempts"] == 2
     before = await task_row(conn, task)

@@ -1,4 +1,4 @@
-"""func_update_worker_heartbeat and func_report_worker_drained."""
+"""gpu_reactor.func_update_worker_heartbeat and gpu_reactor.func_report_worker_drained."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.db.support import Notifications, add_worker
 
-BEAT = "SELECT func_update_worker_heartbeat($1, $2)"
+BEAT = "SELECT gpu_reactor.func_update_worker_heartbeat($1, $2)"
 
 
 async def _worker(conn: asyncpg.Connection, worker_id: str) -> dict:
@@ -97,7 +97,7 @@ async def test_report_drained_records_and_notifies(
 ) -> None:
     await add_worker(conn, "w1", "terminating")
     await listener.take(conn)
-    assert await conn.fetchval("SELECT func_report_worker_drained('w1')") is True
+    assert await conn.fetchval("SELECT gpu_reactor.func_report_worker_drained('w1')") is True
     assert "drained_at" in json.loads((await _worker(conn, "w1"))["metadata"])
     assert (await _worker(conn, "w1"))["status"] == "terminating"
     assert await listener.take(conn) == [{"event": "worker_drained", "worker_id": "w1"}]
@@ -110,5 +110,5 @@ async def test_report_drained_of_a_finished_or_unknown_worker_is_refused(
     if status is not None:
         await add_worker(conn, "w1", status)
     await listener.take(conn)
-    assert await conn.fetchval("SELECT func_report_worker_drained('w1')") is False
+    assert await conn.fetchval("SELECT gpu_reactor.func_report_worker_drained('w1')") is False
     assert await listener.take(conn) == []

@@ -1,77 +1,189 @@
+"""migrate: schema.sql on a fresh database, the numbered files on an older one, and the
+proof that both end in the same place (sql/schema.sql is the truth)."""
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 
-from reactor.db.migrate import _PIN_SEARCH_PATH, check_schema, load_migrations, migrate
+from reactor.db.migrate import (
+    _PIN_SEARCH_PATH,
+    OWN_SCHEMA_VERSION,
+    Install,
+    check_schema,
+    install_state,
+    load_migrations,
+    load_schema,
+    migrate,
+    plan,
+)
+from reactor.db.sqlsplit import split_statements
+from reactor.errors import SchemaError
 from tests.pg import PgServer
 
+# Everything gpu-reactor owns or adds: its schema, and its columns, indexes, triggers and
+# constraints on the shared tables. Column order is left out: a table 0001 made and one
+# schema.sql made list the same columns in another order.
+FINGERPRINT = """
+SELECT 'column' AS kind, table_schema || '.' || table_name || '.' || column_name || ':'
+       || data_type || ':' || coalesce(column_default, '') || ':' || is_nullable AS item
+FROM information_schema.columns
+WHERE table_schema = 'gpu_reactor'
+   OR (table_schema = 'public' AND table_name IN ('tasks', 'workers'))
+UNION ALL
+SELECT 'index', schemaname || '.' || indexname || ':' || indexdef FROM pg_indexes
+WHERE schemaname = 'gpu_reactor' OR (schemaname = 'public' AND tablename IN ('tasks', 'workers'))
+UNION ALL
+SELECT 'function', p.oid::regprocedure::text || ':' || pg_get_function_result(p.oid)
+       || ':' || md5(p.prosrc) || ':' || p.prosecdef || ':' || p.provolatile::text || ':'
+       || coalesce(p.proconfig::text, '') || ':' || coalesce(p.proacl::text, '')
+       || ':' || coalesce(obj_description(p.oid, 'pg_proc'), '')
+FROM pg_proc p WHERE p.pronamespace = 'gpu_reactor'::regnamespace
+UNION ALL
+SELECT 'trigger', tgrelid::regclass::text || ':' || pg_get_triggerdef(oid)
+FROM pg_trigger WHERE NOT tgisinternal
+UNION ALL
+SELECT 'relation', c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, '')
+       || ':' || coalesce(pg_get_viewdef(c.oid), '') || ':'
+       || coalesce(obj_description(c.oid, 'pg_class'), '')
+FROM pg_class c WHERE c.relnamespace = 'gpu_reactor'::regnamespace AND c.relkind IN ('r', 'v', 'S')
+UNION ALL
+SELECT 'constraint', conrelid::regclass::text || ':' || conname || ':' || pg_get_constraintdef(oid)
+FROM pg_constraint
+WHERE connamespace = 'gpu_reactor'::regnamespace
+   OR conrelid IN ('public.tasks'::regclass, 'public.workers'::regclass)
+UNION ALL
+SELECT 'public function', p.oid::regprocedure::text FROM pg_proc p
+WHERE p.pronamespace = 'public'::regnamespace
+UNION ALL
+SELECT 'public relation', c.relname FROM pg_class c
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v')
+UNION ALL
+SELECT 'enum', string_agg(e.enumlabel, ',' ORDER BY e.enumlabel) FROM pg_enum e
+WHERE e.enumtypid = 'public.task_status'::regtype
+UNION ALL
+SELECT 'schema acl', coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'gpu_reactor'
+ORDER BY 1, 2
+"""
 
-async def _schema_fingerprint(conn: asyncpg.Connection) -> list[tuple]:
-    rows = await conn.fetch("""
-        SELECT 'column' AS kind, table_name || '.' || column_name || ':' || data_type
-               || ':' || coalesce(column_default, '') || ':' || is_nullable AS item
-        FROM information_schema.columns WHERE table_schema = 'public'
-        UNION ALL
-        SELECT 'index', indexname || ':' || indexdef FROM pg_indexes WHERE schemaname = 'public'
-        UNION ALL
-        SELECT 'function', p.oid::regprocedure::text || ':' || pg_get_function_result(p.oid)
-               || ':' || md5(p.prosrc) || ':' || p.prosecdef || ':'
-               || coalesce(p.proconfig::text, '') || ':' || coalesce(p.proacl::text, '')
-               || ':' || coalesce(obj_description(p.oid, 'pg_proc'), '')
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'
-        UNION ALL
-        SELECT 'trigger', tgname || ':' || tgrelid::regclass::text || ':' || pg_get_triggerdef(oid)
-        FROM pg_trigger WHERE NOT tgisinternal
-        UNION ALL
-        SELECT 'relation',
-               c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, '')
-               || ':' || coalesce(pg_get_viewdef(c.oid), '')
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm')
-        UNION ALL
-        SELECT 'constraint', conrelid::regclass::text || ':' || conname || ':'
-               || pg_get_constraintdef(oid)
-        FROM pg_constraint WHERE connamespace = 'public'::regnamespace
-        UNION ALL
-        SELECT 'enum', t.typname || ':' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-        FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid GROUP BY t.typname
-        ORDER BY 1, 2
-    """)
-    return [tuple(r) for r in rows]
+DATA = """
+SELECT 'settings', to_jsonb(s) - 'updated_at' FROM gpu_reactor.settings s
+UNION ALL SELECT 'doorbell', to_jsonb(d) - 'armed_at' FROM gpu_reactor.doorbell d
+UNION ALL SELECT 'tasks', to_jsonb(t) FROM public.tasks t
+UNION ALL SELECT 'workers', to_jsonb(w) FROM public.workers w
+UNION ALL SELECT 'breaker', to_jsonb(b) - 'updated_at' FROM gpu_reactor.spawn_breaker b
+ORDER BY 1, 2
+"""
 
 
-async def _data_fingerprint(conn: asyncpg.Connection) -> list[tuple]:
-    rows = await conn.fetch("""
-        SELECT 'settings', to_jsonb(s) - 'updated_at' FROM gpu_reactor_settings s
-        UNION ALL SELECT 'doorbell', to_jsonb(d) - 'armed_at' FROM gpu_reactor_doorbell d
-        UNION ALL SELECT 'tasks', to_jsonb(t) FROM tasks t
-        UNION ALL SELECT 'workers', to_jsonb(w) FROM workers w
-        UNION ALL SELECT 'breaker', to_jsonb(b) FROM gpu_reactor_spawn_breaker b
-        ORDER BY 1, 2
-    """)
-    return [tuple(r) for r in rows]
+async def _fingerprint(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    return [(r["kind"], r["item"]) for r in await conn.fetch(FINGERPRINT)]
 
 
-async def test_fresh_migrate_applies_every_file_and_second_run_changes_nothing(
-    pg_server: PgServer,
-) -> None:
+@pytest.fixture
+async def empty(pg_server: PgServer) -> AsyncIterator[asyncpg.Connection]:
     name = await pg_server.create_empty_database()
     conn = await asyncpg.connect(pg_server.dsn(name))
     try:
-        first = await migrate(conn)
-        assert len(first) == len(load_migrations())
-        before = await _schema_fingerprint(conn)
-        second = await migrate(conn)
-        assert second == []
-        assert await _schema_fingerprint(conn) == before
-        await check_schema(conn)
-        recorded = await conn.fetchval("SELECT count(*) FROM gpu_reactor_migrations")
-        assert recorded == len(load_migrations())
+        yield conn
     finally:
         await conn.close()
         await pg_server.drop_database(name)
+
+
+async def _as_the_last_release_did(conn: asyncpg.Connection) -> None:
+    """0001-0014 in public, as gpu-reactor 0.1 ran them, with some rows of each kind."""
+    await conn.execute(
+        "CREATE TABLE gpu_reactor_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+        " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for m in load_migrations():
+        if m.version >= OWN_SCHEMA_VERSION:
+            break
+        async with conn.transaction():
+            await conn.execute(_PIN_SEARCH_PATH)
+            await conn.execute(m.sql)
+            await conn.execute(
+                "INSERT INTO gpu_reactor_migrations VALUES ($1, $2, $3)",
+                m.version,
+                m.name,
+                m.checksum,
+            )
+    await conn.execute(
+        "INSERT INTO workers (id, status, managed, pod_id) VALUES ('w1', 'active', true, 'p1')"
+    )
+    await conn.execute("INSERT INTO workers (id, status, managed) VALUES ('w2', 'active', false)")
+    await conn.execute("INSERT INTO tasks (task_type, priority) VALUES ('render', 2)")
+    await conn.execute("UPDATE gpu_reactor_settings SET heartbeat_timeout_sec = 42")
+    await conn.execute(
+        "INSERT INTO gpu_reactor_spawn_breaker (fleet, start_failures) VALUES ('f', 2)"
+    )
+
+
+async def test_a_fresh_migrate_is_schema_sql_and_records_every_file(
+    empty: asyncpg.Connection,
+) -> None:
+    assert await install_state(empty) is Install.FRESH
+    assert await migrate(empty) == [load_schema().label]
+    recorded = await empty.fetch("SELECT version, checksum FROM gpu_reactor.migrations")
+    assert {r["version"]: r["checksum"] for r in recorded} == {
+        m.version: m.checksum for m in load_migrations()
+    }
+    await check_schema(empty)
+    before = await _fingerprint(empty)
+    assert await migrate(empty) == []
+    assert await _fingerprint(empty) == before
+
+
+async def test_a_database_of_the_last_release_upgrades_to_what_schema_sql_makes(
+    pg_server: PgServer, empty: asyncpg.Connection
+) -> None:
+    await _as_the_last_release_did(empty)
+    assert await install_state(empty) is Install.LEGACY
+    rows_before = await empty.fetch(
+        "SELECT to_jsonb(t) - 'updated_at' AS t FROM tasks t UNION ALL"
+        " SELECT to_jsonb(w) FROM workers w ORDER BY 1"
+    )
+
+    assert await migrate(empty) == ["0015_own_schema"]
+    await check_schema(empty)
+    fresh = await pg_server.create_empty_database()
+    other = await asyncpg.connect(pg_server.dsn(fresh))
+    try:
+        await migrate(other)
+        assert await _fingerprint(empty) == await _fingerprint(other)
+    finally:
+        await other.close()
+        await pg_server.drop_database(fresh)
+
+    # The rows stay (dependant_on is new, and empty).
+    rows_after = await empty.fetch(
+        "SELECT to_jsonb(t) - 'updated_at' - 'dependant_on' AS t FROM public.tasks t UNION ALL"
+        " SELECT to_jsonb(w) FROM public.workers w ORDER BY 1"
+    )
+    assert [r[0] for r in rows_after] == [r[0] for r in rows_before]
+    assert await empty.fetchval("SELECT heartbeat_timeout_sec FROM gpu_reactor.settings") == 42
+    assert await empty.fetchval("SELECT start_failures FROM gpu_reactor.spawn_breaker") == 2
+    versions = await empty.fetch("SELECT version FROM gpu_reactor.migrations ORDER BY 1")
+    assert [r[0] for r in versions] == [m.version for m in load_migrations()]
+
+
+async def test_every_step_can_run_again(empty: asyncpg.Connection) -> None:
+    # An interrupted migrate runs a file again from its start: none may depend on the
+    # ledger to be safe.
+    await migrate(empty)
+    await empty.execute("INSERT INTO public.workers (id, status) VALUES ('w1', 'active')")
+    await empty.execute("INSERT INTO public.tasks (task_type, priority) VALUES ('render', 2)")
+    await empty.execute("UPDATE gpu_reactor.settings SET heartbeat_timeout_sec = 42")
+    schema, data = await _fingerprint(empty), await empty.fetch(DATA)
+    for migration in (load_schema(), load_migrations()[-1]):
+        for _, sql in migration.segments:
+            await empty.execute(sql)
+    assert await _fingerprint(empty) == schema
+    assert await empty.fetch(DATA) == data
 
 
 async def test_concurrent_migrations_take_turns(pg_server: PgServer) -> None:
@@ -79,44 +191,47 @@ async def test_concurrent_migrations_take_turns(pg_server: PgServer) -> None:
     conns = [await asyncpg.connect(pg_server.dsn(name)) for _ in range(3)]
     try:
         results = await asyncio.gather(*(migrate(c) for c in conns))
-        applied = sorted(len(r) for r in results)
-        assert applied == [0, 0, len(load_migrations())]
+        assert sorted(len(r) for r in results) == [0, 0, 1]
+        await check_schema(conns[0])
     finally:
         for c in conns:
             await c.close()
         await pg_server.drop_database(name)
 
 
-async def test_check_schema_refuses_an_unmigrated_database(pg_server: PgServer) -> None:
-    from reactor.errors import SchemaError
-
-    name = await pg_server.create_empty_database()
-    conn = await asyncpg.connect(pg_server.dsn(name))
-    try:
-        try:
-            await check_schema(conn)
-        except SchemaError as exc:
-            assert "gpu-reactor migrate" in str(exc)
-        else:
-            raise AssertionError("check_schema accepted an empty database")
-    finally:
-        await conn.close()
-        await pg_server.drop_database(name)
+async def test_check_schema_refuses_an_unmigrated_database(empty: asyncpg.Connection) -> None:
+    with pytest.raises(SchemaError, match="gpu-reactor migrate"):
+        await check_schema(empty)
 
 
-async def test_every_file_is_idempotent_on_its_own(conn: asyncpg.Connection) -> None:
-    # The ledger makes a second migrate a no-op; the files must not depend on it, because
-    # adopting an existing database runs them over objects that already exist.
-    await conn.execute("INSERT INTO workers (id, status) VALUES ('w1', 'active')")
-    await conn.execute("INSERT INTO tasks (task_type, priority) VALUES ('render', 2)")
-    await conn.execute("UPDATE gpu_reactor_settings SET heartbeat_timeout_sec = 42")
-    await conn.execute(
-        "INSERT INTO gpu_reactor_spawn_breaker (fleet, start_failures) VALUES ('f', 2)"
+async def test_the_plan_lists_every_statement_and_changes_nothing(
+    empty: asyncpg.Connection,
+) -> None:
+    before = await empty.fetch("SELECT nspname FROM pg_namespace ORDER BY 1")
+    state, steps = await plan(empty)
+    assert state is Install.FRESH
+    assert await empty.fetch("SELECT nspname FROM pg_namespace ORDER BY 1") == before
+    assert [s.sql for s in steps] == [
+        s for _, sql in load_schema().segments for s in split_statements(sql)
+    ]
+    concurrent = [s.sql for s in steps if not s.in_transaction]
+    assert concurrent and all("CONCURRENTLY" in s for s in concurrent)
+    await migrate(empty)
+    assert (await plan(empty))[1] == []
+
+
+async def test_an_index_an_interrupted_build_left_invalid_is_built_again(
+    empty: asyncpg.Connection,
+) -> None:
+    await migrate(empty)
+    # What a cancelled CREATE INDEX CONCURRENTLY leaves behind.
+    await empty.execute(
+        "UPDATE pg_index SET indisvalid = false"
+        " WHERE indexrelid = 'public.gpu_reactor_tasks_claim_idx'::regclass"
     )
-    schema, data = await _schema_fingerprint(conn), await _data_fingerprint(conn)
-    for migration in load_migrations():
-        async with conn.transaction():
-            await conn.execute(_PIN_SEARCH_PATH)
-            await conn.execute(migration.sql)
-    assert await _schema_fingerprint(conn) == schema
-    assert await _data_fingerprint(conn) == data
+    await empty.execute("DELETE FROM gpu_reactor.migrations")  # as if never recorded
+    await migrate(empty)
+    assert await empty.fetchval(
+        "SELECT indisvalid FROM pg_index"
+        " WHERE indexrelid = 'public.gpu_reactor_tasks_claim_idx'::regclass"
+    )

@@ -1,4 +1,5 @@
-"""The reactor's requeues: func_reset_orphaned_tasks and func_requeue_task."""
+"""The reactor's requeues: gpu_reactor.func_reset_orphaned_tasks and
+gpu_reactor.func_requeue_task."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import asyncpg
 
 from tests.db.support import add_task, add_worker, claim, task_row
 
-RESET = "SELECT task_id, new_status FROM func_reset_orphaned_tasks($1::text[])"
-REQUEUE = "SELECT func_requeue_task($1, $2, $3, $4)"
+RESET = "SELECT task_id, new_status FROM gpu_reactor.func_reset_orphaned_tasks($1::text[])"
+REQUEUE = "SELECT gpu_reactor.func_requeue_task($1, $2, $3, $4)"
 
 
 async def _held_by(conn: asyncpg.Connection, worker_id: str, max_attempts: int = 3) -> uuid.UUID:

@@ -19,10 +19,10 @@ from reactor.db.queries import query
 from tests.pg import PgServer
 
 FINISHED, QUEUED, RUNNING, DEAD_WORKERS, LIVE_WORKERS = 50_000, 300, 200, 5_000, 20
-CLAIM_IDX = "tasks_queued_claim_idx"
-RUNNING_IDX = "tasks_in_progress_worker_idx"
-LIVE_IDX = "workers_live_idx"
-RETRY_IDX = "tasks_retry_wait_idx"
+CLAIM_IDX = "gpu_reactor_tasks_claim_idx"
+RUNNING_IDX = "gpu_reactor_tasks_held_idx"
+LIVE_IDX = "gpu_reactor_workers_live_idx"
+RETRY_IDX = "gpu_reactor_tasks_retry_idx"
 
 
 async def _load(dsn: str) -> None:
@@ -150,7 +150,7 @@ async def _function_body(conn: asyncpg.Connection, name: str) -> str:
         SELECT p.prosrc, p.proargnames, p.proargmodes::text[] AS modes,
                p.proargtypes::regtype[]::text[] AS types
         FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-        WHERE p.proname = $1 AND l.lanname = 'sql'
+        WHERE p.oid = $1::regproc AND l.lanname = 'sql'
     """,
         name,
     )
@@ -164,7 +164,7 @@ async def _function_body(conn: asyncpg.Connection, name: str) -> str:
 
 
 async def test_claim_uses_the_queued_index(busy: asyncpg.Connection) -> None:
-    body = await _function_body(busy, "func_claim_available_task")
+    body = await _function_body(busy, "gpu_reactor.func_claim_available_task")
     for task_types in (None, ["render"]):
         nodes = await _plan(busy, body, "live-1", task_types)
         _assert_uses(nodes, "tasks", CLAIM_IDX)
@@ -174,17 +174,17 @@ async def test_claim_uses_the_queued_index(busy: asyncpg.Connection) -> None:
 @pytest.mark.parametrize(
     ("name", "indexes"),
     [
-        ("func_reset_orphaned_tasks", [RUNNING_IDX]),
-        ("func_mark_task_complete", ["tasks_pkey", RUNNING_IDX]),
-        ("func_mark_task_failed", ["tasks_pkey", RUNNING_IDX]),
-        ("func_requeue_task", ["tasks_pkey", RUNNING_IDX]),
+        ("gpu_reactor.func_reset_orphaned_tasks", [RUNNING_IDX]),
+        ("gpu_reactor.func_mark_task_complete", ["tasks_pkey", RUNNING_IDX]),
+        ("gpu_reactor.func_mark_task_failed", ["tasks_pkey", RUNNING_IDX]),
+        ("gpu_reactor.func_requeue_task", ["tasks_pkey", RUNNING_IDX]),
     ],
 )
 async def test_the_other_task_functions_use_an_index(
     busy: asyncpg.Connection, name: str, indexes: list[str]
 ) -> None:
     body = await _function_body(busy, name)
-    params = await busy.fetchval("SELECT pronargs FROM pg_proc WHERE proname = $1", name)
+    params = await busy.fetchval("SELECT pronargs FROM pg_proc WHERE oid = $1::regproc", name)
     nodes = await _plan(busy, body, *([None] * params))
     _assert_uses(nodes, "tasks", *indexes)
 
@@ -230,9 +230,9 @@ async def test_the_dashboard_overview_reads_no_finished_task_beyond_the_last_hou
     # Refreshed every few seconds: the view's all-time finished counts are left out.
     scans = _scans(await _plan(busy, query("ops_orchestrator_status")), "tasks")
     assert scans and not any(kind == "Seq Scan" for kind, _ in scans), scans
-    assert ("Index Scan", "tasks_updated_at_idx") in scans or (
+    assert ("Index Scan", "gpu_reactor_tasks_updated_idx") in scans or (
         "Bitmap Heap Scan",
-        "tasks_updated_at_idx",
+        "gpu_reactor_tasks_updated_idx",
     ) in scans, scans
 
 

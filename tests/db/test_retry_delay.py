@@ -12,11 +12,11 @@ from tests.db.support import add_task, add_worker, claim, task_row
 from tests.engine.harness import runpod_settings
 from tests.fakes import run_fake_runpod
 
-FAIL = "SELECT func_mark_task_failed($1, 'CUDA out of memory', $2, $3)"
+FAIL = "SELECT gpu_reactor.func_mark_task_failed($1, 'CUDA out of memory', $2, $3)"
 
 
 async def _set_delay(conn: asyncpg.Connection, seconds: int) -> None:
-    await conn.execute("UPDATE gpu_reactor_settings SET task_retry_delay_sec = $1", seconds)
+    await conn.execute("UPDATE gpu_reactor.settings SET task_retry_delay_sec = $1", seconds)
 
 
 async def _wait_left(conn: asyncpg.Connection, task: object) -> float:
@@ -97,8 +97,8 @@ async def test_requeues_that_are_not_the_tasks_fault_are_immediate(
     stuck, orphaned = await add_task(conn), await add_task(conn)
     await claim(conn, "w1")
     await claim(conn, "w2")
-    await conn.fetch("SELECT * FROM func_requeue_task($1, 'w1', 1, 'stuck')", stuck)
-    await conn.fetch("SELECT * FROM func_reset_orphaned_tasks(ARRAY['w2'])")
+    await conn.fetch("SELECT * FROM gpu_reactor.func_requeue_task($1, 'w1', 1, 'stuck')", stuck)
+    await conn.fetch("SELECT * FROM gpu_reactor.func_reset_orphaned_tasks(ARRAY['w2'])")
     for task in (stuck, orphaned):
         row = await task_row(conn, task)
         assert (row["status"], row["retry_at"]) == ("Queued", None)
@@ -122,7 +122,7 @@ async def test_the_reactor_writes_its_retry_delay_at_start(
         reactor = Reactor(runpod_settings(db_dsn, runpod, TASK_RETRY_DELAY_SEC=2.5))
         await reactor.open()
         await reactor.close()
-    assert await conn.fetchval("SELECT task_retry_delay_sec FROM gpu_reactor_settings") == 3
+    assert await conn.fetchval("SELECT task_retry_delay_sec FROM gpu_reactor.settings") == 3
     await add_worker(conn, "w1")
     task = await add_task(conn)
     await claim(conn, "w1")

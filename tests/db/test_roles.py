@@ -31,19 +31,29 @@ async def test_a_worker_runs_its_whole_life_through_the_functions(
     await add_worker(conn, "w1", "spawning")
     task = await add_task(conn, params='{"prompt": "x"}')
 
-    assert await pod.fetchval("SELECT gpu_reactor_arm()") is None
+    assert await pod.fetchval("SELECT gpu_reactor.arm()") is None
     assert (
-        await pod.fetchval("SELECT func_update_worker_heartbeat('w1', '{\"vram\": 24}')")
+        await pod.fetchval(
+            "SELECT gpu_reactor.func_update_worker_heartbeat('w1', '{\"vram\": 24}')"
+        )
         == "active"
     )
-    row = await pod.fetchrow("SELECT * FROM func_claim_available_task('w1', NULL)")
+    row = await pod.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('w1', NULL)")
     assert row is not None and row["id"] == task and row["params"] == '{"prompt": "x"}'
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", task) is True
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 1)", task)
+        is True
+    )
 
     second = await add_task(conn)
-    assert (await pod.fetchrow("SELECT * FROM func_claim_available_task('w1')"))["id"] == second  # type: ignore[index]
-    assert await pod.fetchval("SELECT func_mark_task_failed($1, 'oom', 'w1', 1)", second) is True
-    assert await pod.fetchval("SELECT func_report_worker_drained('w1')") is True
+    assert (await pod.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('w1')"))[
+        "id"
+    ] == second  # type: ignore[index]
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'oom', 'w1', 1)", second)
+        is True
+    )
+    assert await pod.fetchval("SELECT gpu_reactor.func_report_worker_drained('w1')") is True
     assert (await task_row(conn, task))["status"] == "Complete"
     assert (await task_row(conn, second))["status"] == "Queued"
     await listener.settle(pod)
@@ -59,18 +69,18 @@ async def test_a_worker_runs_its_whole_life_through_the_functions(
         "UPDATE workers SET status = 'active'",
         "INSERT INTO tasks (task_type) VALUES ('x')",
         "DELETE FROM tasks",
-        "SELECT * FROM gpu_reactor_settings",
-        "UPDATE gpu_reactor_doorbell SET armed = true",
-        "SELECT * FROM gpu_reactor_migrations",
-        "SELECT * FROM gpu_reactor_spawn_breaker",
-        "SELECT * FROM orchestrator_status",
-        "SELECT * FROM active_workers_health",
-        "SELECT * FROM recent_task_activity",
-        "SELECT * FROM worker_performance",
-        "SELECT * FROM fleet_cost",
-        "SELECT * FROM func_reset_orphaned_tasks(ARRAY['w1'])",
-        "SELECT func_requeue_task(gen_random_uuid(), 'w1', 1, 'x')",
-        "SELECT gpu_reactor_ring('task_queued')",
+        "SELECT * FROM gpu_reactor.settings",
+        "UPDATE gpu_reactor.doorbell SET armed = true",
+        "SELECT * FROM gpu_reactor.migrations",
+        "SELECT * FROM gpu_reactor.spawn_breaker",
+        "SELECT * FROM gpu_reactor.orchestrator_status",
+        "SELECT * FROM gpu_reactor.active_workers_health",
+        "SELECT * FROM gpu_reactor.recent_task_activity",
+        "SELECT * FROM gpu_reactor.worker_performance",
+        "SELECT * FROM gpu_reactor.fleet_cost",
+        "SELECT * FROM gpu_reactor.func_reset_orphaned_tasks(ARRAY['w1'])",
+        "SELECT gpu_reactor.func_requeue_task(gen_random_uuid(), 'w1', 1, 'x')",
+        "SELECT gpu_reactor.ring('task_queued')",
     ],
 )
 async def test_everything_else_is_refused(
@@ -89,13 +99,26 @@ async def test_a_worker_completes_only_the_task_it_holds(
     await add_worker(conn, "w2")
     mine = await add_task(conn)
     theirs = await add_task(conn)
-    assert (await pod.fetchrow("SELECT * FROM func_claim_available_task('w1')"))["id"] == mine  # type: ignore[index]
-    assert (await pod.fetchrow("SELECT * FROM func_claim_available_task('w2')"))["id"] == theirs  # type: ignore[index]
+    assert (await pod.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('w1')"))[
+        "id"
+    ] == mine  # type: ignore[index]
+    assert (await pod.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('w2')"))[
+        "id"
+    ] == theirs  # type: ignore[index]
     before = await task_row(conn, theirs)
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", theirs) is False
-    assert await pod.fetchval("SELECT func_mark_task_failed($1, 'x', 'w1', 1)", theirs) is False
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 1)", theirs)
+        is False
+    )
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'x', 'w1', 1)", theirs)
+        is False
+    )
     assert await task_row(conn, theirs) == before
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", mine) is True
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 1)", mine)
+        is True
+    )
 
 
 async def test_temporary_tables_cannot_redirect_the_functions(
@@ -108,10 +131,14 @@ async def test_temporary_tables_cannot_redirect_the_functions(
     task = await add_task(conn)
     await pod.execute("CREATE TEMP TABLE workers (id text, status text)")
     await pod.execute("INSERT INTO workers VALUES ('w1', 'active')")
-    await pod.execute("CREATE TEMP TABLE gpu_reactor_doorbell (id boolean, armed boolean)")
-    assert await pod.fetchrow("SELECT * FROM func_claim_available_task('w1')") is None
+    await pod.execute("CREATE TEMP TABLE doorbell (id boolean, armed boolean)")
+    await pod.execute("CREATE TEMP TABLE tasks (id uuid, status text)")
+    assert await pod.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('w1')") is None
     assert (await task_row(conn, task))["status"] == "Queued"
-    assert await pod.fetchval("SELECT func_update_worker_heartbeat('w1', '{}')") == "terminating"
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat('w1', '{}')")
+        == "terminating"
+    )
 
 
 async def test_every_security_definer_function_pins_its_search_path(
@@ -120,7 +147,7 @@ async def test_every_security_definer_function_pins_its_search_path(
     rows = await conn.fetch("""
         SELECT p.proname, p.proconfig
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = current_schema() AND p.prosecdef
+        WHERE n.nspname = 'gpu_reactor' AND p.prosecdef
     """)
     assert rows, "no SECURITY DEFINER functions found"
     unsafe = {

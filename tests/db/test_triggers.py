@@ -6,7 +6,7 @@ import asyncpg
 
 from tests.db.support import Notifications, add_task, add_tasks, add_worker, claim
 
-ARM = "SELECT gpu_reactor_arm()"
+ARM = "SELECT gpu_reactor.arm()"
 
 
 async def test_every_payload_is_json_with_an_event(
@@ -14,12 +14,12 @@ async def test_every_payload_is_json_with_an_event(
 ) -> None:
     await conn.execute(ARM)
     await add_worker(conn, "w1", "spawning")
-    await conn.fetchval("SELECT func_update_worker_heartbeat('w1', '{}')")
+    await conn.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat('w1', '{}')")
     task = await add_task(conn)
     await claim(conn, "w1")
-    await conn.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", task)
+    await conn.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 1)", task)
     await conn.execute("UPDATE workers SET status = 'terminating'")
-    await conn.fetchval("SELECT func_report_worker_drained('w1')")
+    await conn.fetchval("SELECT gpu_reactor.func_report_worker_drained('w1')")
 
     events = await listener.take(conn)  # parses every payload as JSON
     assert [e["event"] for e in events] == [
@@ -45,7 +45,7 @@ async def test_bulk_insert_rings_once_and_later_inserts_stay_silent_until_rearme
     for _ in range(100):
         await add_task(conn)
     assert await listener.take(conn) == []
-    assert await conn.fetchval("SELECT armed FROM gpu_reactor_doorbell") is False
+    assert await conn.fetchval("SELECT armed FROM gpu_reactor.doorbell") is False
 
     await conn.execute(ARM)
     await add_task(conn)
@@ -85,9 +85,9 @@ async def test_a_task_leaving_in_progress_notifies_with_status_and_worker(
         await claim(conn, "w1")
     await listener.take(conn)
 
-    await conn.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", done)
-    await conn.fetchval("SELECT func_mark_task_failed($1, 'oom', 'w1', 1)", failed)
-    await conn.fetch("SELECT * FROM func_requeue_task($1, 'w1', 1, 'stuck')", requeued)
+    await conn.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 1)", done)
+    await conn.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'oom', 'w1', 1)", failed)
+    await conn.fetch("SELECT * FROM gpu_reactor.func_requeue_task($1, 'w1', 1, 'stuck')", requeued)
     await conn.execute("UPDATE tasks SET status = 'Cancelled' WHERE id = $1", cancelled)
     finished = [e for e in await listener.take(conn) if e["event"] == "task_finished"]
     assert finished == [
@@ -153,7 +153,7 @@ async def test_failed_back_to_queued_rings_an_armed_bell(
     await claim(conn, "w1")
     await conn.execute(ARM)
     await listener.take(conn)
-    await conn.fetchval("SELECT func_mark_task_failed($1, 'oom', 'w1', 1)", task)
+    await conn.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'oom', 'w1', 1)", task)
     events = await listener.take(conn)
     assert {"event": "task_queued"} in events
 
@@ -168,7 +168,7 @@ async def test_releasing_a_task_records_when_its_worker_let_go(conn: asyncpg.Con
     assert await conn.fetchval(last, "w1") is None
 
     before = await conn.fetchval("SELECT clock_timestamp()")
-    await conn.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", done)
+    await conn.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 1)", done)
     assert await conn.fetchval(last, "w1") >= before
     assert await conn.fetchval(last, "w2") is None
     await conn.execute("UPDATE tasks SET status = 'Cancelled' WHERE id = $1", cancelled)

@@ -75,13 +75,13 @@ async def fleet(conn: asyncpg.Connection) -> datetime:
 
 
 async def _status(conn: asyncpg.Connection) -> dict:
-    row = await conn.fetchrow("SELECT * FROM orchestrator_status")
+    row = await conn.fetchrow("SELECT * FROM gpu_reactor.orchestrator_status")
     assert row is not None
     return dict(row)
 
 
 async def _health(conn: asyncpg.Connection) -> dict[str, str]:
-    rows = await conn.fetch("SELECT worker_id, health FROM active_workers_health")
+    rows = await conn.fetch("SELECT worker_id, health FROM gpu_reactor.active_workers_health")
     return {r["worker_id"]: r["health"] for r in rows}
 
 
@@ -132,7 +132,7 @@ async def test_thresholds_come_from_the_settings_row(
     conn: asyncpg.Connection, fleet: datetime
 ) -> None:
     await conn.execute("""
-        UPDATE gpu_reactor_settings
+        UPDATE gpu_reactor.settings
         SET heartbeat_timeout_sec = 30, task_stuck_timeout_sec = 240, spawning_timeout_sec = 30
     """)
     status = await _status(conn)
@@ -144,7 +144,7 @@ async def test_thresholds_come_from_the_settings_row(
     assert health["busy"] == "stale"
 
     await conn.execute("""
-        UPDATE gpu_reactor_settings
+        UPDATE gpu_reactor.settings
         SET heartbeat_timeout_sec = 2 * 3600, task_stuck_timeout_sec = 3 * 3600
     """)
     status = await _status(conn)
@@ -164,7 +164,9 @@ async def test_active_workers_health(conn: asyncpg.Connection, fleet: datetime) 
         "silent": "stale",
         "draining": "draining",
     }
-    busy = await conn.fetchrow("SELECT * FROM active_workers_health WHERE worker_id = 'busy'")
+    busy = await conn.fetchrow(
+        "SELECT * FROM gpu_reactor.active_workers_health WHERE worker_id = 'busy'"
+    )
     assert busy is not None
     assert busy["current_task_type"] == "render"
     assert 290 < busy["current_task_age_sec"] < 400
@@ -175,13 +177,13 @@ async def test_the_stale_count_agrees_with_the_health_view(
     conn: asyncpg.Connection, fleet: datetime
 ) -> None:
     for timeout in (30, 600, 3600, 2 * 3600):
-        await conn.execute("UPDATE gpu_reactor_settings SET heartbeat_timeout_sec = $1", timeout)
+        await conn.execute("UPDATE gpu_reactor.settings SET heartbeat_timeout_sec = $1", timeout)
         stale = sum(1 for h in (await _health(conn)).values() if h == "stale")
         assert (await _status(conn))["stale_workers"] == stale, timeout
 
 
 async def test_recent_task_activity(conn: asyncpg.Connection, fleet: datetime) -> None:
-    rows = await conn.fetch("SELECT * FROM recent_task_activity")
+    rows = await conn.fetch("SELECT * FROM gpu_reactor.recent_task_activity")
     # The last hour only (the stuck task and the Cancelled one changed longer ago), newest first.
     assert [r["status"] for r in rows] == [
         "Queued",
@@ -197,7 +199,9 @@ async def test_recent_task_activity(conn: asyncpg.Connection, fleet: datetime) -
 
 
 async def test_worker_performance(conn: asyncpg.Connection, fleet: datetime) -> None:
-    rows = {r["worker_id"]: r for r in await conn.fetch("SELECT * FROM worker_performance")}
+    rows = {
+        r["worker_id"]: r for r in await conn.fetch("SELECT * FROM gpu_reactor.worker_performance")
+    }
     assert set(rows) == {w[0] for w in WORKERS}
     gone = rows["gone"]
     assert (gone["tasks_completed"], gone["tasks_failed"]) == (2, 0)
@@ -212,7 +216,7 @@ async def test_worker_performance(conn: asyncpg.Connection, fleet: datetime) -> 
 
 async def test_fleet_cost(conn: asyncpg.Connection, fleet: datetime) -> None:
     async with conn.transaction():  # one now() for the view and the expectation
-        row = await conn.fetchrow("SELECT *, now() AS now FROM fleet_cost")
+        row = await conn.fetchrow("SELECT *, now() AS now FROM gpu_reactor.fleet_cost")
         midnight = await conn.fetchval(
             "SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
         )

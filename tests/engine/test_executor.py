@@ -198,7 +198,7 @@ async def test_three_start_failures_pause_spawns_and_the_count_is_written_down(
     assert applied.records[-1].detail.startswith("spawns paused: pods do not start (3 in a row")
     assert executor.gate.limits(now).spawn_blocked_until == now + timedelta(seconds=300)
     assert runpod.create_calls == []
-    row = await conn.fetchrow("SELECT * FROM gpu_reactor_spawn_breaker")
+    row = await conn.fetchrow("SELECT * FROM gpu_reactor.spawn_breaker")
     assert row["fleet"] == "gpu-reactor" and row["start_failures"] == 3
     assert row["last_start_failure_at"] == now
     assert row["paused_until"] == now + timedelta(seconds=300)
@@ -252,7 +252,7 @@ async def test_a_new_leader_carries_on_counting_start_failures(
 
         # A new term reads the row again (here: another leader saw a pod start meanwhile).
         await conn.execute(
-            "UPDATE gpu_reactor_spawn_breaker SET start_failures = 0, paused_until = NULL"
+            "UPDATE gpu_reactor.spawn_breaker SET start_failures = 0, paused_until = NULL"
         )
         second.start_term()
         result = await second.reconcile(full=False)

@@ -115,10 +115,14 @@ async def first_pod_claims_a_task_and_dies(
             first.body["env"]["WORKER_TOKEN"],
         )
         assert (
-            await pod_conn.fetchval("SELECT func_update_worker_heartbeat($1, '{}')", worker_id)
+            await pod_conn.fetchval(
+                "SELECT gpu_reactor.func_update_worker_heartbeat($1, '{}')", worker_id
+            )
             == "active"
         )
-        claimed = await pod_conn.fetchrow("SELECT * FROM func_claim_available_task($1)", worker_id)
+        claimed = await pod_conn.fetchrow(
+            "SELECT * FROM gpu_reactor.func_claim_available_task($1)", worker_id
+        )
         assert claimed is not None
     finally:
         await pod_conn.close()
@@ -323,7 +327,9 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
         try:
             before = reactor.state.reconciles
             assert (
-                await pod_conn.fetchval("SELECT func_update_worker_heartbeat('hand-started', '{}')")
+                await pod_conn.fetchval(
+                    "SELECT gpu_reactor.func_update_worker_heartbeat('hand-started', '{}')"
+                )
                 == "active"
             )
             await wait_until(lambda: reactor.state.reconciles > before, what="a reconcile")
@@ -334,7 +340,7 @@ async def test_pods_that_never_start_pause_spawning_then_one_probe_until_a_worke
             )
             assert (
                 await pod_conn.fetchval(
-                    "SELECT func_update_worker_heartbeat($1, '{}')", probe["name"]
+                    "SELECT gpu_reactor.func_update_worker_heartbeat($1, '{}')", probe["name"]
                 )
                 == "active"
             )

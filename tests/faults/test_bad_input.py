@@ -358,8 +358,13 @@ async def test_a_huge_params_document_is_stored_and_claimed_intact(
     )
     pod = await asyncpg.connect(worker_dsn)
     try:
-        assert await pod.fetchval("SELECT func_update_worker_heartbeat('w-huge')") == "active"
-        claimed = await pod.fetchrow("SELECT * FROM func_claim_available_task('w-huge')")
+        assert (
+            await pod.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat('w-huge')")
+            == "active"
+        )
+        claimed = await pod.fetchrow(
+            "SELECT * FROM gpu_reactor.func_claim_available_task('w-huge')"
+        )
     finally:
         await pod.close()
     assert claimed["id"] == task_id

@@ -57,9 +57,9 @@ async def pod(worker_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         "CREATE FUNCTION now_shadow() RETURNS int LANGUAGE sql AS 'SELECT 1'",
         "CREATE SCHEMA escape",
         "ALTER ROLE CURRENT_USER CREATEROLE",
-        "ALTER FUNCTION func_claim_available_task(text, text[]) SECURITY INVOKER",
+        "ALTER FUNCTION gpu_reactor.func_claim_available_task(text, text[]) SECURITY INVOKER",
         "CREATE ROLE intruder LOGIN SUPERUSER",
-        "GRANT EXECUTE ON FUNCTION func_reset_orphaned_tasks(text[]) TO gpu_worker",
+        "GRANT EXECUTE ON FUNCTION gpu_reactor.func_reset_orphaned_tasks(text[]) TO gpu_worker",
     ],
 )
 async def test_the_pod_role_cannot_escape_its_functions(pod: asyncpg.Connection, sql: str) -> None:
@@ -80,17 +80,29 @@ async def test_a_stale_attempt_cannot_complete_a_reclaimed_task(
 ) -> None:
     await add_worker(conn, "w1")
     task = await add_task(conn)
-    first = await pod.fetchrow("SELECT * FROM func_claim_available_task('w1')")
+    first = await pod.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('w1')")
     assert first is not None and first["attempts"] == 1
-    await conn.fetch("SELECT * FROM func_requeue_task($1, 'w1', 1, 'stuck')", task)
-    again = await pod.fetchrow("SELECT * FROM func_claim_available_task('w1')")
+    await conn.fetch("SELECT * FROM gpu_reactor.func_requeue_task($1, 'w1', 1, 'stuck')", task)
+    again = await pod.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('w1')")
     assert again is not None and again["attempts"] == 2
     before = await task_row(conn, task)
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 1)", task) is False
-    assert await pod.fetchval("SELECT func_mark_task_failed($1, 'x', 'w1', 1)", task) is False
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 1)", task)
+        is False
+    )
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'x', 'w1', 1)", task)
+        is False
+    )
     assert await task_row(conn, task) == before
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1', 2)", task) is True
-    assert await pod.fetchval("SELECT func_mark_task_failed($1, 'x', 'w1', 2)", task) is False
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1', 2)", task)
+        is True
+    )
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'x', 'w1', 2)", task)
+        is False
+    )
 
 
 async def test_a_task_nobody_holds_cannot_be_completed_or_failed(
@@ -100,15 +112,23 @@ async def test_a_task_nobody_holds_cannot_be_completed_or_failed(
     queued = await add_task(conn)
     for worker in ("w1", "", "' OR true --"):
         assert (
-            await pod.fetchval("SELECT func_mark_task_complete($1, '{}', $2)", queued, worker)
+            await pod.fetchval(
+                "SELECT gpu_reactor.func_mark_task_complete($1, '{}', $2)", queued, worker
+            )
             is False
         )
         assert (
-            await pod.fetchval("SELECT func_mark_task_failed($1, 'x', $2)", queued, worker) is False
+            await pod.fetchval(
+                "SELECT gpu_reactor.func_mark_task_failed($1, 'x', $2)", queued, worker
+            )
+            is False
         )
     assert (await task_row(conn, queued))["status"] == "Queued"
     assert (
-        await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'w1')", uuid.uuid4()) is False
+        await pod.fetchval(
+            "SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'w1')", uuid.uuid4()
+        )
+        is False
     )
 
 
@@ -141,12 +161,21 @@ async def test_a_pod_cannot_act_in_another_workers_name(
     queued = await add_task(conn)
     if token is not None:
         await _holding(pod, token)
-    assert await pod.fetchval("SELECT func_update_worker_heartbeat('victim', '{}')") is None
-    assert await pod.fetch("SELECT * FROM func_claim_available_task('victim')") == []
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'victim')", held) is False
-    assert await pod.fetchval("SELECT func_mark_task_failed($1, 'x', 'victim')", held) is False
-    assert await pod.fetchval("SELECT func_report_worker_drained('victim')") is False
-    assert await pod.fetchval("SELECT func_release_worker_tasks('victim')") == 0
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat('victim', '{}')")
+        is None
+    )
+    assert await pod.fetch("SELECT * FROM gpu_reactor.func_claim_available_task('victim')") == []
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'victim')", held)
+        is False
+    )
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_failed($1, 'x', 'victim')", held)
+        is False
+    )
+    assert await pod.fetchval("SELECT gpu_reactor.func_report_worker_drained('victim')") is False
+    assert await pod.fetchval("SELECT gpu_reactor.func_release_worker_tasks('victim')") == 0
     row = await conn.fetchrow("SELECT last_heartbeat, metadata FROM workers WHERE id = 'victim'")
     assert row["last_heartbeat"] is None and "drained_at" not in row["metadata"]
     assert (await task_row(conn, held))["status"] == "In Progress"
@@ -154,10 +183,17 @@ async def test_a_pod_cannot_act_in_another_workers_name(
 
     # The pod that holds the token is the worker.
     await _holding(pod, victim_token)
-    assert await pod.fetchval("SELECT func_update_worker_heartbeat('victim', '{}')") == "active"
-    assert await pod.fetchval("SELECT func_mark_task_complete($1, '{}', 'victim')", held) is True
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat('victim', '{}')")
+        == "active"
+    )
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_mark_task_complete($1, '{}', 'victim')", held)
+        is True
+    )
     assert [
-        r["id"] for r in await pod.fetch("SELECT * FROM func_claim_available_task('victim')")
+        r["id"]
+        for r in await pod.fetch("SELECT * FROM gpu_reactor.func_claim_available_task('victim')")
     ] == [queued]
 
 
@@ -165,9 +201,14 @@ async def test_a_worker_that_registers_itself_binds_its_row_to_its_token(
     conn: asyncpg.Connection, pod: asyncpg.Connection
 ) -> None:
     await _holding(pod, "self-registered-" + secrets.token_hex(8))
-    assert await pod.fetchval("SELECT func_update_worker_heartbeat('own', '{}')") == "active"
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat('own', '{}')")
+        == "active"
+    )
     await _holding(pod, "someone-else-" + secrets.token_hex(8))
-    assert await pod.fetchval("SELECT func_update_worker_heartbeat('own', '{}')") is None
+    assert (
+        await pod.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat('own', '{}')") is None
+    )
 
 
 async def test_a_pod_cannot_drain_another_worker_through_notify(
@@ -226,13 +267,13 @@ async def test_the_sql_drain_is_the_operators_not_a_pods(
 ) -> None:
     await add_worker(conn, "w1")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await pod.fetchval("SELECT gpu_reactor_drain('w1')")
+        await pod.fetchval("SELECT gpu_reactor.drain('w1')")
     assert await conn.fetchval("SELECT status FROM workers WHERE id = 'w1'") == "active"
-    assert await conn.fetchval("SELECT gpu_reactor_drain('w1')") == "terminating"
+    assert await conn.fetchval("SELECT gpu_reactor.drain('w1')") == "terminating"
     row = await conn.fetchrow("SELECT draining_since, drain_reason FROM workers WHERE id = 'w1'")
     assert row["draining_since"] is not None and "operator" in row["drain_reason"]
-    assert await conn.fetchval("SELECT gpu_reactor_drain('w1')") == "terminating"  # no-op
-    assert await conn.fetchval("SELECT gpu_reactor_drain('nobody')") is None
+    assert await conn.fetchval("SELECT gpu_reactor.drain('w1')") == "terminating"  # no-op
+    assert await conn.fetchval("SELECT gpu_reactor.drain('nobody')") is None
 
 
 # --- /status and the HTTP server ---------------------------------------------------------------

@@ -82,8 +82,13 @@ async def _busy_worker(reactor: Reactor, conn: asyncpg.Connection) -> tuple[str,
     worker = next(w for w in snap.workers if w.pod_id)
     # The local stand-in pod runs no gpu-worker: play it without its token.
     await conn.execute("UPDATE workers SET token_hash = NULL WHERE id = $1", worker.id)
-    assert await conn.fetchval("SELECT func_update_worker_heartbeat($1)", worker.id) == "active"
-    task_id = str(await conn.fetchval("SELECT id FROM func_claim_available_task($1)", worker.id))
+    assert (
+        await conn.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat($1)", worker.id)
+        == "active"
+    )
+    task_id = str(
+        await conn.fetchval("SELECT id FROM gpu_reactor.func_claim_available_task($1)", worker.id)
+    )
     await conn.execute("""SELECT pg_notify('gpu_reactor', '{"event":"sweep"}')""")
     await wait_until(
         lambda: (

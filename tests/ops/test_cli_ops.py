@@ -47,9 +47,16 @@ async def active_worker(
     conn: asyncpg.Connection, worker_id: str, *, claim: bool = False
 ) -> str | None:
     """Play a worker: a heartbeat registers it active; optionally claim a task."""
-    assert await conn.fetchval("SELECT func_update_worker_heartbeat($1)", worker_id) == "active"
+    assert (
+        await conn.fetchval("SELECT gpu_reactor.func_update_worker_heartbeat($1)", worker_id)
+        == "active"
+    )
     if claim:
-        return str(await conn.fetchval("SELECT id FROM func_claim_available_task($1)", worker_id))
+        return str(
+            await conn.fetchval(
+                "SELECT id FROM gpu_reactor.func_claim_available_task($1)", worker_id
+            )
+        )
     return None
 
 

@@ -141,15 +141,6 @@ SEED_CALLS: dict[str, SeedCall] = {
 
 # The calls today's migrate breaks: it drops the seed's functions of these names and
 # creates its own with other parameter names.
-REPLACED_BY_MIGRATE = (
-    "func_claim_available_task",
-    "func_update_worker_heartbeat",
-    "func_mark_task_complete",
-    "func_mark_task_failed",
-    "func_reset_orphaned_tasks",
-)
-KEPT_BY_MIGRATE = tuple(name for name in SEED_CALLS if name not in REPLACED_BY_MIGRATE)
-
 SEED_VIEWS = (
     "orchestrator_status",
     "active_workers_health",

@@ -88,7 +88,7 @@ async def test_a_failed_task_is_requeued_while_attempts_remain(
 async def test_a_failed_task_waits_its_retry_delay_while_the_worker_takes_other_work(
     conn: asyncpg.Connection, worker_procs: WorkerProcs
 ) -> None:
-    await conn.execute("UPDATE gpu_reactor_settings SET task_retry_delay_sec = 600")
+    await conn.execute("UPDATE gpu_reactor.settings SET task_retry_delay_sec = 600")
     flaky = await queue(conn, "raises", {}, priority=10, max_attempts=2)
     other = await queue(conn, "double", {"x": 1}, priority=0)
     (worker,) = worker_procs.start(
@@ -133,12 +133,14 @@ async def test_lease_lost_discards_the_result_instead_of_overwriting(
     # The reactor takes the task back (stuck) and another worker claims attempt 2.
     assert (
         await conn.fetchval(
-            "SELECT func_requeue_task($1, $2, 1, 'test: stuck')", task_id, worker.worker_id
+            "SELECT gpu_reactor.func_requeue_task($1, $2, 1, 'test: stuck')",
+            task_id,
+            worker.worker_id,
         )
         == "Queued"
     )
     await conn.execute("INSERT INTO workers (id, status) VALUES ('other', 'active')")
-    claimed = await conn.fetchrow("SELECT * FROM func_claim_available_task('other')")
+    claimed = await conn.fetchrow("SELECT * FROM gpu_reactor.func_claim_available_task('other')")
     assert claimed["id"] == task_id and claimed["attempts"] == 2
 
     lost = await worker.wait_for_event("lease_lost", timeout=10)

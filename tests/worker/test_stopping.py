@@ -32,7 +32,9 @@ async def test_sigkill_mid_task_leaves_it_for_recovery_and_another_worker_comple
         doomed.worker_id,
         1,
     )
-    reset = await conn.fetch("SELECT * FROM func_reset_orphaned_tasks($1)", [doomed.worker_id])
+    reset = await conn.fetch(
+        "SELECT * FROM gpu_reactor.func_reset_orphaned_tasks($1)", [doomed.worker_id]
+    )
     assert [(r["task_id"], r["new_status"]) for r in reset] == [(task_id, "Queued")]
 
     (rescuer,) = worker_procs.start()
@@ -136,7 +138,8 @@ async def test_a_crashed_heartbeat_stops_the_worker_after_its_task(
     # Not a lost connection but a real error: the heartbeat task dies, the worker stops
     # claiming, finishes the task in hand and exits non-zero for a supervisor to notice.
     await conn.execute(
-        "REVOKE EXECUTE ON FUNCTION func_update_worker_heartbeat(text, jsonb) FROM gpu_worker"
+        "REVOKE EXECUTE ON FUNCTION gpu_reactor.func_update_worker_heartbeat(text, jsonb)"
+        " FROM gpu_worker"
     )
     later = await queue(conn, "echo", {}, priority=-1)
     assert await worker.wait_async(10) == 1
@@ -152,8 +155,12 @@ async def test_a_restarted_worker_hands_back_what_its_previous_life_held(
 ) -> None:
     task_id = await queue(conn, "echo", {"x": 1})
     # A previous process under this id claimed the task and died before answering.
-    await conn.execute("SELECT func_update_worker_heartbeat('test-worker-reborn', '{}')")
-    claimed = await conn.fetchrow("SELECT * FROM func_claim_available_task('test-worker-reborn')")
+    await conn.execute(
+        "SELECT gpu_reactor.func_update_worker_heartbeat('test-worker-reborn', '{}')"
+    )
+    claimed = await conn.fetchrow(
+        "SELECT * FROM gpu_reactor.func_claim_available_task('test-worker-reborn')"
+    )
     assert claimed["id"] == task_id
     (reborn,) = worker_procs.start(worker_id="test-worker-reborn")
     done = await wait_status(conn, task_id, "Complete", timeout=15)

