@@ -31,10 +31,18 @@ def _print_json(data: Any) -> None:
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from reactor.db.connect import connect
-    from reactor.db.migrate import migrate
+    from reactor.db.migrate import migrate, plan
 
     conn = await connect(settings.dsn())
     try:
+        if args.plan:
+            state, steps = await plan(conn)
+            print(f"-- gpu-reactor migrate --plan: this database is {state}; nothing was changed")
+            for step in steps:
+                where = "in a transaction" if step.in_transaction else "outside a transaction"
+                print(f"\n-- {step.source}, {where}\n{step.sql}")
+            print(f"\n-- {len(steps)} statements" if steps else "-- schema is up to date")
+            return 0
         applied = await migrate(conn)
     finally:
         await conn.close()
@@ -43,6 +51,47 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print("schema is up to date")
     return 0
+
+
+def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what migrate would do, statement by statement, and change nothing",
+    )
+
+
+async def cmd_uninstall(args: argparse.Namespace, settings: Settings) -> int:
+    from reactor.db.connect import connect
+    from reactor.db.uninstall import plan_removal, uninstall
+
+    conn = await connect(settings.dsn())
+    try:
+        if not args.yes:
+            removal = await plan_removal(conn, drop_tables=args.drop_tables)
+        else:
+            removal = await uninstall(conn, drop_tables=args.drop_tables, force=args.force)
+    finally:
+        await conn.close()
+    verb = "ran" if args.yes else "would run (nothing changed; --yes runs it)"
+    print(f"-- gpu-reactor uninstall {verb}:")
+    for statement in removal.statements:
+        print(statement + ";")
+    for kept in removal.kept:
+        print(f"-- kept: {kept}")
+    return 0
+
+
+def _uninstall_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", action="store_true", help="remove it (else only print the plan)")
+    parser.add_argument(
+        "--drop-tables",
+        action="store_true",
+        help="also drop the tasks and workers tables and task_status, if gpu-reactor made them",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="even while workers gpu-reactor started are live"
+    )
 
 
 async def cmd_once(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,7 +135,16 @@ def _exit_now(code: int) -> NoReturn:
 
 
 CORE_COMMANDS: dict[str, Command] = {
-    "migrate": Command(cmd_migrate, "create or update the schema (idempotent)"),
+    "migrate": Command(
+        cmd_migrate,
+        "create or update the schema (idempotent; --plan to review)",
+        arguments=_migrate_arguments,
+    ),
+    "uninstall": Command(
+        cmd_uninstall,
+        "remove gpu-reactor's schema, triggers and changes from the database (--yes)",
+        arguments=_uninstall_arguments,
+    ),
     "run": Command(cmd_run, "run the reactor continuously, with /metrics and /status"),
     "once": Command(cmd_once, "run one full reconcile and print a JSON summary"),
 }
@@ -103,7 +161,9 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in CORE_COMMANDS.items():
-        sub.add_parser(name, help=command.help, description=command.help)
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        if command.arguments:
+            command.arguments(p)
     ops_commands.register(sub, commands)
     demo_command.register(sub, commands)
     return parser

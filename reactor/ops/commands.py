@@ -39,6 +39,7 @@ class Command:
     handler: Callable[..., Coroutine[Any, Any, int]]
     help: str
     needs_settings: bool = True
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
 _STATUS_NAMES = {s.lower().replace(" ", ""): s for s in observe.TASK_STATUSES}
