@@ -89,7 +89,8 @@ async def uninstall(
     if live and not force:
         raise SchemaError(
             f"{live} workers gpu-reactor started are still live and their pods bill: "
-            "end them first (gpu-reactor workers list; gpu-reactor workers terminate ID) or pass --force"
+            "end them first (gpu-reactor workers list; gpu-reactor workers terminate ID)"
+            " or pass --force"
         )
     for statement in removal.outside_transaction:
         await conn.execute(statement)
