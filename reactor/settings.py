@@ -15,6 +15,7 @@ from pydantic_settings import SettingsConfigDict, SettingsError
 
 from reactor.dsn import dsn_password, dsn_problem
 from reactor.errors import ConfigError
+from reactor.settings_demand import DemandSettings
 from reactor.settings_errors import (
     INVALID_DSN,
     describe_settings_error,
@@ -36,7 +37,7 @@ MAX_GPU_PRICE_USD = 10_000.0
 MIN_GPU_PRICE_USD = 0.001  # a lower non-zero price would make any budget "afford" ~infinity
 
 
-class Settings(RunpodSettings):
+class Settings(DemandSettings, RunpodSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -348,7 +349,8 @@ class Settings(RunpodSettings):
             idle_timeout_sec=self.gpu_idle_timeout_sec,
             stuck_timeout_sec=self.task_stuck_timeout_sec,
         )
-        return {**contract, **self.worker_extra_env}
+        fleet = {"WORKER_TASK_TYPES": ",".join(self.task_types)} if self.task_types else {}
+        return {**contract, **fleet, **self.worker_extra_env}
 
     def worker_dsn(self) -> str:
         if self.worker_database_url is not None and self.worker_database_url.get_secret_value():

@@ -2,7 +2,7 @@
 --
 -- A fresh `gpu-reactor migrate` runs this file (a database that an earlier release
 -- migrated runs the numbered files of sql/migrations/ instead, and ends up the same:
--- tests/db/test_schema.py proves it). Changing anything here means a new migration with
+-- tests/db/test_migrate.py proves it). Changing anything here means a new migration with
 -- the same edit.
 --
 -- gpu-reactor is a guest in the application's database (as graphile-worker keeps to

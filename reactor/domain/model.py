@@ -74,11 +74,30 @@ class Snapshot:
     pods: tuple[Pod, ...] | None = None  # the fleet's pods; only on a sweep
     waiting: int = 0  # of the queued, those waiting out a retry delay (not yet claimable)
     next_retry_at: datetime | None = None  # when the first of those is due
+    # Of the other queued, those no worker of the fleet could claim now (each in one):
+    other_types: int = 0  # of a task type the fleet does not run
+    blocked_for_good: int = 0  # a dependency Failed, was Cancelled or is missing
+    blocked_waiting: int = 0  # a dependency is not Complete yet
+    demand_sql: int | None = None  # DEMAND_SQL's answer, where the database has the rule
+
+    @property
+    def claimable(self) -> int:
+        """Queued tasks a worker of the fleet could claim now."""
+        return (
+            self.queued
+            - self.waiting
+            - self.other_types
+            - self.blocked_for_good
+            - self.blocked_waiting
+        )
 
     @property
     def demand(self) -> int:
-        """Tasks that need a worker now: claimable Queued ones and In Progress ones."""
-        return self.queued - self.waiting + self.in_progress
+        """Tasks that need a worker now: claimable Queued ones and In Progress ones - or,
+        where DEMAND_SQL says, what it answered."""
+        if self.demand_sql is not None:
+            return self.demand_sql
+        return self.claimable + self.in_progress
 
     # Indexes over ``workers`` and ``running``, built once in __post_init__ (the snapshot is
     # frozen, so they cannot drift): ``worker`` and ``tasks_of`` are then O(1), and one

@@ -39,6 +39,11 @@ class Metrics:
         self.reconciles = Counter(
             "gpu_reactor_reconciles_total", "Reconciles run.", ["kind"], registry=r
         )
+        self.demand_sql_errors = Counter(
+            "gpu_reactor_demand_sql_errors_total",
+            "DEMAND_SQL runs that failed (the last good value was kept).",
+            registry=r,
+        )
         self.reconcile_errors = Counter(
             "gpu_reactor_reconcile_errors_total", "Reconciles that failed (retried).", registry=r
         )

@@ -20,6 +20,7 @@ from reactor.domain.model import CAPACITY_STATUSES, LIVE_STATUSES, Limits, Snaps
 from reactor.domain.policy import decide
 from reactor.domain.rules import desired_workers
 from reactor.domain.spawn_gate import SpawnGate
+from reactor.engine.demand import DemandReader
 from reactor.engine.executor import Executor
 from reactor.engine.metrics import Metrics
 from reactor.engine.snapshot import read_snapshot
@@ -48,6 +49,10 @@ class ReconcileResult:
             "kind": self.kind,
             "queued": snap.queued,
             "waiting_retry": snap.waiting,
+            "blocked_waiting": snap.blocked_waiting,
+            "blocked_for_good": snap.blocked_for_good,
+            "other_types": snap.other_types,
+            "demand": snap.demand,
             "in_progress": snap.in_progress,
             "desired_workers": self.desired,
             "workers": [
@@ -79,6 +84,7 @@ class Reconciler:
         settings: Settings,
         metrics: Metrics,
         state: ReactorState,
+        demand: DemandReader | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -86,6 +92,7 @@ class Reconciler:
         self.settings = settings
         self.metrics = metrics
         self.state = state
+        self.demand = demand or DemandReader(settings.demand_sql)
         self._term_started = True  # load the database's part of the gate first
 
     def start_term(self) -> None:
@@ -112,7 +119,9 @@ class Reconciler:
                 log.warning("pod_list_failed", extra={"error": str(exc)})
                 full = False
         async with self.pool.acquire() as conn:
-            snap = await read_snapshot(conn, pods)
+            snap = await read_snapshot(
+                conn, pods, task_types=self.settings.task_types, demand=self.demand
+            )
         if self._term_started:
             await self.executor.load_breaker()
             self._term_started = False

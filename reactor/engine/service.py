@@ -32,6 +32,7 @@ from reactor.domain.events import (
 from reactor.domain.policy import next_deadline
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.domain.wake import WakeSchedule
+from reactor.engine.demand import DemandReader
 from reactor.engine.drains import drain_refusal, record_refusal
 from reactor.engine.executor import Executor
 from reactor.engine.leader import Leadership, LeadershipLost
@@ -79,6 +80,8 @@ class Reactor:
         self.pool = await create_pool(self.settings.dsn())
         async with self.pool.acquire() as conn:
             await check_schema(conn)
+            demand = DemandReader(self.settings.demand_sql, self.metrics.demand_sql_errors.inc)
+            await demand.check(conn)  # a DEMAND_SQL that does not work stops start-up
             # Whole seconds in the views' table: rounded up, so 0.5 s is not stored as 0.
             await conn.execute(
                 query("sync_settings"),
@@ -109,6 +112,7 @@ class Reactor:
             settings=self.settings,
             metrics=self.metrics,
             state=self.state,
+            demand=demand,
         )
 
     def start_term(self) -> None:

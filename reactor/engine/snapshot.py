@@ -9,6 +9,7 @@ import asyncpg
 from reactor.db.queries import query
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.domain.pods import Pod
+from reactor.engine.demand import DemandReader
 
 
 def _worker(row: asyncpg.Record) -> WorkerState:
@@ -38,17 +39,24 @@ def _task(row: asyncpg.Record) -> TaskState:
 
 
 async def read_snapshot(
-    conn: asyncpg.Connection, pods: Sequence[Pod] | None = None, *, arm: bool = True
+    conn: asyncpg.Connection,
+    pods: Sequence[Pod] | None = None,
+    *,
+    arm: bool = True,
+    task_types: Sequence[str] = (),
+    demand: DemandReader | None = None,
 ) -> Snapshot:
     """Arm the doorbell, then read counts, live workers and running tasks in one
     repeatable-read transaction. Arming first means any task queued after this read
-    rings the bell, and anything queued before it is in the snapshot."""
+    rings the bell, and anything queued before it is in the snapshot. ``task_types`` are
+    those the fleet runs (empty: all); ``demand`` runs DEMAND_SQL where it is set."""
     if arm:
         await conn.execute(query("arm_doorbell"))
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        counts = await conn.fetchrow(query("queue_counts"))
+        counts = await conn.fetchrow(query("queue_counts"), list(task_types) or None)
         workers = await conn.fetch(query("live_workers"))
         running = await conn.fetch(query("running_tasks"))
+        demand_sql = await demand.read(conn) if demand is not None else None
     return Snapshot(
         now=counts["db_now"],
         queued=counts["queued"],
@@ -56,6 +64,10 @@ async def read_snapshot(
         oldest_queued_at=counts["oldest_queued_at"],
         waiting=counts["waiting"],
         next_retry_at=counts["next_retry_at"],
+        other_types=counts["other_types"],
+        blocked_for_good=counts["blocked_for_good"],
+        blocked_waiting=counts["blocked_waiting"],
+        demand_sql=demand_sql,
         workers=tuple(_worker(r) for r in workers),
         running=tuple(_task(r) for r in running),
         pods=tuple(pods) if pods is not None else None,

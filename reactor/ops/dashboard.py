@@ -66,7 +66,7 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> DashboardData:
     return DashboardData(
         observed_at=datetime.now(UTC),
         fleet=settings.reactor_fleet,
-        overview=await observe.overview(conn),
+        overview={**await observe.overview(conn), **await observe.blocked(conn, settings)},
         workers=await observe.live_workers(conn),
         recent=await observe.recent_tasks(conn, RECENT_TASKS),
         cost=await observe.fleet_cost(conn),
@@ -184,6 +184,19 @@ def _queue_panel(data: DashboardData) -> Panel:
         ),
         Text(observe.age_text(o.get("oldest_queued_age_sec")), style="bold"),
     )
+    waits = [
+        (o.get("waiting", 0), "waiting out a retry delay"),
+        (o.get("blocked_waiting", 0), "waiting for their dependencies"),
+        (o.get("blocked_for_good", 0), "blocked for good (a dependency failed or is gone)"),
+        (o.get("other_types", 0), "of task types no worker here runs"),
+    ]
+    said = [f"{n} {why}" for n, why in waits if n]
+    if said:
+        return Panel(
+            Group(grid, Text("not claimable: " + "; ".join(said), style="yellow")),
+            title="queue",
+            title_align="left",
+        )
     return Panel(grid, title="queue", title_align="left")
 
 

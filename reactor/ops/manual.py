@@ -127,7 +127,7 @@ async def spawn(settings: Settings, count: int, *, force: bool = False) -> list[
             "('gpu-reactor tasks create') and let the running reactor spawn"
         )
     async with executor_for(settings) as ex, ex.pool.acquire() as conn:
-        snap = await read_snapshot(conn, arm=False)
+        snap = await read_snapshot(conn, arm=False, task_types=settings.task_types)
         await ex.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0.0))
         price = ex.gate.expected_price
         room, why = spawn_room(settings, len(snap.workers), snap.hourly_burn, price)

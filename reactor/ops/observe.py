@@ -24,6 +24,7 @@ from reactor.db.queries import query
 from reactor.domain.rules import desired_workers
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.engine.breaker import load_breaker
+from reactor.engine.demand import DemandReader
 from reactor.engine.leader import lock_key
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
@@ -87,9 +88,17 @@ async def worker_events(conn: asyncpg.Connection, limit: int = 50) -> list[Actio
     ]
 
 
+async def blocked(conn: asyncpg.Connection, settings: Settings) -> dict[str, int]:
+    """Of the Queued tasks, how many no worker of the fleet could claim now, and why."""
+    row = await conn.fetchrow(query("queue_counts"), settings.task_types or None)
+    return {k: row[k] for k in ("waiting", "blocked_waiting", "blocked_for_good", "other_types")}
+
+
 async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[ReactorState, bool]:
     """A ReactorState from one database read, and whether some reactor holds the lock."""
-    snap = await read_snapshot(conn, arm=False)
+    snap = await read_snapshot(
+        conn, arm=False, task_types=settings.task_types, demand=DemandReader(settings.demand_sql)
+    )
     state = ReactorState(role="cli", started_at=time.time())
     state.snapshot = snap
     state.desired_workers = desired_workers(snap, settings)

@@ -56,6 +56,12 @@ class WorkerView(_View):
 class QueueView(_View):
     queued: int
     waiting_retry: int = 0  # of the queued, those not claimable before their retry_at
+    # Of the other queued, those no worker of the fleet could claim now, and why:
+    blocked_waiting: int = 0  # a dependency is not Complete yet
+    blocked_for_good: int = 0  # a dependency Failed, was Cancelled or is missing
+    other_types: int = 0  # of a task type the fleet does not run (TASK_TYPES)
+    claimable: int = 0
+    demand: int = 0  # what the fleet is sized for (DEMAND_SQL's answer where it is set)
     in_progress: int
     oldest_queued_age_sec: float | None
     stuck_tasks: int
@@ -234,6 +240,11 @@ def _queue_view(state: ReactorState, settings: Settings) -> QueueView | None:
     return QueueView(
         queued=snap.queued,
         waiting_retry=snap.waiting,
+        blocked_waiting=snap.blocked_waiting,
+        blocked_for_good=snap.blocked_for_good,
+        other_types=snap.other_types,
+        claimable=snap.claimable,
+        demand=snap.demand,
         in_progress=snap.in_progress,
         oldest_queued_age_sec=_age(snap.now, snap.oldest_queued_at),
         stuck_tasks=stuck_task_count(snap, settings),
