@@ -3,10 +3,10 @@
 Every reconcile hands its snapshot to ``History.add`` (reactor/engine/reconcile.py,
 ``record``): the queue, the workers by status and the hourly burn go into a ring buffer
 of one point per ``BUCKET_SEC`` (each the highest value seen in its bucket, so a burst
-worked off within a few seconds still shows), and the tasks In Progress are noted with
-the worker and attempt that held them, and a sweep's pod list is kept until the next
-sweep. The console's charts and drill-down pages read
-these; no viewer reads the database for them, and nothing here decides anything.
+worked off within a few seconds still shows); the tasks In Progress are noted with the
+worker and attempt that held them; a sweep's pod list is kept until the next sweep. The
+console's charts and drill-down pages read these: no viewer reads the database for them,
+and nothing here decides anything.
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def state(request: web.Request) -> web.Response:
-    _, payload = request.app[FEED_KEY].current()
+    payload = await request.app[FEED_KEY].latest()
     return web.Response(
         body=payload, content_type="application/json", headers={"Cache-Control": "no-store"}
     )

@@ -6,9 +6,10 @@ once (reactor/http/console_view.py) and wakes every page's event stream with the
 bytes. With nothing changing it still rebuilds every ``REFRESH_SEC`` so ages move on.
 
 The only database reads are the console's totals (tasks finished in the last hour,
-today's spend, the recent tasks and, on a standby, who holds the leader lock): once
-every ``TOTALS_SEC`` while at least one page is open, however many are. With no page
-open the feed does nothing at all. A build never takes more than about a tenth of the
+today's spend, the recent tasks and, on a standby, who holds the leader lock): every
+``TOTALS_SEC`` while at least one page is open, however many are, or sooner after a
+reconcile (a task arrived or finished) but never more than once per ``TOTALS_MIN_SEC``.
+With no page open the feed does nothing at all. A build never takes more than about a tenth of the
 reactor's time: after a build that took ``t``, the next waits at least ``10 t``.
 """
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 POLL_SEC = 0.25  # how often the reactor's memory is looked at for a change
 REFRESH_SEC = 5.0  # a rebuild at least this often (ages, pauses that expire)
 TOTALS_SEC = 5.0  # the console's own database read, while a page is open
+TOTALS_MIN_SEC = 1.0  # ... sooner after a reconcile (a task came or went), never more often
 TOTALS_TIMEOUT_SEC = 2.0
 READ_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, TimeoutError)
 RECENT_TASKS = 15
@@ -67,6 +69,8 @@ class ConsoleFeed:
         self._wanted = asyncio.Event()
         self._totals: Totals | None = None
         self._totals_due = 0.0  # monotonic time of the next totals read
+        self._totals_soonest = 0.0  # ... and the earliest one a reconcile may bring forward
+        self._totals_reconciles = -1  # the reconcile count at the last totals read
         self._key: tuple[Any, ...] | None = None
         self._built_at = 0.0
         self._build_cost = 0.0
@@ -87,6 +91,14 @@ class ConsoleFeed:
         if not self.version:
             self.publish()
         return self.version, self.payload
+
+    async def latest(self) -> bytes:
+        """The latest payload for a one-off read (/console/state): with no page open the
+        loop sleeps, so this brings the payload (and, at most every TOTALS_SEC, the
+        totals) up to date itself."""
+        if self.subscribers == 0:
+            await self._tick(force=not self.version)
+        return self.current()[1]
 
     async def wait_newer(self, version: int, timeout: float) -> bool:
         """Wait up to ``timeout`` for a payload newer than ``version``."""
@@ -198,12 +210,14 @@ class ConsoleFeed:
                 log.exception("console_feed_failed")
             await wait_event(closing, self.poll_sec)
 
-    async def _tick(self) -> None:
+    async def _tick(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if now >= self._totals_due:
-            self._totals_due = now + self.totals_sec
+        reconciled = self.reactor.state.reconciles != self._totals_reconciles
+        if now >= self._totals_due or (reconciled and now >= self._totals_soonest):
+            self._totals_due, self._totals_soonest = now + self.totals_sec, now + TOTALS_MIN_SEC
+            self._totals_reconciles = self.reactor.state.reconciles
             await self.read_totals()
-        if self._build_due(time.monotonic()):
+        if force or self._build_due(time.monotonic()):
             self.publish()
 
 

@@ -144,6 +144,7 @@ async def test_the_console_follows_the_fleet_live_in_a_real_browser(
         await _page_matches_status(browser, http, base)
 
         # A task inserted while the page is open appears, and so does its worker.
+        inserted = time.monotonic()
         [long_task] = await rig.insert(1, seconds=60)
         xss_id = (
             await rig.fetch(
@@ -157,6 +158,7 @@ async def test_the_console_follows_the_fleet_live_in_a_real_browser(
             js(f"return document.querySelector('#tasks-table tr[data-task-id=\"{long_task}\"]')"),
             "the inserted task on the page",
         )
+        shown_after = time.monotonic() - inserted
         cell = await until(
             browser,
             lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-task-id="{xss_id}"] .task-type'),
@@ -211,4 +213,5 @@ async def test_the_console_follows_the_fleet_live_in_a_real_browser(
         assert "heartbeat stale" in page and long_task in page
     for shot in shots:
         assert shot.stat().st_size > 10_000, shot
+    print(f"\nconsole: an inserted task was on the page {shown_after * 1000:.0f} ms later")
     print(f"console screenshots: {', '.join(map(str, shots))}")
