@@ -154,6 +154,9 @@ def print_intro(
         f"{sizes}; then {len(plan.act_two)} more, and the worker that takes them is "
         "killed with SIGKILL mid-task"
     )
+    console.print(
+        f"  console    http://127.0.0.1:{port}/   (the web console: fleet, queue, spend, live)"
+    )
     console.print(f"  watch      http://127.0.0.1:{port}/status   http://127.0.0.1:{port}/metrics")
     console.print("  settings   (short timeouts so the story fits in a couple of minutes)")
     fields = {f.alias: f for f in Settings.model_fields.values() if f.alias}

@@ -204,7 +204,8 @@ class Demo:
     # --- play ----------------------------------------------------------------------------------
     async def _play(self) -> None:
         assert self.pool is not None and self.settings is not None
-        urls = f"http://127.0.0.1:{self.settings.reactor_http_port}/status"
+        port = self.settings.reactor_http_port
+        urls = f"http://127.0.0.1:{port}/ (web console), /status"
         live = not self.args.no_dashboard and sys.stdout.isatty()
         kind = LiveDisplay if live else Display
         self.display = kind(

@@ -178,6 +178,7 @@ def record(
     st.snapshot, st.desired_workers = snap, result.desired
     st.last_reconcile_at, st.last_reconcile_kind = time.time(), result.kind
     st.last_reconcile_ms, st.reconciles = result.duration_ms, st.reconciles + 1
+    st.history.add(snap, st.last_reconcile_at)
     if result.kind == "sweep":
         st.last_sweep_at = time.time()
         m.last_sweep.set(st.last_sweep_at)

@@ -9,6 +9,7 @@ from typing import Any
 
 from reactor.domain.model import Snapshot
 from reactor.domain.spawn_gate import SpawnGate
+from reactor.engine.history import History
 
 
 @dataclass
@@ -61,6 +62,8 @@ class ReactorState:
     # never copied (None before the reactor opens, or a CLI read without one).
     gate: SpawnGate | None = None
     db_ok: bool = False
+    # The last hour of snapshots, for the web console's charts (reactor/engine/history.py).
+    history: History = field(default_factory=History)
 
     def record(self, record: ActionRecord) -> None:
         self.actions.append(record)

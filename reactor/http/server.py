@@ -1,13 +1,13 @@
-"""The reactor's HTTP surface: /metrics, /status, /healthz, /readyz.
+"""The reactor's HTTP surface: /metrics, /status, /healthz, /readyz and the web console.
 
 Read-only: every handler looks at what the reactor already knows (its metrics registry
-and ReactorState); the only I/O is /readyz's ``SELECT 1``. Nothing here decides or acts.
+and ReactorState); the only I/O is /readyz's ``SELECT 1`` (and the console's few reads,
+reactor/http/console.py). Nothing here decides or acts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,8 @@ from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.db.pool import GuardedPool
 from reactor.db.queries import query
 from reactor.errors import ConfigError
+from reactor.http.auth import allowed
+from reactor.http.console import add_console
 from reactor.ops.status import (
     build_status,
     listener_hint,
@@ -56,13 +58,6 @@ def readiness(role: str, db_answers: bool, listener_connected: bool) -> tuple[bo
     return True, "ok"
 
 
-def authorized(header: str | None, token: str | None) -> bool:
-    if not token:
-        return True
-    expected = f"Bearer {token}".encode()
-    return hmac.compare_digest((header or "").encode(), expected)
-
-
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -91,9 +86,8 @@ async def metrics(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     reactor = request.app[REACTOR_KEY]
     token = reactor.settings.reactor_http_token
-    if not authorized(
-        request.headers.get("Authorization"), token.get_secret_value() if token else None
-    ):
+    # The Bearer header, or the web console's session cookie (a signed-in browser).
+    if not allowed(request, token.get_secret_value() if token else None):
         return web.Response(
             status=401,
             text="401: Authorization: Bearer <REACTOR_HTTP_TOKEN> required\n",
@@ -127,10 +121,6 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def index(request: web.Request) -> web.Response:
-    return web.Response(text="gpu-reactor: /metrics /status /healthz /readyz\n")
-
-
 # --- wiring ----------------------------------------------------------------------------
 
 
@@ -147,11 +137,11 @@ def _bind_metrics(reactor: Reactor) -> None:
 def build_app(reactor: Reactor) -> web.Application:
     app = web.Application()
     app[REACTOR_KEY] = reactor
-    app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_console(app, reactor, version=package_version())  # GET / and the pages under it
     _bind_metrics(reactor)
     return app
 

@@ -332,7 +332,11 @@ def build_status(
 def status_json(view: StatusView, secrets: Sequence[str] = (), *, indent: bool = False) -> bytes:
     """The view as JSON bytes, with any secret value that slipped into a message removed."""
     option = orjson.OPT_INDENT_2 if indent else 0
-    body = orjson.dumps(view.model_dump(mode="json"), option=option)
+    return scrub_secrets(orjson.dumps(view.model_dump(mode="json"), option=option), secrets)
+
+
+def scrub_secrets(body: bytes, secrets: Sequence[str]) -> bytes:
+    """``body`` with any secret value that slipped into a message replaced."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             body = body.replace(secret.encode(), b"**********")

@@ -9,7 +9,8 @@ import pytest
 from reactor.domain.model import Snapshot, TaskState, WorkerState
 from reactor.domain.spawn_gate import SpawnFailure, SpawnGate
 from reactor.engine.state import ActionRecord, ReactorState
-from reactor.http.server import authorized, readiness
+from reactor.http.auth import authorized
+from reactor.http.server import readiness
 from reactor.ops.status import (
     StatusView,
     build_status,
