@@ -277,29 +277,29 @@ $$;
 -- however many are open; the others run once per drill-down page view. Task params are
 -- never selected.
 -- ======================================================================================
--- Tasks finished in the last hour (through tasks_updated_at_idx) and today's spend.
+-- Tasks finished in the last hour (through gpu_reactor_tasks_updated_idx) and today's spend.
 SELECT f.complete, f.failed, f.cancelled, c.spent_today_usd::float8 AS spent_today_usd
 FROM (SELECT count(*) FILTER (WHERE status = 'Complete') AS complete,
              count(*) FILTER (WHERE status = 'Failed') AS failed,
              count(*) FILTER (WHERE status = 'Cancelled') AS cancelled
-      FROM tasks WHERE updated_at > now() - interval '1 hour') f,
-     fleet_cost c;
+      FROM public.tasks WHERE updated_at > now() - interval '1 hour') f,
+     gpu_reactor.fleet_cost c;
 
 -- name: console_worker
 SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, activated_at, last_heartbeat, draining_since, drain_reason,
        (metadata ->> 'drained_at')::timestamptz AS drained_at, terminated_at, error_reason,
        metadata ->> 'spawn_reason' AS spawn_reason, last_task_finished_at, now() AS db_now
-FROM workers
+FROM public.workers
 WHERE id = $1;
 
 -- name: console_worker_tasks
 -- The tasks a worker holds or last held: every one was updated after the worker was
--- created ($2), which bounds the scan through tasks_updated_at_idx.
+-- created ($2), which bounds the scan through gpu_reactor_tasks_updated_idx.
 SELECT id::text AS id, task_type, status::text AS status, attempts, max_attempts,
        created_at, updated_at, generation_started_at, generation_processed_at,
        left(error_message, 300) AS error_message
-FROM tasks
+FROM public.tasks
 WHERE worker_id = $1 AND updated_at >= $2
 ORDER BY updated_at DESC
 LIMIT $3;
@@ -308,5 +308,5 @@ LIMIT $3;
 SELECT id::text AS id, task_type, status::text AS status, priority, attempts, max_attempts,
        worker_id, created_at, updated_at, generation_started_at, generation_processed_at,
        retry_at, left(error_message, 4000) AS error_message, now() AS db_now
-FROM tasks
+FROM public.tasks
 WHERE id = $1::uuid;

@@ -124,8 +124,17 @@ def _fleet_alerts(
                 f"{q['stuck_tasks']} task(s) In Progress longer than TASK_STUCK_TIMEOUT_SEC",
             )
         )
+    if q and q.get("blocked_for_good"):
+        out.append(
+            _alert(
+                "warning",
+                "blocked_for_good",
+                f"{q['blocked_for_good']} queued task(s) wait for a dependency that Failed, "
+                "was Cancelled or is gone: they will never run",
+            )
+        )
     if q:
-        due = q["queued"] - q["waiting_retry"]
+        due = q.get("claimable", q["queued"] - q["waiting_retry"])
         capacity = sum(1 for w in workers if w["status"] in ("spawning", "active"))
         oldest = q["oldest_queued_age_sec"] or 0.0
         growing = previous_queued is not None and q["queued"] > previous_queued

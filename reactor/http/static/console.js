@@ -79,11 +79,14 @@
   function renderQueue(s) {
     const q = s.queue;
     if (!q) {
-      for (const id of ["q-queued", "q-due", "q-waiting", "q-in-progress", "q-oldest", "q-stuck"]) setText(id, "-");
+      for (const id of ["q-queued", "q-due", "q-waiting", "q-deps", "q-blocked", "q-types", "q-in-progress", "q-oldest", "q-stuck"]) setText(id, "-");
     } else {
       setText("q-queued", q.queued);
-      setText("q-due", q.queued - q.waiting_retry);
+      setText("q-due", q.claimable);
       setText("q-waiting", q.waiting_retry);
+      setText("q-deps", q.blocked_waiting);
+      setText("q-blocked", q.blocked_for_good);
+      setText("q-types", q.other_types);
       setText("q-in-progress", q.in_progress);
       setText("q-oldest", age(q.oldest_queued_age_sec));
       setText("q-stuck", q.stuck_tasks);
