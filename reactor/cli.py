@@ -34,6 +34,12 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from reactor.db.migrate import migrate, plan
 
     conn = await connect(settings.dsn())
+    # What migrate changes outside its own schema, it says (RAISE NOTICE 'gpu-reactor: ...').
+    conn.add_log_listener(
+        lambda _conn, message: (
+            print(message.message) if message.message.startswith("gpu-reactor:") else None
+        )
+    )
     try:
         if args.plan:
             state, steps = await plan(conn)

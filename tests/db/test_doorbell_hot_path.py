@@ -1,10 +1,9 @@
 """What the doorbell costs an application's insert (sql/schema.sql, the doorbell).
 
 Nobody waits most of the time, so the bell is disarmed for almost every insert. Then an
-insert must only evaluate the trigger's WHEN (gpu_reactor.bell_armed(), one small
-SECURITY INVOKER function): the trigger function and gpu_reactor.ring (SECURITY DEFINER,
-each with its own search_path switch) run only when the bell is armed. PostgreSQL's
-function statistics count the calls.
+insert must only call the SECURITY INVOKER trigger function, which reads the bell:
+gpu_reactor.ring (SECURITY DEFINER, with its own search_path switch) runs only when the
+bell is armed. PostgreSQL's function statistics count the calls.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from tests.db.support import Notifications, add_task, add_worker, claim
 ARM = "SELECT gpu_reactor.arm()"
 CALLS = "SELECT coalesce(pg_stat_get_xact_function_calls($1::regprocedure), 0)"
 RING = "gpu_reactor.ring(text)"
-BELL = "gpu_reactor.bell_armed()"
 ON_QUEUED = "gpu_reactor.on_tasks_queued()"
 INSERTS = 20
 
@@ -52,10 +50,10 @@ async def test_inserts_on_a_disarmed_bell_read_it_and_call_nothing_more(
     await add_task(counted)  # rings and disarms
     await listener.take(counted)
     async with counted.transaction():
-        before = await _counts(counted, BELL, ON_QUEUED, RING)
+        before = await _counts(counted, ON_QUEUED, RING)
         for _ in range(INSERTS):
             await add_task(counted)
-        assert _minus(await _counts(counted, BELL, ON_QUEUED, RING), before) == (INSERTS, 0, 0)
+        assert _minus(await _counts(counted, ON_QUEUED, RING), before) == (INSERTS, 0)
     assert await listener.take(counted) == []
 
 
@@ -65,10 +63,10 @@ async def test_an_armed_bell_is_rung_once_by_the_first_insert(
     await counted.execute(ARM)
     await listener.take(counted)
     async with counted.transaction():
-        before = await _counts(counted, BELL, ON_QUEUED, RING)
+        before = await _counts(counted, ON_QUEUED, RING)
         for _ in range(INSERTS):
             await add_task(counted)
-        assert _minus(await _counts(counted, BELL, ON_QUEUED, RING), before) == (INSERTS, 1, 1)
+        assert _minus(await _counts(counted, ON_QUEUED, RING), before) == (INSERTS, 1)
     assert await listener.take(counted) == [{"event": "task_queued"}]
     assert await counted.fetchval("SELECT armed FROM gpu_reactor.doorbell") is False
 
@@ -84,13 +82,13 @@ async def test_a_requeue_rings_only_an_armed_bell(
     await listener.take(counted)
     requeue = "UPDATE public.tasks SET status = 'Queued', worker_id = NULL WHERE id = $1"
     async with counted.transaction():
-        before = await _counts(counted, BELL, ON_QUEUED, RING)
+        before = await _counts(counted, ON_QUEUED, RING)
         await counted.execute(requeue, first)
-        assert _minus(await _counts(counted, BELL, ON_QUEUED, RING), before) == (1, 0, 0)
+        assert _minus(await _counts(counted, ON_QUEUED, RING), before) == (1, 0)
     await counted.execute(ARM)
     async with counted.transaction():
-        before = await _counts(counted, BELL, ON_QUEUED, RING)
+        before = await _counts(counted, ON_QUEUED, RING)
         await counted.execute(requeue, second)
-        assert _minus(await _counts(counted, BELL, ON_QUEUED, RING), before) == (1, 1, 1)
+        assert _minus(await _counts(counted, ON_QUEUED, RING), before) == (1, 1)
     events = [e["event"] for e in await listener.take(counted)]
     assert events.count("task_queued") == 1

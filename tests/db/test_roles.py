@@ -80,7 +80,8 @@ async def test_a_worker_runs_its_whole_life_through_the_functions(
         "SELECT * FROM gpu_reactor.fleet_cost",
         "SELECT * FROM gpu_reactor.func_reset_orphaned_tasks(ARRAY['w1'])",
         "SELECT gpu_reactor.func_requeue_task(gen_random_uuid(), 'w1', 1, 'x')",
-        "SELECT gpu_reactor.ring('task_queued')",
+        "UPDATE gpu_reactor.doorbell SET armed = false",
+        "SELECT gpu_reactor.drain('w1')",
     ],
 )
 async def test_everything_else_is_refused(
