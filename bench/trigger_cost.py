@@ -14,8 +14,9 @@ plpgsql trigger reads the bell, names qualified, no SET clause); ``in_0010`` the
 0010-0014 trigger (the same body, SECURITY DEFINER with SET search_path); ``when`` a
 ``WHEN (bell_armed())`` condition on the statement trigger calling a plpgsql function
 that reads the bell, so no trigger function runs while it is disarmed (measured, not
-shipped: the condition costs more than the call it saves); ``before_0010`` the 0005 design (a SECURITY DEFINER trigger calling a
-SECURITY DEFINER function that reads the bell, both with SET search_path); ``empty`` an
+shipped: the condition costs more than the call it saves); ``before_0010`` the 0005
+design (a SECURITY DEFINER trigger calling a SECURITY DEFINER function that reads the
+bell, both with SET search_path); ``empty`` an
 empty statement-level plpgsql trigger, the floor of any trigger function;
 ``row_notify`` a row-level pg_notify trigger (c of insert_overhead).
 """
