@@ -24,6 +24,29 @@
 -- line `-- gpu-reactor: outside a transaction` runs one statement at a time (CREATE
 -- INDEX CONCURRENTLY cannot run in a transaction).
 
+-- Before anything is made: what in the app's tables gpu-reactor cannot work with, said in
+-- one line, so a migrate that cannot succeed changes nothing.
+DO $$
+DECLARE
+    kind text := (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                  WHERE attrelid = to_regclass('public.tasks') AND attname = 'dependant_on'
+                    AND NOT attisdropped);
+    status_check text := (SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                          WHERE conrelid = to_regclass('public.workers')
+                            AND conname = 'workers_status_check');
+BEGIN
+    IF kind NOT IN ('uuid', 'uuid[]') THEN
+        RAISE EXCEPTION 'gpu-reactor: public.tasks.dependant_on is %, not uuid[] or uuid: '
+                        'gpu-reactor cannot tell what a task waits for', kind;
+    END IF;
+    IF status_check !~ '^CHECK \(\(status = ANY \(ARRAY\[(''[^'']*''::text(, )?)+\]\)\)\)$' THEN
+        RAISE EXCEPTION 'gpu-reactor: workers_status_check is "%", not a list of statuses: '
+                        'widen it by hand to admit spawning, active, terminating, error, '
+                        'terminated and crashed', status_check;
+    END IF;
+END
+$$;
+
 CREATE SCHEMA IF NOT EXISTS gpu_reactor;
 COMMENT ON SCHEMA gpu_reactor IS 'gpu-reactor: the GPU fleet controller''s own objects';
 

@@ -235,3 +235,24 @@ async def test_an_index_an_interrupted_build_left_invalid_is_built_again(
         "SELECT indisvalid FROM pg_index"
         " WHERE indexrelid = 'public.gpu_reactor_tasks_claim_idx'::regclass"
     )
+
+
+async def test_an_app_whose_dependencies_are_not_uuids_is_told_so_and_nothing_changes(
+    empty: asyncpg.Connection,
+) -> None:
+    await empty.execute("CREATE TABLE public.tasks (id uuid PRIMARY KEY, dependant_on text)")
+    with pytest.raises(asyncpg.RaiseError, match="dependant_on is text, not uuid"):
+        await migrate(empty)
+    assert await empty.fetchval("SELECT to_regnamespace('gpu_reactor')") is None
+
+
+async def test_a_status_check_that_is_no_list_is_left_to_the_operator_and_nothing_changes(
+    empty: asyncpg.Connection,
+) -> None:
+    await empty.execute(
+        "CREATE TABLE public.workers (id text PRIMARY KEY, status text"
+        " CONSTRAINT workers_status_check CHECK (status <> 'gone'))"
+    )
+    with pytest.raises(asyncpg.RaiseError, match="widen it by hand"):
+        await migrate(empty)
+    assert await empty.fetchval("SELECT to_regnamespace('gpu_reactor')") is None
