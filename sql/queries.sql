@@ -14,14 +14,23 @@ FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
       FROM public.tasks WHERE status = 'Queued' AND retry_at > now()) AS w;
 
 -- name: live_workers
-SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
+-- The drain mark is draining_since, gpu-reactor's own column: a worker that has one is
+-- draining whatever its status says (the seed's heartbeat writes 'active' on every
+-- beat). A row the reactor has retired (terminated_at) stays retired though a late beat
+-- rewrites its status. A worker that wrote 'crashed' or 'error' itself is not live: its
+-- tasks are orphans (requeued) and its pod, no longer explained by a live row, is ended
+-- by the next sweep.
+SELECT id, pod_id,
+       CASE WHEN draining_since IS NOT NULL AND status IN ('spawning', 'active')
+            THEN 'terminating' ELSE status END AS status,
+       managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, activated_at, last_heartbeat, draining_since, last_task_finished_at,
        (metadata ->> 'drained_at')::timestamptz AS drained_at
 FROM public.workers
-WHERE status IN ('spawning', 'active', 'terminating');
+WHERE status IN ('spawning', 'active', 'terminating') AND terminated_at IS NULL;
 
 -- name: running_tasks
-SELECT id, worker_id, attempts, generation_started_at
+SELECT id, worker_id, attempts, generation_started_at, task_type
 FROM public.tasks
 WHERE status = 'In Progress';
 
@@ -59,7 +68,7 @@ UPDATE public.workers SET pod_id = $2 WHERE id = $1 AND pod_id IS NULL;
 -- name: mark_drain
 UPDATE public.workers
 SET status = 'terminating', draining_since = now(), drain_reason = $2
-WHERE id = $1 AND status IN ('spawning', 'active');
+WHERE id = $1 AND status IN ('spawning', 'active') AND draining_since IS NULL;
 
 -- name: retire_worker
 UPDATE public.workers

@@ -88,7 +88,8 @@ class Reactor:
                 math.ceil(self.settings.task_retry_delay_sec),
             )
         self.state.db_ok = True
-        self.settings.worker_dsn()  # fail at start, not at the first spawn
+        if self.settings.worker_protocol == "gpu-worker":
+            self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
         gate = SpawnGate.for_settings(self.settings)

@@ -160,6 +160,12 @@ async def check_worker_database(settings: Settings) -> CheckResult:
     configured = settings.worker_database_url is not None and bool(
         settings.worker_database_url.get_secret_value()
     )
+    if settings.worker_protocol == "headless-wan2gp":
+        return CheckResult(
+            "worker-database",
+            "PASS",
+            "headless-wan2gp pods reach Supabase through WORKER_EXTRA_ENV, not a DSN",
+        )
     if not configured:
         if settings.reactor_provider == "local":
             return CheckResult("worker-database", "PASS", "local workers use DATABASE_URL")

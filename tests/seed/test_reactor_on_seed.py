@@ -274,27 +274,16 @@ async def test_the_sweep_leaves_a_healthy_seed_worker_alone(
     assert retired == []
 
 
-@breaks_today(
-    "a *_orchestrator parent In Progress for hours while its children run is requeued as stuck",
-    raises=AssertionError,
-    match="stuck",
-)
 async def test_a_waiting_orchestrator_is_not_requeued_as_stuck(
     migrated_seed: asyncpg.Connection,
 ) -> None:
+    # Exempt by STUCK_TASK_EXEMPT_TYPES' default under headless-wan2gp (%_orchestrator).
+    settings = Settings(_env_file=None, WORKER_PROTOCOL="headless-wan2gp")  # type: ignore[call-arg]
     snap = await read_snapshot(migrated_seed)
-    requeued = [
-        (a.task_id, a.reason) for a in decide(snap, _settings()) if isinstance(a, RequeueTask)
-    ]
+    requeued = [(a.task_id, a.reason) for a in decide(snap, settings) if isinstance(a, RequeueTask)]
     assert requeued == []
 
 
-@breaks_today(
-    "func_worker_heartbeat_with_logs writes status active on every beat, over the "
-    "reactor's drain mark",
-    raises=AssertionError,
-    match="drain undone",
-)
 async def test_a_seed_workers_heartbeat_does_not_undo_its_drain(
     migrated_seed: asyncpg.Connection, migrated_seed_dsn: str
 ) -> None:
