@@ -257,3 +257,41 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- name: ops_shared_tables
+-- What `gpu-reactor check` reads of the tables gpu-reactor shares with an app
+-- (reactor/ops/checks_shared.py): the workers status CHECK, instance_type, row level
+-- security against the reactor's login, the seed's timing trigger and whether
+-- gpu-reactor's task-writing functions carry the service-role claim that passes it, and
+-- the seed's count function. Every name through to_regclass: absent is NULL, no error.
+WITH shared AS (
+    SELECT c.oid, c.relname::text AS relname, c.relrowsecurity, c.relforcerowsecurity,
+           pg_has_role(current_user, c.relowner, 'USAGE') AS owned
+    FROM pg_class c
+    WHERE c.oid IN (to_regclass('public.tasks'), to_regclass('public.workers'))
+)
+SELECT current_user AS login,
+       (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+           AS bypasses_rls,
+       (SELECT pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE conrelid = to_regclass('public.workers') AND conname = 'workers_status_check')
+           AS status_check,
+       coalesce((SELECT attnotnull AND NOT atthasdef FROM pg_attribute
+                 WHERE attrelid = to_regclass('public.workers') AND attname = 'instance_type'
+                   AND NOT attisdropped), false) AS instance_type_blocks,
+       coalesce((SELECT array_agg(relname ORDER BY relname) FROM shared
+                 WHERE relrowsecurity AND (relforcerowsecurity OR NOT owned)), '{}')
+           AS rls_in_the_way,
+       EXISTS (SELECT 1 FROM pg_trigger
+               WHERE tgrelid = to_regclass('public.tasks') AND NOT tgisinternal
+                 AND tgname LIKE 'prevent_timing_manipulation%') AS timing_trigger,
+       coalesce((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
+                 WHERE p.pronamespace = to_regnamespace('gpu_reactor')
+                   AND p.proname IN ('func_claim_available_task', 'func_mark_task_complete',
+                                     'func_mark_task_failed', 'func_requeue_task',
+                                     'func_reset_orphaned_tasks')
+                   AND 'request.jwt.claim.role=service_role' = ANY (p.proconfig)), '{}')
+           AS writers_with_claim,
+       EXISTS (SELECT 1 FROM pg_proc
+               WHERE pronamespace = 'public'::regnamespace
+                 AND proname = 'count_eligible_tasks_service_role') AS count_function;
