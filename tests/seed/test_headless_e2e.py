@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from reactor.db.queries import query
 from reactor.domain.model import WorkerStatus
 from reactor.engine.snapshot import read_snapshot
 from reactor.settings import Settings
@@ -328,3 +329,25 @@ async def test_a_drain_holds_while_the_worker_keeps_beating_active(
         "SELECT terminated_at, drain_reason FROM workers WHERE id = $1", worker_id
     )
     assert row["terminated_at"] is not None and row["drain_reason"] == "test"
+
+
+async def test_recovery_puts_a_lost_workers_task_back_the_seeds_way(
+    migrated_seed_dsn: str, db: asyncpg.Connection
+) -> None:
+    [task_id] = await queue(db, 1)
+    async with headless_worker(migrated_seed_dsn, "gpu-reactor-1057c0de") as worker:
+        claimed = await worker.claim()
+    assert claimed is not None and str(claimed.id) == task_id
+    # The seed's timing trigger refuses a plain connection's write of the timing columns ...
+    with pytest.raises(asyncpg.RaiseError, match="Timing fields can only be modified"):
+        await db.execute(
+            "UPDATE tasks SET generation_started_at = NULL WHERE id = $1", uuid.UUID(task_id)
+        )
+    # ... and the reactor's recovery passes it as the seed's service role does.
+    requeued = await db.fetch(query("reset_orphaned_tasks"), ["gpu-reactor-1057c0de"])
+    assert [(str(r["task_id"]), r["new_status"]) for r in requeued] == [(task_id, "Queued")]
+    row = await db.fetchrow(
+        "SELECT status::text AS status, worker_id, generation_started_at FROM tasks WHERE id = $1",
+        uuid.UUID(task_id),
+    )
+    assert tuple(row) == ("Queued", None, None)
