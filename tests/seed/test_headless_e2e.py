@@ -235,7 +235,10 @@ async def test_a_worker_that_writes_crashed_is_gone_and_its_task_requeued(
         fleet.held.add(task_id)
         first = await wait_until(lambda: fleet.claimed.get(task_id), timeout=WAIT, what="claim")
         pod_id = runpod.pod_by_name(first).id  # type: ignore[union-attr]
-        await fleet.workers[first].beat("crashed")
+        # The worker process ends: its guardian sends its last beat, 'crashed' (nothing
+        # can beat 'active' after it), then the pod's program is gone.
+        await fleet.workers[first].stop_heartbeat()
+        assert await db.fetchval("SELECT status FROM workers WHERE id = $1", first) == "crashed"
         await fleet.kill(first)
         await wait_until(
             lambda: (w := fleet.claimed.get(task_id)) != first and w,
