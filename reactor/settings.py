@@ -22,6 +22,7 @@ from reactor.settings_errors import (
     describe_validation_error,
 )
 from reactor.settings_runpod import RunpodSettings
+from reactor.settings_worker import WorkerSettings
 from reactor.worker_contract import contract_env, contract_problem
 
 _FLEET = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
@@ -37,7 +38,7 @@ MAX_GPU_PRICE_USD = 10_000.0
 MIN_GPU_PRICE_USD = 0.001  # a lower non-zero price would make any budget "afford" ~infinity
 
 
-class Settings(DemandSettings, RunpodSettings):
+class Settings(WorkerSettings, DemandSettings, RunpodSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -376,7 +377,7 @@ class Settings(DemandSettings, RunpodSettings):
             password = dsn_password(dsn)
             if password:
                 found.append(password)
-        found += [v for v in self.worker_extra_env.values() if _may_be_secret(v)]
+        found += [v for k, v in self.worker_extra_env.items() if _may_be_secret(k, v)]
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -393,11 +394,21 @@ class Settings(DemandSettings, RunpodSettings):
         return out
 
 
-def _may_be_secret(value: str) -> bool:
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
+
+
+def _may_be_secret(name: str, value: str) -> bool:
     """Whether a WORKER_EXTRA_ENV value is worth scrubbing. Scrubbing replaces every
     occurrence of the text in logs and in /status JSON, so a short value ("1", "cuda")
-    or a JSON literal ("true", "3600") would mangle unrelated output, JSON included."""
-    if len(value) < 8 or value in ("true", "false", "null"):
+    or a JSON literal ("true", "3600") would mangle unrelated output, JSON included;
+    a value whose name says it is a secret (*KEY*, *SECRET*, *TOKEN*, *PASSWORD*, such
+    as SUPABASE_SERVICE_ROLE_KEY) is scrubbed from 4 characters on, whatever it looks
+    like."""
+    if value in ("true", "false", "null"):
+        return False
+    if _SECRET_NAME.search(name):
+        return len(value) >= 4
+    if len(value) < 8:
         return False
     try:
         float(value)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
-from reactor.settings_runpod import CommaList, _split_list
+from reactor.settings_runpod import CommaList, split_list
 
 
 class DemandSettings(BaseSettings):
@@ -33,7 +33,7 @@ class DemandSettings(BaseSettings):
     @field_validator("task_types", mode="before")
     @classmethod
     def _task_types(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("demand_sql", mode="before")
     @classmethod

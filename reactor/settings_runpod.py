@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 
-def _split_list(value: Any) -> Any:
+def split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
@@ -45,6 +45,12 @@ class RunpodSettings(BaseSettings):
         "ghcr.io/gpu-reactor/gpu-worker:latest",
         alias="RUNPOD_CONTAINER_IMAGE",
         description="Worker image every pod runs (see ops/worker.Dockerfile).",
+    )
+    runpod_container_args: str = Field(
+        "",
+        alias="RUNPOD_CONTAINER_ARGS",
+        description="Arguments to the image's entrypoint, sent as the create body's args "
+        "(how a headless-wan2gp pod starts its worker); empty: the image's own command.",
     )
     runpod_container_disk_size_gb: int = Field(
         50,
@@ -93,4 +99,4 @@ class RunpodSettings(BaseSettings):
     @field_validator("runpod_gpu_types", "runpod_data_centers", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)

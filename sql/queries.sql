@@ -35,14 +35,23 @@ FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
      ) AS b;
 
 -- name: live_workers
-SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
+-- The drain mark is draining_since, gpu-reactor's own column: a worker that has one is
+-- draining whatever its status says (the seed's heartbeat writes 'active' on every
+-- beat). A row the reactor has retired (terminated_at) stays retired though a late beat
+-- rewrites its status. A worker that wrote 'crashed' or 'error' itself is not live: its
+-- tasks are orphans (requeued) and its pod, no longer explained by a live row, is ended
+-- by the next sweep.
+SELECT id, pod_id,
+       CASE WHEN draining_since IS NOT NULL AND status IN ('spawning', 'active')
+            THEN 'terminating' ELSE status END AS status,
+       managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, activated_at, last_heartbeat, draining_since, last_task_finished_at,
        (metadata ->> 'drained_at')::timestamptz AS drained_at
 FROM public.workers
-WHERE status IN ('spawning', 'active', 'terminating');
+WHERE status IN ('spawning', 'active', 'terminating') AND terminated_at IS NULL;
 
 -- name: running_tasks
-SELECT id, worker_id, attempts, generation_started_at
+SELECT id, worker_id, attempts, generation_started_at, task_type
 FROM public.tasks
 WHERE status = 'In Progress';
 
@@ -80,7 +89,7 @@ UPDATE public.workers SET pod_id = $2 WHERE id = $1 AND pod_id IS NULL;
 -- name: mark_drain
 UPDATE public.workers
 SET status = 'terminating', draining_since = now(), drain_reason = $2
-WHERE id = $1 AND status IN ('spawning', 'active');
+WHERE id = $1 AND status IN ('spawning', 'active') AND draining_since IS NULL;
 
 -- name: retire_worker
 UPDATE public.workers
@@ -271,12 +280,10 @@ END
 $$;
 
 -- name: console_totals
--- ======================================================================================
--- Web console (reactor/http/console*.py), from here to the end of the file. Read-only.
--- console_totals runs at most every few seconds and only while a console page is open,
--- however many are open; the others run once per drill-down page view. Task params are
--- never selected.
--- ======================================================================================
+-- Web console (reactor/http/console*.py): this and the three console_* queries below,
+-- read-only. console_totals runs at most every few seconds and only while a console page
+-- is open, however many are open; the others run once per drill-down page view. Task
+-- params are never selected.
 -- Tasks finished in the last hour (through gpu_reactor_tasks_updated_idx) and today's spend.
 SELECT f.complete, f.failed, f.cancelled, c.spent_today_usd::float8 AS spent_today_usd
 FROM (SELECT count(*) FILTER (WHERE status = 'Complete') AS complete,
@@ -310,3 +317,41 @@ SELECT id::text AS id, task_type, status::text AS status, priority, attempts, ma
        retry_at, left(error_message, 4000) AS error_message, now() AS db_now
 FROM public.tasks
 WHERE id = $1::uuid;
+
+-- name: ops_shared_tables
+-- What `gpu-reactor check` reads of the tables gpu-reactor shares with an app
+-- (reactor/ops/checks_shared.py): the workers status CHECK, instance_type, row level
+-- security against the reactor's login, the seed's timing trigger and whether
+-- gpu-reactor's task-writing functions carry the service-role claim that passes it, and
+-- the seed's count function. Every name through to_regclass: absent is NULL, no error.
+WITH shared AS (
+    SELECT c.oid, c.relname::text AS relname, c.relrowsecurity, c.relforcerowsecurity,
+           pg_has_role(current_user, c.relowner, 'USAGE') AS owned
+    FROM pg_class c
+    WHERE c.oid IN (to_regclass('public.tasks'), to_regclass('public.workers'))
+)
+SELECT current_user AS login,
+       (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+           AS bypasses_rls,
+       (SELECT pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE conrelid = to_regclass('public.workers') AND conname = 'workers_status_check')
+           AS status_check,
+       coalesce((SELECT attnotnull AND NOT atthasdef FROM pg_attribute
+                 WHERE attrelid = to_regclass('public.workers') AND attname = 'instance_type'
+                   AND NOT attisdropped), false) AS instance_type_blocks,
+       coalesce((SELECT array_agg(relname ORDER BY relname) FROM shared
+                 WHERE relrowsecurity AND (relforcerowsecurity OR NOT owned)), '{}')
+           AS rls_in_the_way,
+       EXISTS (SELECT 1 FROM pg_trigger
+               WHERE tgrelid = to_regclass('public.tasks') AND NOT tgisinternal
+                 AND tgname LIKE 'prevent_timing_manipulation%') AS timing_trigger,
+       coalesce((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
+                 WHERE p.pronamespace = to_regnamespace('gpu_reactor')
+                   AND p.proname IN ('func_claim_available_task', 'func_mark_task_complete',
+                                     'func_mark_task_failed', 'func_requeue_task',
+                                     'func_reset_orphaned_tasks')
+                   AND 'request.jwt.claim.role=service_role' = ANY (p.proconfig)), '{}')
+           AS writers_with_claim,
+       EXISTS (SELECT 1 FROM pg_proc
+               WHERE pronamespace = 'public'::regnamespace
+                 AND proname = 'count_eligible_tasks_service_role') AS count_function;

@@ -149,6 +149,26 @@ def test_worker_extra_env_values_are_secrets_unless_scrubbing_them_would_mangle_
         assert value not in found
 
 
+def test_worker_extra_env_values_named_as_secrets_are_scrubbed_however_they_look(
+    env: pytest.MonkeyPatch,
+) -> None:
+    # A Headless-Wan2GP pod's Supabase service key, and secrets short or numeric enough
+    # to pass for plain values were it not for their names (*KEY*, *SECRET*, *TOKEN*,
+    # *PASSWORD*).
+    env.setenv(
+        "WORKER_EXTRA_ENV",
+        '{"SUPABASE_SERVICE_ROLE_KEY": "eyJhbGciOi.sr", "DB_PASSWORD": "123456", '
+        '"api_token": "abcd", "MY_SECRET": "s3cr", "SUPABASE_URL": "https://x.supabase.co", '
+        '"KEY_COUNT": "12", "SECRET_ON": "true"}',
+    )
+    found = load_settings().secrets()
+    for value in ("eyJhbGciOi.sr", "123456", "abcd", "s3cr", "https://x.supabase.co"):
+        assert value in found
+    for value in ("12", "true"):  # too short, or a JSON literal: would mangle output
+        assert value not in found
+    assert set(load_settings().redacted()["WORKER_EXTRA_ENV"].values()) == {"**********"}
+
+
 def test_max_active_gpus_reaches_a_provider_accounts_fleet(env: pytest.MonkeyPatch) -> None:
     s = Settings(DATABASE_URL="postgresql://u@h/x", MAX_ACTIVE_GPUS=10_000)
     assert s.max_active_gpus == 10_000

@@ -61,6 +61,7 @@ class TaskState:
     worker_id: str | None
     attempts: int
     started_at: datetime | None
+    task_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ def _scale(
     live = [w for w in snap.workers if w.id not in ending]
     capacity = [w for w in live if w.status in CAPACITY_STATUSES and w.id not in draining]
     desired = desired_workers(snap, settings)
-    demand = snap.demand
+    demand = rules.gpu_demand(snap, settings)
     if len(capacity) < desired:
         burn = sum(w.cost_per_hr for w in live)
         starting = sum(1 for w in live if w.status == WorkerStatus.SPAWNING)

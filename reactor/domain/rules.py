@@ -13,7 +13,9 @@ the reactor writes from the same settings at start (query sync_settings).
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -22,10 +24,50 @@ from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.settings import Settings
 
 
+def _like(pattern: str) -> str:
+    """A SQL LIKE pattern as a regular expression: % any run, _ one character, a
+    backslash escapes the next character."""
+    out, chars = [], iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            out.append(re.escape(next(chars, "\\")))
+        else:
+            out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _exempt_matcher(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{_like(p)})" for p in patterns), re.DOTALL)
+
+
+def is_exempt(task: TaskState, settings: Settings) -> bool:
+    """Whether a task's type matches STUCK_TASK_EXEMPT_TYPES (LIKE patterns, as SQL
+    matches them: the whole type, case-sensitive): a parent that rightly stays In
+    Progress for hours while its children run."""
+    matcher = _exempt_matcher(settings.exempt_task_types())
+    return (
+        matcher is not None
+        and task.task_type is not None
+        and (matcher.fullmatch(task.task_type) is not None)
+    )
+
+
+def gpu_demand(snap: Snapshot, settings: Settings) -> int:
+    """Tasks that need a GPU now: the snapshot's demand less the exempt In Progress
+    tasks, which wait for their children and hold no GPU's work. A DEMAND_SQL answer is
+    the database's own count, taken as it is."""
+    if not settings.exempt_task_types() or snap.demand_sql is not None:
+        return snap.demand
+    return max(0, snap.demand - sum(1 for t in snap.running if is_exempt(t, settings)))
+
+
 def desired_workers(snap: Snapshot, settings: Settings) -> int:
-    """Workers the queue calls for: ceil(demand / TASKS_PER_GPU_THRESHOLD), and at least
-    the busy workers plus MACHINES_TO_KEEP_IDLE, within MIN..MAX."""
-    wanted = math.ceil(snap.demand / settings.tasks_per_gpu_threshold)
+    """Workers the queue calls for: ceil(gpu_demand / TASKS_PER_GPU_THRESHOLD), and at
+    least the busy workers plus MACHINES_TO_KEEP_IDLE, within MIN..MAX."""
+    wanted = math.ceil(gpu_demand(snap, settings) / settings.tasks_per_gpu_threshold)
     if settings.machines_to_keep_idle:
         wanted = max(wanted, busy_workers(snap) + settings.machines_to_keep_idle)
     return max(settings.min_active_gpus, min(settings.max_active_gpus, wanted))
@@ -115,8 +157,9 @@ def drain_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Ver
 
 
 def stuck_timeout(task: TaskState, settings: Settings, now: datetime) -> Verdict:
-    """A task In Progress is stuck TASK_STUCK_TIMEOUT_SEC after it started."""
-    if task.started_at is None:
+    """A task In Progress is stuck TASK_STUCK_TIMEOUT_SEC after it started, unless its
+    type is exempt (STUCK_TASK_EXEMPT_TYPES)."""
+    if task.started_at is None or is_exempt(task, settings):
         return NOT_APPLICABLE
     return _limit(task.started_at, settings.task_stuck_timeout_sec, now)
 

@@ -20,6 +20,12 @@ from reactor.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEMAND_SQL_TIMEOUT_SEC = 5.0
+# What the seed orchestrator scales on (through its task-counts edge function): queued and
+# active tasks of users with credits and room under their limit, whose dependencies are
+# Complete, of GPU task types. DEMAND_SQL's default under WORKER_PROTOCOL=headless-wan2gp
+# where the function exists.
+SEED_DEMAND_SQL = "SELECT count_eligible_tasks_service_role(true, 'gpu')"
+_SEED_COUNT_FUNCTION = "public.count_eligible_tasks_service_role(boolean, text)"
 
 
 class DemandQueryError(Exception):
@@ -44,6 +50,16 @@ def _one_count(rows: list[Any]) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise DemandQueryError(f"answered {value!r}, not a non-negative integer")
     return value
+
+
+async def demand_sql_for(
+    conn: asyncpg.Connection, demand_sql: str | None, protocol: str
+) -> str | None:
+    """DEMAND_SQL as set; unset, under headless-wan2gp, the seed's count where it exists."""
+    if demand_sql is not None or protocol != "headless-wan2gp":
+        return demand_sql
+    exists = await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", _SEED_COUNT_FUNCTION)
+    return SEED_DEMAND_SQL if exists else None
 
 
 class DemandReader:

@@ -60,6 +60,23 @@ def new_worker_id(fleet: str) -> str:
     return f"{fleet}-{secrets.token_hex(4)}"
 
 
+def pod_env(settings: Settings, worker_id: str, token: str) -> dict[str, str]:
+    """A new pod's environment. gpu-worker gets its DSN, its token and the settings that
+    must fit the reactor's; the seed's Headless-Wan2GP worker reaches Supabase through
+    WORKER_EXTRA_ENV alone, so it gets no DSN of gpu-reactor's. Both get WORKER_ID and
+    the fleet's mark."""
+    if settings.worker_protocol == "headless-wan2gp":
+        fleet = {"WORKER_ID": worker_id, FLEET_ENV: settings.reactor_fleet}
+        return {**settings.worker_extra_env, **fleet}
+    return {
+        **settings.worker_env(),
+        "WORKER_ID": worker_id,
+        WORKER_TOKEN_ENV: token,
+        "DATABASE_URL": settings.worker_dsn(),
+        FLEET_ENV: settings.reactor_fleet,
+    }
+
+
 async def run_owned(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     """Run all concurrently; their results in order. If one raises, the others are
     cancelled and awaited before its exception propagates (asyncio.gather would leave them
@@ -246,13 +263,7 @@ class Executor:
             action.reason,
             hashlib.sha256(token.encode()).digest(),
         )
-        env = {
-            **self.settings.worker_env(),
-            "WORKER_ID": worker_id,
-            WORKER_TOKEN_ENV: token,
-            "DATABASE_URL": self.settings.worker_dsn(),
-            FLEET_ENV: fleet,
-        }
+        env = pod_env(self.settings, worker_id, token)
         try:
             pod = await self.provider.create(PodSpec(name=worker_id, env=env))
         except ProviderError as exc:

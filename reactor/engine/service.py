@@ -32,7 +32,7 @@ from reactor.domain.events import (
 from reactor.domain.policy import next_deadline
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.domain.wake import WakeSchedule
-from reactor.engine.demand import DemandReader
+from reactor.engine.demand import DemandReader, demand_sql_for
 from reactor.engine.drains import drain_refusal, record_refusal
 from reactor.engine.executor import Executor
 from reactor.engine.leader import Leadership, LeadershipLost
@@ -80,7 +80,11 @@ class Reactor:
         self.pool = await create_pool(self.settings.dsn())
         async with self.pool.acquire() as conn:
             await check_schema(conn)
-            demand = DemandReader(self.settings.demand_sql, self.metrics.demand_sql_errors.inc)
+            sql = await demand_sql_for(
+                conn, self.settings.demand_sql, self.settings.worker_protocol
+            )
+            demand = DemandReader(sql, self.metrics.demand_sql_errors.inc)
+            log.info("demand", extra={"demand_sql": sql or "gpu-reactor's claimable count"})
             await demand.check(conn)  # a DEMAND_SQL that does not work stops start-up
             # Whole seconds in the views' table: rounded up, so 0.5 s is not stored as 0.
             await conn.execute(
@@ -91,7 +95,8 @@ class Reactor:
                 math.ceil(self.settings.task_retry_delay_sec),
             )
         self.state.db_ok = True
-        self.settings.worker_dsn()  # fail at start, not at the first spawn
+        if self.settings.worker_protocol == "gpu-worker":
+            self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
         gate = SpawnGate.for_settings(self.settings)

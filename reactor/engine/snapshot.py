@@ -35,6 +35,7 @@ def _task(row: asyncpg.Record) -> TaskState:
         worker_id=row["worker_id"],
         attempts=row["attempts"],
         started_at=row["generation_started_at"],
+        task_type=row["task_type"],
     )
 
 

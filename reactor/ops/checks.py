@@ -1,7 +1,8 @@
 """`gpu-reactor check`: can this configuration work? One verdict per check.
 
 database (reachable, login accepted), schema (every migration applied), listen (a NOTIFY
-round-trip arrives; a transaction-mode pooler is detected and named), worker database
+round-trip arrives; a transaction-mode pooler is detected and named), the tables shared
+with an app (checks_shared.py: what on a seed database is in the way), worker database
 (what the pods will use), provider (the pod list answers with the configured key: a key
 Runpod refuses, 401, reads "API key rejected"; a valid key without access, 403, names what
 it may not read), and leader (whether a reactor leads this fleet now: information, never a
@@ -144,6 +145,9 @@ async def _database_checks(conn: asyncpg.Connection, settings: Settings) -> list
         out.append(CheckResult("schema", "PASS", "every migration is applied"))
     except ReactorError as exc:
         out.append(CheckResult("schema", "FAIL", str(exc)))
+    from reactor.ops.checks_shared import check_shared  # it imports CheckResult from here
+
+    out += await check_shared(conn, settings)
     holder = await observe.leader_holder(conn, settings.reactor_fleet)
     await conn.close()
     out.append(await _guard("listen", lambda: check_listen(settings.dsn())))
@@ -160,6 +164,12 @@ async def check_worker_database(settings: Settings) -> CheckResult:
     configured = settings.worker_database_url is not None and bool(
         settings.worker_database_url.get_secret_value()
     )
+    if settings.worker_protocol == "headless-wan2gp":
+        return CheckResult(
+            "worker-database",
+            "PASS",
+            "headless-wan2gp pods reach Supabase through WORKER_EXTRA_ENV, not a DSN",
+        )
     if not configured:
         if settings.reactor_provider == "local":
             return CheckResult("worker-database", "PASS", "local workers use DATABASE_URL")

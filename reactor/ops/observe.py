@@ -24,7 +24,7 @@ from reactor.db.queries import query
 from reactor.domain.rules import desired_workers
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.engine.breaker import load_breaker
-from reactor.engine.demand import DemandReader
+from reactor.engine.demand import DemandReader, demand_sql_for
 from reactor.engine.leader import lock_key
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
@@ -96,8 +96,9 @@ async def blocked(conn: asyncpg.Connection, settings: Settings) -> dict[str, int
 
 async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[ReactorState, bool]:
     """A ReactorState from one database read, and whether some reactor holds the lock."""
+    sql = await demand_sql_for(conn, settings.demand_sql, settings.worker_protocol)
     snap = await read_snapshot(
-        conn, arm=False, task_types=settings.task_types, demand=DemandReader(settings.demand_sql)
+        conn, arm=False, task_types=settings.task_types, demand=DemandReader(sql)
     )
     state = ReactorState(role="cli", started_at=time.time())
     state.snapshot = snap

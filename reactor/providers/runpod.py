@@ -132,6 +132,8 @@ class RunpodProvider:
             "disk": s.runpod_container_disk_size_gb,
             "env": {str(k): str(v) for k, v in spec.env.items()},
         }
+        if s.runpod_container_args:
+            body["args"] = s.runpod_container_args
         if candidate.data_center:
             body["dataCenterIds"] = [candidate.data_center]
         if s.runpod_network_volume_id:

@@ -85,6 +85,27 @@ async def test_data_center_and_network_volume_are_sent_per_candidate(
         assert pod.cost_per_hr == pytest.approx(0.34)
 
 
+HEADLESS_ARGS = (
+    "bash -c 'cd /workspace/Headless-Wan2GP && exec python worker.py "
+    '--supabase-url "$SUPABASE_URL" --worker "$WORKER_ID"\''
+)
+
+
+async def test_container_args_are_sent_as_the_documented_args_field(
+    make_runpod_provider: Callable[..., RunpodProvider],
+) -> None:
+    async with run_fake_runpod() as server:
+        provider = make_runpod_provider(
+            server, RUNPOD_GPU_TYPES=GPU_A, RUNPOD_CONTAINER_ARGS=HEADLESS_ARGS
+        )
+        await provider.create(SPEC)
+
+        [call] = server.create_calls
+        assert call.status == 201  # the fake validates the body against the contract
+        assert call.body["args"] == HEADLESS_ARGS
+        assert call.body["env"]["WORKER_ID"] == SPEC.name
+
+
 async def test_a_body_with_a_field_v2_rejects_is_a_permanent_error(
     runpod: FakeRunpod, provider: RunpodProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -208,6 +208,15 @@ class HeadlessWorker:
         async with self._beaten:
             await self._beaten.wait_for(lambda: self.beats >= count)
 
+    async def kill(self) -> None:
+        """The pod is killed with its guardian (SIGKILL, a pod gone): no last beat."""
+        if self._guardian is None:
+            return
+        self._guardian.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._guardian
+        self._guardian = None
+
     async def stop_heartbeat(self) -> None:
         """The worker process is gone: the guardian sends its last beat and exits."""
         if self._guardian is None:
