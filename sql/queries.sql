@@ -61,18 +61,20 @@ SELECT gpu_reactor.arm();
 -- name: sync_settings
 INSERT INTO gpu_reactor.settings AS s
     (id, heartbeat_timeout_sec, task_stuck_timeout_sec, spawning_timeout_sec,
-     task_retry_delay_sec, updated_at)
-VALUES (true, $1, $2, $3, $4, now())
+     task_retry_delay_sec, stuck_task_exempt_types, updated_at)
+VALUES (true, $1, $2, $3, $4, $5, now())
 ON CONFLICT (id) DO UPDATE
 SET heartbeat_timeout_sec = excluded.heartbeat_timeout_sec,
     task_stuck_timeout_sec = excluded.task_stuck_timeout_sec,
     spawning_timeout_sec = excluded.spawning_timeout_sec,
     task_retry_delay_sec = excluded.task_retry_delay_sec,
+    stuck_task_exempt_types = excluded.stuck_task_exempt_types,
     updated_at = now()
 WHERE (s.heartbeat_timeout_sec, s.task_stuck_timeout_sec, s.spawning_timeout_sec,
-       s.task_retry_delay_sec)
+       s.task_retry_delay_sec, s.stuck_task_exempt_types)
       IS DISTINCT FROM (excluded.heartbeat_timeout_sec, excluded.task_stuck_timeout_sec,
-                        excluded.spawning_timeout_sec, excluded.task_retry_delay_sec);
+                        excluded.spawning_timeout_sec, excluded.task_retry_delay_sec,
+                        excluded.stuck_task_exempt_types);
 
 -- name: insert_spawn_intent
 INSERT INTO public.workers (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash)

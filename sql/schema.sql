@@ -157,7 +157,11 @@ FROM (VALUES
     ('result_data', 'jsonb'),
     ('error_message', 'text'),
     -- A task its processor failed waits until then before the next attempt.
-    ('retry_at', 'timestamptz')
+    ('retry_at', 'timestamptz'),
+    -- Attempts lost with their worker (dead, restarted, stuck), counted by gpu-reactor
+    -- itself: a worker whose claim does not count attempts (the seed's) still has its
+    -- task fail after max_attempts losses, rather than kill worker after worker forever.
+    ('lost_attempts', 'integer NOT NULL DEFAULT 0')
 ) AS c(name, definition);
 
 -- Status lifecycle of a worker: spawning -> active -> terminating -> terminated, or error.
@@ -276,7 +280,10 @@ CREATE TABLE IF NOT EXISTS gpu_reactor.settings (
     updated_at timestamptz NOT NULL DEFAULT now(),
     -- The first retry of a task its processor failed waits this long, doubling per
     -- attempt (at most an hour); 0 requeues at once.
-    task_retry_delay_sec integer NOT NULL DEFAULT 0 CHECK (task_retry_delay_sec >= 0)
+    task_retry_delay_sec integer NOT NULL DEFAULT 0 CHECK (task_retry_delay_sec >= 0),
+    -- STUCK_TASK_EXEMPT_TYPES: task types (LIKE patterns) never stuck, as the seed's
+    -- *_orchestrator parents that wait hours for their children.
+    stuck_task_exempt_types text[] NOT NULL DEFAULT '{}'
 );
 INSERT INTO gpu_reactor.settings (id) VALUES (true) ON CONFLICT DO NOTHING;
 
@@ -587,6 +594,14 @@ $$;
 -- The functions only the reactor calls
 ------------------------------------------------------------------------------------------
 
+-- The attempt an In Progress task is on: gpu-worker's claim counts attempts; where a
+-- worker's claim does not (the seed's), the attempts lost so far, plus this one.
+CREATE OR REPLACE FUNCTION gpu_reactor.attempt_of(p_task public.tasks)
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+AS $$ SELECT greatest(p_task.attempts, p_task.lost_attempts + 1) $$;
+
 -- Requeue the In Progress tasks of lost workers, counting the attempt that was lost, the
 -- seed's way: Queued, worker_id and generation_started_at cleared. Past max_attempts a
 -- task is Failed with a message that says why. Returns one row per task touched with its
@@ -598,20 +613,26 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET request.jwt.claim.role = 'service_role'
 AS $$
+    WITH lost AS (
+        SELECT t.id, gpu_reactor.attempt_of(t) AS attempt,
+               gpu_reactor.attempt_of(t) < t.max_attempts AS again
+        FROM public.tasks t
+        WHERE t.status = 'In Progress' AND t.worker_id = ANY (p_worker_ids)
+        FOR UPDATE
+    )
     UPDATE public.tasks t
-    SET status = CASE WHEN t.attempts < t.max_attempts THEN 'Queued'::public.task_status
+    SET status = CASE WHEN l.again THEN 'Queued'::public.task_status
                       ELSE 'Failed'::public.task_status END,
-        error_message = CASE WHEN t.attempts < t.max_attempts
-                             THEN 'worker ' || t.worker_id || ' was lost during attempt ' || t.attempts
-                             ELSE 'worker ' || t.worker_id || ' was lost during attempt ' || t.attempts
-                                  || ' of ' || t.max_attempts || '; no attempts left' END,
-        worker_id = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE t.worker_id END,
-        generation_started_at = CASE WHEN t.attempts < t.max_attempts THEN NULL
-                                     ELSE t.generation_started_at END,
+        error_message = 'worker ' || t.worker_id || ' was lost during attempt ' || l.attempt
+                        || CASE WHEN l.again THEN ''
+                                ELSE ' of ' || t.max_attempts || '; no attempts left' END,
+        worker_id = CASE WHEN l.again THEN NULL ELSE t.worker_id END,
+        generation_started_at = CASE WHEN l.again THEN NULL ELSE t.generation_started_at END,
+        lost_attempts = t.lost_attempts + 1,
         generation_processed_at = now(),
         updated_at = now()
-    WHERE t.status = 'In Progress'
-      AND t.worker_id = ANY (p_worker_ids)
+    FROM lost l
+    WHERE t.id = l.id
     RETURNING t.id, t.status;
 $$;
 
@@ -625,20 +646,24 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET request.jwt.claim.role = 'service_role'
 AS $$
+    WITH stuck AS (
+        SELECT t.id, gpu_reactor.attempt_of(t) < t.max_attempts AS again
+        FROM public.tasks t
+        WHERE t.id = p_task_id AND t.status = 'In Progress'
+          AND t.worker_id = p_worker_id AND t.attempts = p_attempt
+        FOR UPDATE
+    )
     UPDATE public.tasks t
-    SET status = CASE WHEN t.attempts < t.max_attempts THEN 'Queued'::public.task_status
+    SET status = CASE WHEN s.again THEN 'Queued'::public.task_status
                       ELSE 'Failed'::public.task_status END,
-        error_message = p_reason || CASE WHEN t.attempts < t.max_attempts THEN ''
-                                         ELSE '; no attempts left' END,
-        worker_id = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE t.worker_id END,
-        generation_started_at = CASE WHEN t.attempts < t.max_attempts THEN NULL
-                                     ELSE t.generation_started_at END,
+        error_message = p_reason || CASE WHEN s.again THEN '' ELSE '; no attempts left' END,
+        worker_id = CASE WHEN s.again THEN NULL ELSE t.worker_id END,
+        generation_started_at = CASE WHEN s.again THEN NULL ELSE t.generation_started_at END,
+        lost_attempts = t.lost_attempts + 1,
         generation_processed_at = now(),
         updated_at = now()
-    WHERE t.id = p_task_id
-      AND t.status = 'In Progress'
-      AND t.worker_id = p_worker_id
-      AND t.attempts = p_attempt
+    FROM stuck s
+    WHERE t.id = s.id
     RETURNING t.status;
 $$;
 
@@ -664,10 +689,14 @@ BEGIN
     UPDATE public.workers
     SET status = 'terminating', draining_since = now(),
         drain_reason = left(coalesce(p_reason, 'requested by operator (SQL)'), 500)
-    WHERE id = p_worker_id AND status IN ('spawning', 'active')
+    WHERE id = p_worker_id AND status IN ('spawning', 'active') AND draining_since IS NULL
     RETURNING status INTO v_status;
     IF NOT FOUND THEN
-        SELECT status INTO v_status FROM public.workers WHERE id = p_worker_id;
+        -- Already draining (a worker's own beat may have written 'active' since): the
+        -- drain and its limit stand as they were.
+        SELECT CASE WHEN draining_since IS NOT NULL AND terminated_at IS NULL
+                    THEN 'terminating' ELSE status END
+        INTO v_status FROM public.workers WHERE id = p_worker_id;
     END IF;
     RETURN v_status;
 END
@@ -885,7 +914,8 @@ SELECT
                                                                        AS stale_workers,
     (SELECT count(*) FROM public.tasks t, gpu_reactor.settings s
        WHERE t.status = 'In Progress'
-         AND t.generation_started_at < now() - make_interval(secs => s.task_stuck_timeout_sec))
+         AND t.generation_started_at < now() - make_interval(secs => s.task_stuck_timeout_sec)
+         AND NOT t.task_type LIKE ANY (s.stuck_task_exempt_types))
                                                                        AS stuck_tasks,
     now()                                                              AS observed_at;
 
@@ -909,7 +939,8 @@ SELECT
         WHEN w.status = 'spawning' THEN 'starting'
         WHEN coalesce(w.last_heartbeat, w.activated_at, w.created_at)
              < now() - make_interval(secs => s.heartbeat_timeout_sec) THEN 'stale'
-        WHEN t.generation_started_at < now() - make_interval(secs => s.task_stuck_timeout_sec) THEN 'stuck_task'
+        WHEN t.generation_started_at < now() - make_interval(secs => s.task_stuck_timeout_sec)
+             AND NOT t.task_type LIKE ANY (s.stuck_task_exempt_types) THEN 'stuck_task'
         WHEN w.status = 'terminating' OR w.draining_since IS NOT NULL THEN 'draining'
         WHEN t.id IS NOT NULL THEN 'busy'
         ELSE 'idle'

@@ -93,6 +93,7 @@ class Reactor:
                 math.ceil(self.settings.task_stuck_timeout_sec),
                 math.ceil(self.settings.spawning_timeout_sec),
                 math.ceil(self.settings.task_retry_delay_sec),
+                list(self.settings.exempt_task_types()),
             )
         self.state.db_ok = True
         if self.settings.worker_protocol == "gpu-worker":

@@ -159,9 +159,10 @@ async def test_a_database_of_the_last_release_upgrades_to_what_schema_sql_makes(
         await other.close()
         await pg_server.drop_database(fresh)
 
-    # The rows stay (dependant_on is new, and empty).
+    # The rows stay (dependant_on and lost_attempts are new).
     rows_after = await empty.fetch(
-        "SELECT to_jsonb(t) - 'updated_at' - 'dependant_on' AS t FROM public.tasks t UNION ALL"
+        "SELECT to_jsonb(t) - 'updated_at' - 'dependant_on' - 'lost_attempts' AS t"
+        " FROM public.tasks t UNION ALL"
         " SELECT to_jsonb(w) FROM public.workers w ORDER BY 1"
     )
     assert [r[0] for r in rows_after] == [r[0] for r in rows_before]

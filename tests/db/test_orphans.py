@@ -91,3 +91,24 @@ async def test_requeue_past_max_attempts_fails_the_task(conn: asyncpg.Connection
     row = await task_row(conn, task)
     assert row["status"] == "Failed"
     assert row["error_message"] == "stuck for 3600 s; no attempts left"
+
+
+async def test_a_task_whose_claims_count_no_attempt_still_fails_after_max_attempts_losses(
+    conn: asyncpg.Connection,
+) -> None:
+    # The seed's claim sets In Progress and the worker, and leaves attempts at 0: the
+    # attempts gpu-reactor saw lost are what stops a task that kills every worker.
+    task = await add_task(conn, max_attempts=3)
+    seed_claim = (
+        "UPDATE public.tasks SET status = 'In Progress', worker_id = $2,"
+        " generation_started_at = now() WHERE id = $1"
+    )
+    statuses = []
+    for n in range(3):
+        await conn.execute(seed_claim, task, f"seed-{n}")
+        [row] = await conn.fetch(RESET, [f"seed-{n}"])
+        statuses.append(row["new_status"])
+    assert statuses == ["Queued", "Queued", "Failed"]
+    row = await task_row(conn, task)
+    assert row["attempts"] == 0
+    assert row["error_message"] == "worker seed-2 was lost during attempt 3 of 3; no attempts left"

@@ -232,3 +232,12 @@ async def test_fleet_cost(conn: asyncpg.Connection, fleet: datetime) -> None:
         if end > start:
             expected += Decimal(cost) * Decimal((end - start).total_seconds()) / 3600
     assert abs(row["spent_today_usd"] - expected) < Decimal("0.001")
+
+
+async def test_task_types_exempt_from_the_stuck_rule_are_not_stuck_in_the_views(
+    conn: asyncpg.Connection, fleet: datetime
+) -> None:
+    # The reactor writes STUCK_TASK_EXEMPT_TYPES here at start (query sync_settings).
+    await conn.execute("UPDATE gpu_reactor.settings SET stuck_task_exempt_types = '{rend%}'")
+    assert (await _status(conn))["stuck_tasks"] == 0
+    assert (await _health(conn))["stuck"] == "busy"
