@@ -1,4 +1,4 @@
-"""WORKER_PROTOCOL=headless-wan2gp end to end (issue 14 §3, §4).
+"""WORKER_PROTOCOL=headless-wan2gp end to end (issue 14 §3, §4), the seed's chain included.
 
 The real reactor runs on the migrated seed database and the fake Runpod over real HTTP;
 every pod it creates is played by the stand-in Headless-Wan2GP worker (tests/seed/
@@ -22,12 +22,13 @@ import pytest
 
 from reactor.db.queries import query
 from reactor.domain.model import WorkerStatus
+from reactor.engine.demand import SEED_DEMAND_SQL, DemandReader
 from reactor.engine.snapshot import read_snapshot
 from reactor.settings import Settings
 from tests.engine.harness import running, runpod_settings
 from tests.fakes.runpod_v2 import FakeRunpod, run_fake_runpod
 from tests.fakes.runpod_v2_pods import FakePod
-from tests.seed.fixture import ALICE_PROJECT
+from tests.seed.fixture import ALICE_PROJECT, BOB_PROJECT
 from tests.seed.standin import HeadlessWorker, headless_worker
 from tests.util import wait_until
 
@@ -355,3 +356,54 @@ async def test_recovery_puts_a_lost_workers_task_back_the_seeds_way(
         uuid.UUID(task_id),
     )
     assert tuple(row) == ("Queued", None, None)
+
+
+# --- the seed's chain, demand the seed orchestrator's way (DEMAND_SQL's default) ---
+
+
+async def _task(
+    conn: asyncpg.Connection, task_type: str, project: str, after: list[str] | None = None
+) -> str:
+    return str(
+        await conn.fetchval(
+            "INSERT INTO tasks (task_type, params, status, project_id, dependant_on)"
+            " VALUES ($1, '{}', 'Queued', $2::uuid, $3::uuid[]) RETURNING id",
+            task_type,
+            project,
+            after,
+        )
+    )
+
+
+async def test_the_chain_runs_in_order_and_nothing_else_rents_a_gpu(
+    migrated_seed_dsn: str, db: asyncpg.Connection, runpod: FakeRunpod, fleet: Fleet
+) -> None:
+    settings = headless_settings(
+        migrated_seed_dsn, runpod, MAX_ACTIVE_GPUS=3, TASKS_PER_GPU_THRESHOLD=1
+    )
+    async with running(settings):
+        # Nobody can take these: an API task, and a task of a user without credits.
+        api = await _task(db, "image_upscale", ALICE_PROJECT)
+        broke = await _task(db, "single_image", BOB_PROJECT)
+        segment_0 = await _task(db, "travel_segment", ALICE_PROJECT)
+        segment_1 = await _task(db, "travel_segment", ALICE_PROJECT, [segment_0])
+        stitch = await _task(db, "travel_stitch", ALICE_PROJECT, [segment_0, segment_1])
+        await wait_until(lambda: stitch in fleet.done, timeout=WAIT, what="the chain done")
+        await wait_until(lambda: not live_pods(runpod), timeout=WAIT, what="scale to zero")
+
+    # Each link ran only once the ones it waits for were Complete, on one GPU at a time:
+    # the seed's count never saw more than one task a GPU worker could take.
+    assert list(fleet.done) == [segment_0, segment_1, stitch]
+    assert len(runpod.pods) <= 3
+    statuses = {
+        str(r["id"]): r["status"]
+        for r in await db.fetch(
+            "SELECT id, status::text AS status FROM tasks WHERE id = ANY ($1::uuid[])",
+            [uuid.UUID(t) for t in (api, broke)],
+        )
+    }
+    assert statuses == {api: "Queued", broke: "Queued"}
+    assert api not in fleet.claimed and broke not in fleet.claimed
+    demand = DemandReader(SEED_DEMAND_SQL)
+    snap = await read_snapshot(db, demand=demand)
+    assert (snap.queued, snap.demand) == (2, 0)  # queued, and no GPU wanted for them
