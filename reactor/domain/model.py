@@ -51,8 +51,10 @@ class WorkerState:
     @property
     def idle_since(self) -> datetime:
         """When the worker last became free: its activation or its last task's end."""
-        moments = [m for m in (self.activated_at, self.last_task_finished_at) if m is not None]
-        return max(moments) if moments else self.created_at
+        active, finished = self.activated_at, self.last_task_finished_at
+        if active is None or finished is None:
+            return active or finished or self.created_at
+        return finished if finished > active else active
 
 
 @dataclass(frozen=True)

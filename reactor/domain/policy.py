@@ -34,6 +34,7 @@ from reactor.domain.rules import desired_workers
 from reactor.domain.spawn_gate import START_FAILURES_BEFORE_PROBING
 from reactor.settings import Settings
 
+_DRAINING = WorkerStatus.TERMINATING
 # A pod just created may take a moment to show in the provider's list.
 POD_LIST_GRACE = timedelta(seconds=60)
 
@@ -89,7 +90,13 @@ def _recover(
 def _recoveries(snap: Snapshot, settings: Settings) -> list[Retire]:
     """One Retire for each worker that is dead, overdue or drained."""
     judged = rules.judge(snap, settings).workers
-    return [r for w in snap.workers if (r := _recover(w, judged[w.id], snap, settings)) is not None]
+    return [
+        r
+        for w in snap.workers
+        # Most workers are healthy and not draining: _recover would end them with None.
+        if ((j := judged[w.id]).spawn.breached or j.heartbeat.breached or w.status == _DRAINING)
+        and (r := _recover(w, j, snap, settings)) is not None
+    ]
 
 
 def _stuck_tasks(snap: Snapshot, settings: Settings, ending: frozenset[str]) -> list[Action]:

@@ -47,11 +47,14 @@ def is_exempt(task: TaskState, settings: Settings) -> bool:
     """Whether a task's type matches STUCK_TASK_EXEMPT_TYPES (LIKE patterns, as SQL
     matches them: the whole type, case-sensitive): a parent that rightly stays In
     Progress for hours while its children run."""
-    matcher = _exempt_matcher(settings.exempt_task_types())
+    return _exempt(task, _exempt_matcher(settings.exempt_task_types()))
+
+
+def _exempt(task: TaskState, matcher: re.Pattern[str] | None) -> bool:
     return (
         matcher is not None
         and task.task_type is not None
-        and (matcher.fullmatch(task.task_type) is not None)
+        and matcher.fullmatch(task.task_type) is not None
     )
 
 
@@ -122,8 +125,31 @@ def _span(seconds: float) -> timedelta:
     return span
 
 
-def _limit(since: datetime, seconds: float, now: datetime) -> Verdict:
-    deadline = since + (_SPANS.get(seconds) or _span(seconds))
+class Limits(NamedTuple):
+    """The settings' limits as timedeltas, and the exempt task types' matcher: what the
+    rules need of the settings, resolved once per judgement rather than once per rule."""
+
+    spawn: timedelta
+    heartbeat: timedelta
+    drain: timedelta
+    idle: timedelta
+    stuck: timedelta
+    exempt: re.Pattern[str] | None
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        _span(settings.spawning_timeout_sec),
+        _span(settings.gpu_idle_timeout_sec),
+        _span(settings.graceful_shutdown_timeout_sec),
+        _span(settings.scale_down_idle_sec),
+        _span(settings.task_stuck_timeout_sec),
+        _exempt_matcher(settings.exempt_task_types()),
+    )
+
+
+def _limit(since: datetime, span: timedelta, now: datetime) -> Verdict:
+    deadline = since + span
     return _new_verdict(Verdict, (now >= deadline, deadline))
 
 
@@ -134,34 +160,50 @@ def last_sign_of_life(worker: WorkerState) -> datetime:
 
 def spawn_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
     """A spawning worker has SPAWNING_TIMEOUT_SEC from its intent row to a first heartbeat."""
+    return _spawn(worker, limits_of(settings), now)
+
+
+def _spawn(worker: WorkerState, limits: Limits, now: datetime) -> Verdict:
     if worker.status != _SPAWNING:
         return NOT_APPLICABLE
-    return _limit(worker.created_at, settings.spawning_timeout_sec, now)
+    return _limit(worker.created_at, limits.spawn, now)
 
 
 def heartbeat_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
     """A started worker (active or draining) is dead GPU_IDLE_TIMEOUT_SEC after its last
     sign of life. A spawning one is judged by the spawn timeout instead."""
+    return _heartbeat(worker, limits_of(settings), now)
+
+
+def _heartbeat(worker: WorkerState, limits: Limits, now: datetime) -> Verdict:
     if worker.status not in _STARTED:
         return NOT_APPLICABLE
-    return _limit(last_sign_of_life(worker), settings.gpu_idle_timeout_sec, now)
+    since = worker.last_heartbeat or worker.activated_at or worker.created_at
+    return _limit(since, limits.heartbeat, now)
 
 
 def drain_timeout(worker: WorkerState, settings: Settings, now: datetime) -> Verdict:
     """A draining worker may finish its task for GRACEFUL_SHUTDOWN_TIMEOUT_SEC from the drain
     (from its creation, if the row does not say when the drain began)."""
+    return _drain(worker, limits_of(settings), now)
+
+
+def _drain(worker: WorkerState, limits: Limits, now: datetime) -> Verdict:
     if worker.status != _TERMINATING:
         return NOT_APPLICABLE
-    since = worker.draining_since or worker.created_at
-    return _limit(since, settings.graceful_shutdown_timeout_sec, now)
+    return _limit(worker.draining_since or worker.created_at, limits.drain, now)
 
 
 def stuck_timeout(task: TaskState, settings: Settings, now: datetime) -> Verdict:
     """A task In Progress is stuck TASK_STUCK_TIMEOUT_SEC after it started, unless its
     type is exempt (STUCK_TASK_EXEMPT_TYPES)."""
-    if task.started_at is None or is_exempt(task, settings):
+    return _stuck(task, limits_of(settings), now)
+
+
+def _stuck(task: TaskState, limits: Limits, now: datetime) -> Verdict:
+    if task.started_at is None or _exempt(task, limits.exempt):
         return NOT_APPLICABLE
-    return _limit(task.started_at, settings.task_stuck_timeout_sec, now)
+    return _limit(task.started_at, limits.stuck, now)
 
 
 def idle_timeout(
@@ -169,9 +211,15 @@ def idle_timeout(
 ) -> Verdict:
     """An active worker with no task (``tasks`` are its tasks In Progress) may be drained
     for scale-down SCALE_DOWN_IDLE_SEC after it last became free."""
+    return _idle(worker, tasks, limits_of(settings), now)
+
+
+def _idle(
+    worker: WorkerState, tasks: Sequence[TaskState], limits: Limits, now: datetime
+) -> Verdict:
     if worker.status != _ACTIVE or tasks:
         return NOT_APPLICABLE
-    return _limit(worker.idle_since, settings.scale_down_idle_sec, now)
+    return _limit(worker.idle_since, limits.idle, now)
 
 
 class WorkerVerdicts(NamedTuple):
@@ -193,24 +241,23 @@ class Judgement(NamedTuple):
 
 
 def _judge_worker(
-    worker: WorkerState, snap: Snapshot, settings: Settings, now: datetime
+    worker: WorkerState, snap: Snapshot, limits: Limits, now: datetime
 ) -> WorkerVerdicts:
     status = worker.status
     na = NOT_APPLICABLE
     if status == _SPAWNING:  # the other rules do not apply (they say so themselves)
-        return _new_verdict(WorkerVerdicts, (spawn_timeout(worker, settings, now), na, na, na))
-    heartbeat = heartbeat_timeout(worker, settings, now)
+        return _new_verdict(WorkerVerdicts, (_spawn(worker, limits, now), na, na, na))
+    heartbeat = _heartbeat(worker, limits, now)
     if status == _TERMINATING:
-        drain = drain_timeout(worker, settings, now)
-        return _new_verdict(WorkerVerdicts, (na, heartbeat, drain, na))
+        return _new_verdict(WorkerVerdicts, (na, heartbeat, _drain(worker, limits, now), na))
     if status == _ACTIVE:
-        idle = idle_timeout(worker, snap.tasks_of(worker.id), settings, now)
+        idle = _idle(worker, snap.tasks_of(worker.id), limits, now)
         return _new_verdict(WorkerVerdicts, (na, heartbeat, na, idle))
     return WorkerVerdicts(
-        spawn_timeout(worker, settings, now),
+        _spawn(worker, limits, now),
         heartbeat,
-        drain_timeout(worker, settings, now),
-        idle_timeout(worker, snap.tasks_of(worker.id), settings, now),
+        _drain(worker, limits, now),
+        _idle(worker, snap.tasks_of(worker.id), limits, now),
     )
 
 
@@ -221,9 +268,9 @@ def judge(snap: Snapshot, settings: Settings) -> Judgement:
     (tests/domain/test_rules.py proves it)."""
 
     def compute() -> Judgement:
-        now = snap.now
-        workers = {w.id: _judge_worker(w, snap, settings, now) for w in snap.workers}
-        tasks = tuple(stuck_timeout(t, settings, now) for t in snap.running)
+        now, limits = snap.now, limits_of(settings)
+        workers = {w.id: _judge_worker(w, snap, limits, now) for w in snap.workers}
+        tasks = tuple(_stuck(t, limits, now) for t in snap.running)
         return Judgement(workers, tasks)
 
     return snap.derived("verdicts", settings, compute)
