@@ -48,7 +48,8 @@ def broken_env(tmp_path: Path) -> None:
 def test_every_subcommand_is_registered() -> None:
     commands: dict[str, Command] = dict(CORE_COMMANDS)
     parser = build_parser(commands)
-    expected = {"migrate", "run", "once", "status", "check", "workers", "tasks", "dashboard"}
+    expected = {"migrate", "uninstall", "run", "once", "status", "check", "workers", "tasks"}
+    expected |= {"dashboard"}
     assert expected | {"demo"} == set(commands)
     assert parser.parse_args(["demo", "--duration", "30"]).command == "demo"
     assert [name for name, c in commands.items() if not c.needs_settings] == ["demo"]
