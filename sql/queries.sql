@@ -7,23 +7,26 @@
 -- retry delay and when the next of them is due come from their own small index.
 -- Of the due Queued tasks, those no worker of this fleet could claim now, by why (the
 -- claim's rule, gpu_reactor.claimable(), the other way round; each task in one group):
--- of a task type the fleet does not run ($1, NULL: all); waiting for a dependency that
--- is Failed, Cancelled or missing, which will never be Complete; waiting for one that
--- is Queued or In Progress. What is left is the demand.
+-- of a task type the fleet does not run ($1; NULL: it runs all, and nothing is read);
+-- waiting for a dependency that is Failed, Cancelled or missing, which will never be
+-- Complete; waiting for one that is Queued or In Progress. Only tasks with dependencies
+-- are read for those two, through their own index. What is left is the demand.
 SELECT q.queued, q.oldest_queued_at, w.waiting, w.next_retry_at,
-       b.other_types, b.blocked_for_good, b.blocked_waiting,
+       o.other_types, b.blocked_for_good, b.blocked_waiting,
        (SELECT count(*) FROM public.tasks WHERE status = 'In Progress') AS in_progress,
        now() AS db_now
 FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
       FROM public.tasks WHERE status = 'Queued') AS q,
      (SELECT count(*) AS waiting, min(retry_at) AS next_retry_at
       FROM public.tasks WHERE status = 'Queued' AND retry_at > now()) AS w,
-     (SELECT count(*) FILTER (WHERE NOT x.type_ok) AS other_types,
-             count(*) FILTER (WHERE x.type_ok AND x.dead) AS blocked_for_good,
-             count(*) FILTER (WHERE x.type_ok AND NOT x.dead AND x.unfinished)
-                 AS blocked_waiting
-      FROM (SELECT ($1::text[] IS NULL OR t.task_type = ANY ($1::text[])) AS type_ok,
-                   EXISTS (SELECT 1 FROM unnest(gpu_reactor.dependencies(t.dependant_on)) d(id)
+     (SELECT count(*) AS other_types
+      FROM public.tasks t
+      WHERE $1::text[] IS NOT NULL AND t.status = 'Queued'
+        AND (t.retry_at IS NULL OR t.retry_at <= now())
+        AND t.task_type <> ALL ($1::text[])) AS o,
+     (SELECT count(*) FILTER (WHERE x.dead) AS blocked_for_good,
+             count(*) FILTER (WHERE NOT x.dead AND x.unfinished) AS blocked_waiting
+      FROM (SELECT EXISTS (SELECT 1 FROM unnest(gpu_reactor.dependencies(t.dependant_on)) d(id)
                            LEFT JOIN public.tasks dep ON dep.id = d.id
                            WHERE dep.status IS NULL OR dep.status IN ('Failed', 'Cancelled'))
                        AS dead,
@@ -31,7 +34,9 @@ FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
                            LEFT JOIN public.tasks dep ON dep.id = d.id
                            WHERE dep.status IS DISTINCT FROM 'Complete') AS unfinished
             FROM public.tasks t
-            WHERE t.status = 'Queued' AND (t.retry_at IS NULL OR t.retry_at <= now())) AS x
+            WHERE t.status = 'Queued' AND t.dependant_on IS NOT NULL
+              AND (t.retry_at IS NULL OR t.retry_at <= now())
+              AND ($1::text[] IS NULL OR t.task_type = ANY ($1::text[]))) AS x
      ) AS b;
 
 -- name: live_workers

@@ -1157,6 +1157,12 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS gpu_reactor_tasks_retry_idx
     ON public.tasks (retry_at)
     WHERE status = 'Queued' AND retry_at IS NOT NULL;
 
+-- Queued tasks that wait for others: the reactor counts the blocked ones (queue_counts)
+-- without reading the rest of the queue.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS gpu_reactor_tasks_dependent_idx
+    ON public.tasks (created_at)
+    WHERE status = 'Queued' AND dependant_on IS NOT NULL;
+
 -- Live workers are few; finished ones accumulate forever.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS gpu_reactor_workers_live_idx
     ON public.workers (status)

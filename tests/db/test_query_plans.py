@@ -214,6 +214,7 @@ async def test_queue_counts_and_running_by_worker_use_partial_indexes(
         ("queue_counts", "tasks", CLAIM_IDX),
         ("queue_counts", "tasks", RUNNING_IDX),
         ("queue_counts", "tasks", RETRY_IDX),
+        ("queue_counts", "tasks", "gpu_reactor_tasks_dependent_idx"),
         ("running_tasks", "tasks", RUNNING_IDX),
         ("live_workers", "workers", LIVE_IDX),
     ],

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reactor.domain import rules
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
@@ -220,3 +222,54 @@ def test_the_verdicts_are_judged_once_per_snapshot_and_settings() -> None:
     assert again is not first and not again.workers["w"].heartbeat.breached
     assert first.workers["w"].heartbeat.breached  # 100 s silent against 60 s
     assert rules.judge(Snapshot(now=at(100), queued=0, in_progress=0, workers=(w,)), SETTINGS)
+
+
+# Moments and limits all multiples of 30 s: "now" often falls exactly on a deadline.
+_MOMENT = st.one_of(st.none(), st.integers(min_value=0, max_value=40).map(lambda k: at(30 * k)))
+
+
+@st.composite
+def _fleets(draw: st.DrawFn) -> Snapshot:
+    workers = tuple(
+        WorkerState(
+            f"w{i}",
+            draw(st.sampled_from(list(WorkerStatus))),
+            created_at=T0,
+            activated_at=draw(_MOMENT),
+            last_heartbeat=draw(_MOMENT),
+            draining_since=draw(_MOMENT),
+            last_task_finished_at=draw(_MOMENT),
+        )
+        for i in range(draw(st.integers(min_value=0, max_value=6)))
+    )
+    ids = [w.id for w in workers] + [None, "gone"]
+    running = tuple(
+        TaskState(
+            f"t{i}",
+            draw(st.sampled_from(ids)),
+            attempts=1,
+            started_at=draw(_MOMENT),
+            task_type=draw(st.sampled_from(["render", "travel_orchestrator", None])),
+        )
+        for i in range(draw(st.integers(min_value=0, max_value=6)))
+    )
+    now = at(30 * draw(st.integers(min_value=0, max_value=80)))
+    return Snapshot(now=now, queued=0, in_progress=len(running), workers=workers, running=running)
+
+
+@given(snap=_fleets(), exempt=st.booleans())
+def test_the_judgement_answers_what_every_rule_answers(snap: Snapshot, exempt: bool) -> None:
+    # judge() writes the common rules out for speed: it must still say what they say.
+    settings = SETTINGS.model_copy(
+        update={"stuck_task_exempt_types": ["%_orchestrator"] if exempt else []}
+    )
+    judged = rules.judge(snap, settings)
+    now = snap.now
+    for w in snap.workers:
+        assert judged.workers[w.id] == rules.WorkerVerdicts(
+            rules.spawn_timeout(w, settings, now),
+            rules.heartbeat_timeout(w, settings, now),
+            rules.drain_timeout(w, settings, now),
+            rules.idle_timeout(w, snap.tasks_of(w.id), settings, now),
+        )
+    assert judged.tasks == tuple(rules.stuck_timeout(t, settings, now) for t in snap.running)
