@@ -104,9 +104,10 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     else:
         console = make_console(highlight=False)
         styles = {"PASS": "green", "FAIL": "bold red", "WARN": "yellow", "SKIP": "dim"}
+        width = max((len(r.name) for r in results), default=0) + 2
         for r in results:
             line = Text(f"{r.verdict:<5}", style=styles[r.verdict])
-            line.append(f"{r.name:<16}{r.detail}")
+            line.append(f"{r.name:<{width}}{r.detail}")
             console.print(line, soft_wrap=True)
     failed = [r.name for r in results if r.verdict == "FAIL"]
     if not args.json:
