@@ -165,8 +165,17 @@ def _summary(view: StatusView) -> Table:
             "queue",
             f"{q.queued} queued (oldest {age_text(q.oldest_queued_age_sec)}), "
             f"{q.in_progress} in progress, {q.stuck_tasks} stuck; "
-            f"desired workers {q.desired_workers}",
+            f"demand {q.demand}, desired workers {q.desired_workers}",
         )
+        waits = [
+            (q.waiting_retry, "waiting out a retry delay"),
+            (q.blocked_waiting, "waiting for their dependencies"),
+            (q.blocked_for_good, "blocked for good (a dependency failed or is gone)"),
+            (q.other_types, "of task types no worker here runs"),
+        ]
+        said = [f"{n} {why}" for n, why in waits if n]
+        if said:
+            grid.add_row("waiting", "; ".join(said))
     b = view.budget
     cap = _money(b.max_hourly_spend_usd) if b.max_hourly_spend_usd else "no cap"
     used = f" ({b.used_ratio:.0%})" if b.used_ratio is not None else ""
