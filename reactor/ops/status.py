@@ -167,7 +167,8 @@ def stale_worker_count(snap: Snapshot | None, settings: Settings) -> int:
 def stuck_task_count(snap: Snapshot | None, settings: Settings) -> int:
     if snap is None:
         return 0
-    return sum(1 for t in snap.running if rules.stuck_timeout(t, settings, snap.now).breached)
+    # The judgement the policy made of this snapshot (cached): a /metrics scrape reads it.
+    return sum(1 for verdict in rules.judge(snap, settings).tasks if verdict.breached)
 
 
 def listener_hint(state: ReactorState, settings: Settings) -> str | None:
