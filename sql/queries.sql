@@ -26,17 +26,16 @@ FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
         AND t.task_type <> ALL ($1::text[])) AS o,
      (SELECT count(*) FILTER (WHERE x.dead) AS blocked_for_good,
              count(*) FILTER (WHERE NOT x.dead AND x.unfinished) AS blocked_waiting
-      FROM (SELECT EXISTS (SELECT 1 FROM unnest(gpu_reactor.dependencies(t.dependant_on)) d(id)
-                           LEFT JOIN public.tasks dep ON dep.id = d.id
-                           WHERE dep.status IS NULL OR dep.status IN ('Failed', 'Cancelled'))
-                       AS dead,
-                   EXISTS (SELECT 1 FROM unnest(gpu_reactor.dependencies(t.dependant_on)) d(id)
-                           LEFT JOIN public.tasks dep ON dep.id = d.id
-                           WHERE dep.status IS DISTINCT FROM 'Complete') AS unfinished
-            FROM public.tasks t
-            WHERE t.status = 'Queued' AND t.dependant_on IS NOT NULL
-              AND (t.retry_at IS NULL OR t.retry_at <= now())
-              AND ($1::text[] IS NULL OR t.task_type = ANY ($1::text[]))) AS x
+      -- One look at each task's dependencies answers both (no dependency: neither).
+      FROM public.tasks t,
+           LATERAL (SELECT bool_or(dep.status IS NULL OR dep.status IN ('Failed', 'Cancelled'))
+                               AS dead,
+                           bool_or(dep.status IS DISTINCT FROM 'Complete') AS unfinished
+                    FROM unnest(gpu_reactor.dependencies(t.dependant_on)) d(id)
+                    LEFT JOIN public.tasks dep ON dep.id = d.id) AS x
+      WHERE t.status = 'Queued' AND t.dependant_on IS NOT NULL
+        AND (t.retry_at IS NULL OR t.retry_at <= now())
+        AND ($1::text[] IS NULL OR t.task_type = ANY ($1::text[]))
      ) AS b;
 
 -- name: live_workers
