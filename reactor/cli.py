@@ -120,6 +120,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     reactor = Reactor(settings)
     _install_signals(reactor.stop_event)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reactor.reload)
     http = await start_http(reactor) if settings.reactor_http_port else None
     try:
         code = await reactor.serve()  # until SIGTERM, then the shutdown ladder

@@ -21,6 +21,14 @@ class DemandSettings(BaseSettings):
         "WORKER_TASK_TYPES unless WORKER_EXTRA_ENV sets it); only those count as demand. "
         "Empty: every type.",
     )
+    pools_file: str | None = Field(
+        None,
+        alias="POOLS_FILE",
+        description="A TOML file of [pools.NAME] tables: GPU pools, each with its own task "
+        "types, GPU types, limits and image (keys: these settings in lower case; what a "
+        "pool leaves out comes from here). Unset: one pool, 'default', from these settings. "
+        'Re-read on SIGHUP or NOTIFY gpu_reactor \'{"event":"reload"}\'.',
+    )
     demand_sql: str | None = Field(
         None,
         alias="DEMAND_SQL",
@@ -34,6 +42,13 @@ class DemandSettings(BaseSettings):
     @classmethod
     def _task_types(cls, value: Any) -> Any:
         return split_list(value)
+
+    @field_validator("pools_file", mode="before")
+    @classmethod
+    def _pools_file(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
     @field_validator("demand_sql", mode="before")
     @classmethod

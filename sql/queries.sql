@@ -50,9 +50,15 @@ SELECT id, pod_id,
             THEN 'terminating' ELSE status END AS status,
        managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, activated_at, last_heartbeat, draining_since, last_task_finished_at,
-       (metadata ->> 'drained_at')::timestamptz AS drained_at
+       (metadata ->> 'drained_at')::timestamptz AS drained_at, metadata ->> 'pool' AS pool
 FROM public.workers
 WHERE status IN ('spawning', 'active', 'terminating') AND terminated_at IS NULL;
+
+-- name: ready_by_type
+SELECT t.task_type, count(*)::int AS ready
+FROM public.tasks t
+WHERE t.status = 'Queued' AND gpu_reactor.claimable(t, NULL)
+GROUP BY t.task_type;
 
 -- name: running_tasks
 SELECT id, worker_id, attempts, generation_started_at, task_type
@@ -82,7 +88,8 @@ WHERE (s.heartbeat_timeout_sec, s.task_stuck_timeout_sec, s.spawning_timeout_sec
 
 -- name: insert_spawn_intent
 INSERT INTO public.workers (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash)
-VALUES ($1, 'spawning', true, $2, NULL, jsonb_build_object('spawn_reason', $3::text), $4);
+VALUES ($1, 'spawning', true, $2, NULL,
+        jsonb_build_object('spawn_reason', $3::text, 'pool', $5::text), $4);
 
 -- name: record_pod
 UPDATE public.workers

@@ -31,12 +31,14 @@ class Cause(StrEnum):
     STRAY_POD = "stray_pod"  # terminate a fleet pod no live worker row explains
     ORPHANED = "orphaned"  # requeue tasks held by workers that are no longer live
     POD_FOUND = "pod_found"  # attach a pod found by name to an intent whose create was lost
+    POOL_REMOVED = "pool_removed"  # drain: the worker's pool is no longer in POOLS_FILE
 
 
 @dataclass(frozen=True)
 class Spawn:
     reason: str
     cause: Cause  # SCALE_UP or OPERATOR
+    pool: str | None = None  # the GPU pool it is for (None: the only one)
     kind: str = field(default="spawn", init=False)
 
 
@@ -44,7 +46,7 @@ class Spawn:
 class Drain:
     worker_id: str
     reason: str
-    cause: Cause  # IDLE, STUCK or OPERATOR
+    cause: Cause  # IDLE, STUCK, OPERATOR or POOL_REMOVED
     kind: str = field(default="drain", init=False)
 
 
@@ -58,6 +60,7 @@ class Retire:
     status: WorkerStatus  # TERMINATED (clean end) or ERROR
     cause: Cause
     start_failed: bool = False  # its pod never got as far as a first heartbeat
+    pool: str | None = None  # the worker's GPU pool (whose spawn gate learns of it)
     kind: str = field(default="retire", init=False)
 
 

@@ -1,7 +1,7 @@
 """NOTIFY payloads on the gpu_reactor channel, parsed into typed events.
 
 Triggers send task_queued, task_finished, worker_status and worker_drained; operators
-send sweep and drain by hand:  NOTIFY gpu_reactor, '{"event":"sweep"}'.
+send sweep, drain and reload by hand:  NOTIFY gpu_reactor, '{"event":"sweep"}'.
 Anything else is a MalformedEvent: logged, counted, never fatal.
 """
 
@@ -50,12 +50,32 @@ class DrainRequest(_Event):
     worker_id: str = Field(min_length=1, max_length=200)
 
 
+class ReloadRequest(_Event):
+    """Re-read POOLS_FILE (as SIGHUP does)."""
+
+    event: Literal["reload"]
+
+
 Event = Annotated[
-    TaskQueued | TaskFinished | WorkerStatus | WorkerDrained | SweepRequest | DrainRequest,
+    TaskQueued
+    | TaskFinished
+    | WorkerStatus
+    | WorkerDrained
+    | SweepRequest
+    | DrainRequest
+    | ReloadRequest,
     Field(discriminator="event"),
 ]
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-EVENT_KINDS = ("task_queued", "task_finished", "worker_status", "worker_drained", "sweep", "drain")
+EVENT_KINDS = (
+    "task_queued",
+    "task_finished",
+    "worker_status",
+    "worker_drained",
+    "sweep",
+    "drain",
+    "reload",
+)
 
 
 class MalformedEvent(ValueError):

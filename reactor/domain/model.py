@@ -40,6 +40,7 @@ class WorkerState:
     created_at: datetime
     pod_id: str | None = None
     managed: bool = True
+    pool: str | None = None  # its GPU pool (workers.pool); None: from before pools
     gpu_type: str | None = None
     cost_per_hr: float = 0.0
     activated_at: datetime | None = None
@@ -82,6 +83,10 @@ class Snapshot:
     blocked_for_good: int = 0  # a dependency Failed, was Cancelled or is missing
     blocked_waiting: int = 0  # a dependency is not Complete yet
     demand_sql: int | None = None  # DEMAND_SQL's answer, where the database has the rule
+    # Claimable Queued tasks per task type, whatever the fleet runs (read with pools or
+    # TASK_TYPES: how demand is routed, and what no pool runs).
+    ready_by_type: tuple[tuple[str | None, int], ...] | None = None
+    routed_demand: int | None = None  # one pool's part: the demand routed to it
 
     @property
     def claimable(self) -> int:
@@ -97,7 +102,10 @@ class Snapshot:
     @property
     def demand(self) -> int:
         """Tasks that need a worker now: claimable Queued ones and In Progress ones - or,
-        where DEMAND_SQL says, what it answered."""
+        where DEMAND_SQL says, what it answered; in one pool's part of a snapshot, the
+        demand routed to that pool."""
+        if self.routed_demand is not None:
+            return self.routed_demand
         if self.demand_sql is not None:
             return self.demand_sql
         return self.claimable + self.in_progress
@@ -160,3 +168,7 @@ class Limits:
     unconfirmed_pods: int = 0  # pods whose terminate has not succeeded yet
     terminate_retry_at: datetime | None = None  # when those terminates are tried again
     start_failures: int = 0  # workers in a row that never started (the gate's breaker)
+    # The pause is this pool's own trouble (no capacity on any of its GPU types, a create
+    # refused, pods that do not start), not the account's (a rate limit, the balance):
+    # demand it cannot take spills over to the next pool (reactor.domain.routing).
+    pool_unavailable: bool = False

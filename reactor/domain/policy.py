@@ -128,7 +128,8 @@ def _stuck_tasks(snap: Snapshot, settings: Settings, ending: frozenset[str]) -> 
     return actions
 
 
-def _orphaned_tasks(snap: Snapshot) -> list[Action]:
+def orphaned_tasks(snap: Snapshot) -> list[Action]:
+    """One requeue of the tasks held by workers that are no longer live."""
     live = {w.id for w in snap.workers}
     lost = sorted({t.worker_id or "" for t in snap.running if t.worker_id not in live})
     if not lost:
@@ -225,7 +226,7 @@ def _spawn_room(
     return max(room, 0), why
 
 
-def _scale(
+def scale(
     snap: Snapshot,
     settings: Settings,
     limits: Limits,
@@ -264,28 +265,42 @@ def _scale(
     ]
 
 
-def _retired(actions: Sequence[Action]) -> frozenset[str]:
+def retired(actions: Sequence[Action]) -> frozenset[str]:
+    """The workers ``actions`` retire."""
     return frozenset(a.worker_id for a in actions if isinstance(a, Retire))
 
 
-def _drained(actions: Sequence[Action]) -> frozenset[str]:
+def drained(actions: Sequence[Action]) -> frozenset[str]:
+    """The workers ``actions`` drain."""
     return frozenset(a.worker_id for a in actions if isinstance(a, Drain))
+
+
+def health(snap: Snapshot, settings: Settings) -> tuple[list[Retire], list[Action]]:
+    """The first steps: the workers that are dead, overdue or drained, and the tasks stuck
+    on the others (requeued, their workers drained)."""
+    recovered = _recoveries(snap, settings)
+    return recovered, _stuck_tasks(snap, settings, retired(recovered))
+
+
+def sweep(snap: Snapshot, settings: Settings, recovered: Sequence[Retire]) -> list[Action]:
+    """The sweep's pod checks (only when the snapshot holds the provider's pods), leaving
+    alone the workers ``recovered`` ends and their pods."""
+    if snap.pods is None:
+        return []
+    ended_pods = frozenset(r.pod_id for r in recovered if r.pod_id)
+    return _reconcile_pods(snap, settings, retired(recovered), ended_pods)
 
 
 def decide(snap: Snapshot, settings: Settings, limits: Limits | None = None) -> list[Action]:
     """The actions, in order: recoveries, stuck and orphaned tasks, the sweep's pod checks,
     then scaling. Each step returns its actions; the workers they retire or drain are read
-    from those actions and handed on to the steps that must leave them alone."""
+    from those actions and handed on to the steps that must leave them alone. (With GPU
+    pools, reactor.domain.fleet runs the same steps per pool.)"""
     limits = limits or Limits()
-    recovered = _recoveries(snap, settings)
-    ending = _retired(recovered)
-    stuck = _stuck_tasks(snap, settings, ending)
-    orphaned = _orphaned_tasks(snap)
-    swept: list[Action] = []
-    if snap.pods is not None:
-        ended_pods = frozenset(r.pod_id for r in recovered if r.pod_id)
-        swept = _reconcile_pods(snap, settings, ending, ended_pods)
-    scaled = _scale(snap, settings, limits, ending | _retired(swept), _drained(stuck))
+    recovered, stuck = health(snap, settings)
+    orphaned = orphaned_tasks(snap)
+    swept = sweep(snap, settings, recovered)
+    scaled = scale(snap, settings, limits, retired([*recovered, *swept]), drained(stuck))
     return [*recovered, *stuck, *orphaned, *swept, *scaled]
 
 

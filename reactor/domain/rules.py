@@ -61,8 +61,13 @@ def _exempt(task: TaskState, matcher: re.Pattern[str] | None) -> bool:
 def gpu_demand(snap: Snapshot, settings: Settings) -> int:
     """Tasks that need a GPU now: the snapshot's demand less the exempt In Progress
     tasks, which wait for their children and hold no GPU's work. A DEMAND_SQL answer is
-    the database's own count, taken as it is."""
-    if not settings.exempt_task_types() or snap.demand_sql is not None:
+    the database's own count, and a pool's routed demand (reactor.domain.routing), are
+    taken as they are."""
+    if (
+        not settings.exempt_task_types()
+        or snap.demand_sql is not None
+        or snap.routed_demand is not None
+    ):
         return snap.demand
     return max(0, snap.demand - sum(1 for t in snap.running if is_exempt(t, settings)))
 

@@ -62,6 +62,7 @@ class SpawnFailure(StrEnum):
 class Pause:
     until: datetime
     reason: str
+    own: bool = True  # this pool's trouble, not the account's (see Limits.pool_unavailable)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class SpawnGate:
             unconfirmed_pods=len(self._unconfirmed),
             terminate_retry_at=self._retry_at if self._unconfirmed else None,
             start_failures=self._breaker.failures,
+            pool_unavailable=pause is not None and pause.own,
         )
 
     def _pause_at(self, now: datetime) -> Pause | None:
@@ -223,7 +225,8 @@ class SpawnGate:
             reason = f"create failed: {detail}"
         else:
             reason = f"{failure}: {detail}"
-        pause = Pause(now + timedelta(seconds=seconds), reason)
+        account = failure in (SpawnFailure.INSUFFICIENT_BALANCE, SpawnFailure.RATE_LIMITED)
+        pause = Pause(now + timedelta(seconds=seconds), reason, own=not account)
         if self._pause is None or pause.until > self._pause.until:
             self._pause = pause
         return pause

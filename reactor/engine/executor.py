@@ -33,8 +33,9 @@ from reactor.domain.actions import (
     Spawn,
     TerminatePod,
 )
-from reactor.domain.model import WorkerState, WorkerStatus
-from reactor.domain.spawn_gate import Pause, SpawnFailure, SpawnGate, in_order
+from reactor.domain.model import Limits, WorkerState, WorkerStatus
+from reactor.domain.pools import Pool, Pools
+from reactor.domain.spawn_gate import Pause, SpawnFailure, SpawnGate, StartBreaker, in_order
 from reactor.engine import bookkeeping
 from reactor.engine.breaker import load_breaker, save_breaker
 from reactor.engine.metrics import Metrics
@@ -48,7 +49,7 @@ from reactor.errors import (
     RequestRejected,
 )
 from reactor.logs import WORKER_TOKEN_PREFIX
-from reactor.providers.base import FLEET_ENV, WORKER_TOKEN_ENV, PodSpec, Provider
+from reactor.providers.base import FLEET_ENV, POOL_ENV, WORKER_TOKEN_ENV, PodSpec, Provider
 from reactor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,53 +131,131 @@ class Executor:
         metrics: Metrics,
         state: ReactorState,
         gate: SpawnGate | None = None,
+        pools: Pools | None = None,
     ) -> None:
         """
-        :param gate: where outcomes are reported; a gate of its own when None.
+        :param gate: where the first pool's outcomes are reported; one of its own when None.
+        :param pools: the GPU pools (default: one, from ``settings``); each has its own
+            spawn gate and its own view of the provider (its GPU types, image, price).
         """
         self.pool = guarded(pool)
         self.provider = provider
         self.settings = settings
         self.metrics = metrics
         self.state = state
-        self.gate = gate if gate is not None else SpawnGate.for_settings(settings)
-        self._saved = self.gate.breaker  # the breaker as last written to the database
+        self.pools = pools or Pools.single(settings)
+        first = self.pools.first
+        self.gates: dict[str, SpawnGate] = {
+            first.name: gate if gate is not None else SpawnGate.for_settings(first.settings)
+        }
+        self._providers: dict[str, tuple[Settings, Provider]] = {}
+        self._saved: dict[str, StartBreaker] = {}  # each breaker as last written
+        self.set_pools(self.pools)
+
+    @property
+    def gate(self) -> SpawnGate:
+        """The first pool's spawn gate (the only one without POOLS_FILE)."""
+        return self.gates[self.pools.first.name]
+
+    def set_pools(self, pools: Pools) -> None:
+        """Carry on with these pools (a reload): a gate for each new pool, a provider view
+        for each new or changed one. The gates of removed pools stay: the terminates they
+        retry are still owed."""
+        self.pools = pools
+        for p in pools:
+            if p.name not in self.gates:
+                self.gates[p.name] = SpawnGate.for_settings(p.settings)
+                self._saved[p.name] = StartBreaker()
+            self._saved.setdefault(p.name, self.gates[p.name].breaker)
+            known = self._providers.get(p.name)
+            if known is None or known[0] != p.settings:
+                self._providers[p.name] = (p.settings, self._provider_for(p))
+
+    def _provider_for(self, pool: Pool) -> Provider:
+        if not self.pools.routed:
+            return self.provider
+        for_pool = getattr(self.provider, "for_pool", None)
+        return for_pool(pool.settings) if for_pool is not None else self.provider
+
+    def _pool(self, name: str | None) -> Pool:
+        return self.pools.get(name) or self.pools.first
+
+    def _gate(self, pool: str | None) -> SpawnGate:
+        """The gate of a pool that may have left the file since (its gate stays)."""
+        if pool is not None and pool in self.gates:
+            return self.gates[pool]
+        return self.gate
+
+    def limits(self, now: datetime) -> dict[str, Limits]:
+        """Each pool's Limits at ``now``, for the policy."""
+        return {name: gate.limits(now) for name, gate in self.gates.items()}
+
+    def _breaker_key(self, pool: str) -> str:
+        """The breaker's row: the fleet's for the first pool (as before pools), the
+        fleet's and the pool's name for the others."""
+        fleet = self.settings.reactor_fleet
+        return fleet if pool == self.pools.first.name else f"{fleet}/{pool}"
 
     # --- what a new leader carries on from ---------------------------------------------
     async def load_breaker(self) -> None:
-        """Carry on from the start-failure breaker the previous leader left."""
-        self.gate.restore(await load_breaker(self.pool, self.settings.reactor_fleet))
-        self._saved = self.gate.breaker
-        if self._saved.failures:
-            log.info("start_failures_loaded", extra={"failures_in_a_row": self._saved.failures})
+        """Carry on from the start-failure breakers the previous leader left."""
+        for name in self.pools.names:
+            gate = self.gates[name]
+            gate.restore(await load_breaker(self.pool, self._breaker_key(name)))
+            self._saved[name] = gate.breaker
+            if gate.breaker.failures:
+                log.info(
+                    "start_failures_loaded",
+                    extra={"pool": name, "failures_in_a_row": gate.breaker.failures},
+                )
 
     async def _save_breaker(self) -> None:
-        breaker = self.gate.breaker
-        if breaker == self._saved:
-            return
-        try:
-            await save_breaker(self.pool, self.settings.reactor_fleet, breaker)
-        except TRANSIENT_DB_ERRORS as exc:  # written after the next apply instead
-            log.warning("start_failures_not_saved", extra={"error": str(exc)[:300]})
-            return
-        self._saved = breaker
+        for name, gate in self.gates.items():
+            breaker = gate.breaker
+            if breaker == self._saved.get(name):
+                continue
+            try:
+                await save_breaker(self.pool, self._breaker_key(name), breaker)
+            except TRANSIENT_DB_ERRORS as exc:  # written after the next apply instead
+                log.warning("start_failures_not_saved", extra={"error": str(exc)[:300]})
+                return
+            self._saved[name] = breaker
 
     # --- outcomes that are not actions -------------------------------------------------
     def observe(self, workers: Iterable[WorkerState]) -> None:
-        """A worker that started after the last start failure: pods start again."""
-        before = self.gate.start_failures
-        started = self.gate.observe(workers)
-        if started is not None:
-            log.info("workers_start_again", extra={"worker_id": started, "failures_before": before})
+        """A worker that started after the last start failure: its pool's pods start again."""
+        by_pool: dict[str, list[WorkerState]] = {}
+        for w in workers:
+            pool = self.pools.pool_of(w)
+            if pool is not None:
+                by_pool.setdefault(pool.name, []).append(w)
+        for name, members in by_pool.items():
+            gate = self.gates[name]
+            before = gate.start_failures
+            started = gate.observe(members)
+            if started is not None:
+                log.info(
+                    "workers_start_again",
+                    extra={"pool": name, "worker_id": started, "failures_before": before},
+                )
 
-    async def refresh_price(self, seen_max: float) -> None:
-        price = None
-        if not self.gate.price_is_fixed:
-            try:
-                price = await self.provider.estimated_price()
-            except ProviderError as exc:
-                log.warning("price_lookup_failed", extra={"error": str(exc)})
-        self.gate.price_seen(price, seen_max)
+    async def refresh_price(self, workers: Iterable[WorkerState]) -> None:
+        """What a new worker of each pool is expected to cost: the pool's fixed price, or
+        the larger of its catalog price and its dearest live worker's."""
+        seen: dict[str, float] = {}
+        for w in workers:
+            pool = self.pools.pool_of(w)
+            if pool is not None:
+                seen[pool.name] = max(seen.get(pool.name, 0.0), w.cost_per_hr)
+        for name in self.pools.names:
+            gate, provider = self.gates[name], self._providers[name][1]
+            price = None
+            if not gate.price_is_fixed:
+                try:
+                    price = await provider.estimated_price()
+                except ProviderError as exc:
+                    log.warning("price_lookup_failed", extra={"pool": name, "error": str(exc)})
+            gate.price_seen(price, seen.get(name, 0.0))
 
     def _paused(self, pause: Pause | None, now: datetime) -> None:
         if pause is not None:
@@ -192,25 +271,27 @@ class Executor:
         ``now`` is the database clock of the snapshot they were decided on.
         """
         out = Applied()
-        held = self.gate.unconfirmed
-        retry = self.gate.terminations_due(now)
+        gates = list(self.gates.values())
+        held = frozenset().union(*(g.unconfirmed for g in gates))
+        retry = [(g, pod, why) for g in gates for pod, why in g.terminations_due(now)]
         if retry:
             out.records += await run_owned(
-                self._terminate_pod(pod_id, why, "retry", now) for pod_id, why in retry
+                self._terminate_pod(pod_id, why, "retry", now, gate) for gate, pod_id, why in retry
             )
         first, ending, spawns = in_order(actions)
         for batch in (first, ending):
             out.records += await run_owned(self._one(a, now, out) for a in batch)
-        deferred = self.gate.deferral(now)
-        if spawns and deferred:
-            out.records += [
-                ActionRecord(time.time(), "spawn", "deferred", a.reason, detail=deferred[:300])
-                for a in spawns
-                if isinstance(a, Spawn)
-            ]
-            spawns = [a for a in spawns if not isinstance(a, Spawn)]
-        out.records += await run_owned(self._one(a, now, out) for a in spawns)
-        out.slot_freed = bool(held - self.gate.unconfirmed)
+        ready: list[Action] = []
+        for a in spawns:
+            deferred = self._gate(a.pool).deferral(now) if isinstance(a, Spawn) else None
+            if deferred and isinstance(a, Spawn):
+                out.records.append(
+                    ActionRecord(time.time(), "spawn", "deferred", a.reason, detail=deferred[:300])
+                )
+            else:
+                ready.append(a)
+        out.records += await run_owned(self._one(a, now, out) for a in ready)
+        out.slot_freed = bool(held - frozenset().union(*(g.unconfirmed for g in gates)))
         for record in out.records:
             self.state.record(record)
         await self._save_breaker()
@@ -232,7 +313,7 @@ class Executor:
                     return await bookkeeping.requeue_orphans(self.pool, self.metrics, action)
                 case TerminatePod():
                     return await self._terminate_pod(
-                        action.pod_id, action.reason, action.cause, now
+                        action.pod_id, action.reason, action.cause, now, self.gate
                     )
                 case AttachPod():
                     return await bookkeeping.attach_pod(self.pool, action)
@@ -249,9 +330,10 @@ class Executor:
         raise AssertionError(f"unknown action {action!r}")
 
     async def _spawn(self, action: Spawn, now: datetime) -> ActionRecord:
-        fleet = self.settings.reactor_fleet
-        worker_id = new_worker_id(fleet)
-        price = self.gate.expected_price
+        pool = self._pool(action.pool)
+        gate, provider = self.gates[pool.name], self._providers[pool.name][1]
+        worker_id = new_worker_id(self.settings.reactor_fleet)
+        price = gate.expected_price
         # The pod's own credential: only a session holding it may act as this worker
         # (sql/migrations/0012_worker_tokens.sql). The database keeps its hash only.
         token = WORKER_TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -262,20 +344,24 @@ class Executor:
             price,
             action.reason,
             hashlib.sha256(token.encode()).digest(),
+            pool.name,
         )
-        env = pod_env(self.settings, worker_id, token)
+        env = pod_env(pool.settings, worker_id, token)
+        if self.pools.routed:
+            env[POOL_ENV] = pool.name
         try:
-            pod = await self.provider.create(PodSpec(name=worker_id, env=env))
+            pod = await provider.create(PodSpec(name=worker_id, env=env))
         except ProviderError as exc:
-            return await self._spawn_failed(worker_id, action, exc, now)
+            return await self._spawn_failed(worker_id, action, exc, now, gate)
         cost = pod.cost_per_hr or price
         await self.pool.execute(query("record_pod"), worker_id, pod.id, pod.gpu_type, cost)
-        self.gate.spawned()
+        gate.spawned()
         self.metrics.spawns.labels(outcome="ok").inc()
         log.info(
             "spawned",
             extra={
                 "worker_id": worker_id,
+                "pool": pool.name,
                 "pod_id": pod.id,
                 "gpu_type": pod.gpu_type,
                 "cost_per_hr": cost,
@@ -287,11 +373,11 @@ class Executor:
         )
 
     async def _spawn_failed(
-        self, worker_id: str, action: Spawn, exc: ProviderError, now: datetime
+        self, worker_id: str, action: Spawn, exc: ProviderError, now: datetime, gate: SpawnGate
     ) -> ActionRecord:
         failure = _failure_of(exc)
         retry_after = exc.retry_after if isinstance(exc, RateLimited | RequestRejected) else 0.0
-        self._paused(self.gate.spawn_failed(failure, str(exc), now, retry_after=retry_after), now)
+        self._paused(gate.spawn_failed(failure, str(exc), now, retry_after=retry_after), now)
         if failure is SpawnFailure.UNCERTAIN:
             # The pod may or may not exist: leave the intent; the sweep settles it by name.
             self.metrics.spawns.labels(outcome="unknown").inc()
@@ -312,14 +398,16 @@ class Executor:
 
     async def _retire(self, action: Retire, now: datetime) -> ActionRecord:
         requeued = await bookkeeping.retire_row(self.pool, self.metrics, action)
+        gate = self._gate(action.pool)
         if action.start_failed:
-            pause = self.gate.start_failed(action.reason, now)
+            pause = gate.start_failed(action.reason, now)
             log.error(
                 "worker_never_started",
                 extra={
                     "worker_id": action.worker_id,
+                    "pool": action.pool,
                     "cause": action.cause,
-                    "failures_in_a_row": self.gate.start_failures,
+                    "failures_in_a_row": gate.start_failures,
                 },
             )
             self._paused(pause, now)
@@ -338,7 +426,7 @@ class Executor:
         )
         outcome = "ok"
         if action.pod_id:
-            pod_record = await self._terminate_pod(action.pod_id, action.reason, None, now)
+            pod_record = await self._terminate_pod(action.pod_id, action.reason, None, now, gate)
             outcome = pod_record.outcome
         return ActionRecord(
             time.time(),
@@ -351,12 +439,13 @@ class Executor:
         )
 
     async def _terminate_pod(
-        self, pod_id: str, reason: str, cause: str | None, now: datetime
+        self, pod_id: str, reason: str, cause: str | None, now: datetime, gate: SpawnGate
     ) -> ActionRecord:
+        """Terminate a pod; a failure is retried through ``gate`` (it holds a slot there)."""
         try:
             await self.provider.terminate(pod_id)
         except ProviderError as exc:
-            retry_in = self.gate.terminate_failed(pod_id, reason, now)
+            retry_in = gate.terminate_failed(pod_id, reason, now)
             log.error(
                 "terminate_failed",
                 extra={"pod_id": pod_id, "error": str(exc), "retry_in": retry_in},
@@ -364,7 +453,7 @@ class Executor:
             return ActionRecord(
                 time.time(), "terminate_pod", "error", reason, pod_id=pod_id, detail=str(exc)[:300]
             )
-        self.gate.terminated(pod_id)
+        gate.terminated(pod_id)
         if cause is not None:
             self.metrics.terminations.labels(reason=cause).inc()
         log.info("pod_terminated", extra={"pod_id": pod_id, "reason": reason})

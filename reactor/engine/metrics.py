@@ -139,7 +139,60 @@ class Metrics:
             ["version", "fleet", "provider"],
             registry=r,
         )
+        self._pool_metrics(r)
         ProcessCollector(registry=r)
+
+    def _pool_metrics(self, r: CollectorRegistry) -> None:
+        """Per GPU pool (the ``pool`` label takes the names in POOLS_FILE, or ``default``)."""
+        self.pool_workers = Gauge(
+            "gpu_reactor_pool_workers",
+            "Live workers by pool and status.",
+            ["pool", "status"],
+            registry=r,
+        )
+        self.pool_desired = Gauge(
+            "gpu_reactor_pool_desired_workers",
+            "Workers each pool's demand calls for.",
+            ["pool"],
+            registry=r,
+        )
+        self.pool_demand = Gauge(
+            "gpu_reactor_pool_demand",
+            "Tasks routed to each pool that need a GPU (claimable Queued and In Progress).",
+            ["pool"],
+            registry=r,
+        )
+        self.pool_spilled = Gauge(
+            "gpu_reactor_pool_spilled_tasks",
+            "Claimable tasks a pool could not take, routed on to a later pool that runs them.",
+            ["pool"],
+            registry=r,
+        )
+        self.pool_burn = Gauge(
+            "gpu_reactor_pool_hourly_burn_usd",
+            "Summed cost of each pool's live workers.",
+            ["pool"],
+            registry=r,
+        )
+        self.pool_spawn_blocked = Gauge(
+            "gpu_reactor_pool_spawn_blocked",
+            "1 while a pool's spawns are paused.",
+            ["pool"],
+            registry=r,
+        )
+        self.unrouted = Gauge(
+            "gpu_reactor_unrouted_tasks",
+            "Claimable Queued tasks that no pool runs, by task type (the 20 commonest; the "
+            "rest as '(other)'). Not demand: nothing is spawned for them.",
+            ["task_type"],
+            registry=r,
+        )
+        self.pool_reloads = Counter(
+            "gpu_reactor_pool_reloads_total",
+            "POOLS_FILE reloads, by outcome (ok, refused).",
+            ["outcome"],
+            registry=r,
+        )
 
     def provider_request(self, operation: str, outcome: str) -> None:
         self.provider_requests.labels(operation=operation, outcome=outcome).inc()

@@ -16,13 +16,15 @@ from typing import Any
 
 from reactor.db.pool import GuardedPool
 from reactor.domain.actions import Cause, Drain
+from reactor.domain.fleet import decide_fleet, desired_fleet
 from reactor.domain.model import CAPACITY_STATUSES, LIVE_STATUSES, Limits, Snapshot
-from reactor.domain.policy import decide
-from reactor.domain.rules import desired_workers
+from reactor.domain.pools import Pools
+from reactor.domain.routing import Routing, route
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.engine.demand import DemandReader
 from reactor.engine.executor import Executor
 from reactor.engine.metrics import Metrics
+from reactor.engine.pool_metrics import record_pools
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import ProviderError
@@ -42,6 +44,16 @@ class ReconcileResult:
     limits: Limits = field(default_factory=Limits)  # the spawn gate's, after the actions
     first_action_at: float | None = None  # time.monotonic() when the first action went out
     decide_again: bool = False  # a slot held by a pod that would not go is free
+    pools: Pools | None = None  # the pools it was decided with
+    pool_limits: dict[str, Limits] = field(default_factory=dict)  # each pool's, after
+    pool_desired: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def routing(self) -> Routing | None:
+        """Each pool's part of the snapshot, with POOLS_FILE."""
+        if self.pools is None or not self.pools.routed:
+            return None
+        return route(self.snapshot, self.pools, self.pool_limits)
 
     def summary(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -85,6 +97,7 @@ class Reconciler:
         metrics: Metrics,
         state: ReactorState,
         demand: DemandReader | None = None,
+        pools: Pools | None = None,
     ) -> None:
         self.pool = pool
         self.provider = provider
@@ -93,6 +106,7 @@ class Reconciler:
         self.metrics = metrics
         self.state = state
         self.demand = demand or DemandReader(settings.demand_sql)
+        self.pools = pools or executor.pools
         self._term_started = True  # load the database's part of the gate first
 
     def start_term(self) -> None:
@@ -118,27 +132,40 @@ class Reconciler:
                 self.state.last_error = f"listing pods failed: {exc}"[:300]
                 log.warning("pod_list_failed", extra={"error": str(exc)})
                 full = False
+        pools = self.pools
+        if pools is not self.executor.pools:
+            self.executor.set_pools(pools)
+        types = pools.patterns() if pools.routed else tuple(self.settings.task_types)
         async with self.pool.acquire() as conn:
             snap = await read_snapshot(
-                conn, pods, task_types=self.settings.task_types, demand=self.demand
+                conn,
+                pods,
+                task_types=types or (),
+                demand=None if pools.routed else self.demand,
+                by_type=pools.routed or bool(types),
             )
         if self._term_started:
             await self.executor.load_breaker()
             self._term_started = False
         self.executor.observe(snap.workers)
         if full:
-            await self.executor.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0))
-        gate = self.executor.gate
-        actions = manual_drains(snap, drains) + decide(snap, self.settings, gate.limits(snap.now))
+            await self.executor.refresh_price(snap.workers)
+        limits = self.executor.limits(snap.now)
+        actions = manual_drains(snap, drains) + decide_fleet(snap, pools, limits)
         applied = await self.executor.apply(actions, snap.now)
+        after = self.executor.limits(snap.now)
+        desired = desired_fleet(snap, pools, limits)
         result = ReconcileResult(
             "sweep" if full else "event",
             snap,
-            desired_workers(snap, self.settings),
+            sum(desired.values()),
             applied.records,
-            limits=gate.limits(snap.now),
+            limits=after[pools.first.name],
             first_action_at=applied.first_action_at,
             decide_again=applied.slot_freed,
+            pools=pools,
+            pool_limits=after,
+            pool_desired=desired,
         )
         result.duration_ms = (time.monotonic() - started) * 1000
         return result
@@ -176,6 +203,9 @@ def record(
     age = (snap.now - snap.oldest_queued_at).total_seconds() if snap.oldest_queued_at else 0
     m.queue_oldest_age.set(max(age, 0))
     st.snapshot, st.desired_workers = snap, result.desired
+    st.routing, st.pool_desired = result.routing, result.pool_desired
+    if result.pools is not None:
+        record_pools(m, snap, result.pools, result.routing, result.pool_desired, result.pool_limits)
     st.last_reconcile_at, st.last_reconcile_kind = time.time(), result.kind
     st.last_reconcile_ms, st.reconciles = result.duration_ms, st.reconciles + 1
     st.history.add(snap, st.last_reconcile_at)

@@ -25,11 +25,12 @@ from reactor.db.queries import query
 from reactor.domain.events import (
     DrainRequest,
     MalformedEvent,
+    ReloadRequest,
     SweepRequest,
     TaskQueued,
     parse_event,
 )
-from reactor.domain.policy import next_deadline
+from reactor.domain.fleet import next_deadline_fleet
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.domain.wake import WakeSchedule
 from reactor.engine.demand import DemandReader, demand_sql_for
@@ -41,7 +42,9 @@ from reactor.engine.metrics import Metrics
 from reactor.engine.reconcile import Reconciler, ReconcileResult, bind_gate_metrics, record
 from reactor.engine.state import ReactorState
 from reactor.engine.supervision import CANCEL_DEADLINE_SEC, Term, run_until_stopped
-from reactor.errors import ProviderError
+from reactor.errors import ConfigError, ProviderError
+from reactor.logs import register_secrets
+from reactor.pools_file import load_pools, pool_secrets
 from reactor.providers import make_provider
 from reactor.providers.base import Provider
 from reactor.settings import Settings
@@ -59,8 +62,10 @@ class Reactor:
         state: ReactorState | None = None,
     ) -> None:
         self.settings = settings
+        self.pools = load_pools(settings)  # a POOLS_FILE that does not validate stops here
         self.metrics = metrics or Metrics()
         self.state = state or ReactorState()
+        self.state.pools = self.pools
         self.provider = provider
         self.pool: GuardedPool | None = None
         self.executor: Executor | None = None
@@ -83,6 +88,8 @@ class Reactor:
             sql = await demand_sql_for(
                 conn, self.settings.demand_sql, self.settings.worker_protocol
             )
+            if self.pools.routed:
+                sql = None  # the demand is routed between pools, type by type
             demand = DemandReader(sql, self.metrics.demand_sql_errors.inc)
             log.info("demand", extra={"demand_sql": sql or "gpu-reactor's claimable count"})
             await demand.check(conn)  # a DEMAND_SQL that does not work stops start-up
@@ -98,6 +105,9 @@ class Reactor:
         self.state.db_ok = True
         if self.settings.worker_protocol == "gpu-worker":
             self.settings.worker_dsn()  # fail at start, not at the first spawn
+        if self.pools.routed:
+            register_secrets(pool_secrets(self.pools))
+            log.info("pools", extra={"file": self.pools.source, "pools": list(self.pools.names)})
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
         gate = SpawnGate.for_settings(self.settings)
@@ -110,7 +120,9 @@ class Reactor:
             metrics=self.metrics,
             state=self.state,
             gate=gate,
+            pools=self.pools,
         )
+        self.state.gates = self.executor.gates
         self.reconciler = Reconciler(
             pool=self.pool,
             provider=self.provider,
@@ -147,6 +159,9 @@ class Reactor:
             self.schedule.task_queued()
         elif isinstance(event, SweepRequest):
             self.schedule.request_sweep()
+        elif isinstance(event, ReloadRequest):
+            self.reload()
+            return
         elif isinstance(event, DrainRequest):
             # Any login may NOTIFY; a drain is honoured once its sender is known not to
             # be a pod. Checked at once (the sending session may end any moment), in a
@@ -166,6 +181,34 @@ class Reactor:
             return
         self._manual_drains.append(worker_id)
         self.wake()
+
+    def reload(self) -> bool:
+        """Re-read POOLS_FILE (SIGHUP, NOTIFY reload). A file that does not validate is
+        refused with one line and the pools in force stay; a pool that was removed has its
+        workers drained by the next reconcile, never killed mid-task."""
+        try:
+            pools = load_pools(self.settings)
+        except ConfigError as exc:
+            self.metrics.pool_reloads.labels(outcome="refused").inc()
+            self.state.last_error = f"POOLS_FILE reload refused: {exc}"[:300]
+            log.error("pools_reload_refused", extra={"error": str(exc)})
+            return False
+        before = self.pools.names
+        self.pools = self.state.pools = pools
+        if self.reconciler is not None:
+            self.reconciler.pools = pools
+        register_secrets(pool_secrets(pools))
+        self.metrics.pool_reloads.labels(outcome="ok").inc()
+        log.info(
+            "pools_reloaded",
+            extra={
+                "pools": list(pools.names),
+                "added": [n for n in pools.names if n not in before],
+                "removed": [n for n in before if n not in pools.names],
+            },
+        )
+        self.wake()
+        return True
 
     def wake(self, full: bool = False) -> None:
         if full:
@@ -228,7 +271,9 @@ class Reactor:
             self._first_event_at = None
             if result.decide_again:
                 self._dirty.set()  # a slot held by a pod that would not go is free
-            deadline = next_deadline(result.snapshot, self.settings, result.limits)
+            deadline = next_deadline_fleet(
+                result.snapshot, result.pools or self.pools, result.pool_limits
+            )
             schedule.ran(
                 time.monotonic(),
                 "sweep" if result.kind == "sweep" else "event",

@@ -19,6 +19,7 @@ def _worker(row: asyncpg.Record) -> WorkerState:
         created_at=row["created_at"],
         pod_id=row["pod_id"],
         managed=row["managed"],
+        pool=row.get("pool"),
         gpu_type=row["gpu_type"],
         cost_per_hr=float(row["cost_per_hr"]),
         activated_at=row["activated_at"],
@@ -46,11 +47,14 @@ async def read_snapshot(
     arm: bool = True,
     task_types: Sequence[str] = (),
     demand: DemandReader | None = None,
+    by_type: bool = False,
 ) -> Snapshot:
     """Arm the doorbell, then read counts, live workers and running tasks in one
     repeatable-read transaction. Arming first means any task queued after this read
     rings the bell, and anything queued before it is in the snapshot. ``task_types`` are
-    those the fleet runs (empty: all); ``demand`` runs DEMAND_SQL where it is set."""
+    those the fleet runs (empty: all); ``demand`` runs DEMAND_SQL where it is set;
+    ``by_type`` also counts the claimable tasks of each type (routing between pools, and
+    what no pool runs)."""
     if arm:
         await conn.execute(query("arm_doorbell"))
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -58,6 +62,7 @@ async def read_snapshot(
         workers = await conn.fetch(query("live_workers"))
         running = await conn.fetch(query("running_tasks"))
         demand_sql = await demand.read(conn) if demand is not None else None
+        ready = await conn.fetch(query("ready_by_type")) if by_type else None
     return Snapshot(
         now=counts["db_now"],
         queued=counts["queued"],
@@ -69,6 +74,7 @@ async def read_snapshot(
         blocked_for_good=counts["blocked_for_good"],
         blocked_waiting=counts["blocked_waiting"],
         demand_sql=demand_sql,
+        ready_by_type=None if ready is None else tuple((r[0], r[1]) for r in ready),
         workers=tuple(_worker(r) for r in workers),
         running=tuple(_task(r) for r in running),
         pods=tuple(pods) if pods is not None else None,

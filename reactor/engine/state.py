@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reactor.domain.model import Snapshot
+from reactor.domain.pools import Pools
+from reactor.domain.routing import Routing
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.engine.history import History
 
@@ -64,6 +66,12 @@ class ReactorState:
     db_ok: bool = False
     # The last hour of snapshots, for the web console's charts (reactor/engine/history.py).
     history: History = field(default_factory=History)
+    # The GPU pools in force (None before the reactor has read them), each pool's spawn
+    # gate, and the last reconcile's routing of demand between them (with POOLS_FILE).
+    pools: Pools | None = None
+    gates: dict[str, SpawnGate] = field(default_factory=dict)
+    routing: Routing | None = None
+    pool_desired: dict[str, int] = field(default_factory=dict)
 
     def record(self, record: ActionRecord) -> None:
         self.actions.append(record)

@@ -139,7 +139,7 @@ def _report(records: list[Any]) -> int:
 
 
 async def cmd_workers_spawn(args: argparse.Namespace, settings: Settings) -> int:
-    return _report(await manual.spawn(settings, args.count, force=args.force))
+    return _report(await manual.spawn(settings, args.count, force=args.force, pool=args.pool))
 
 
 async def cmd_workers_drain(args: argparse.Namespace, settings: Settings) -> int:
@@ -284,6 +284,9 @@ def _register_workers(sub: Any, commands: dict[str, Command]) -> None:
     )
     q.add_argument("--count", type=positive, default=1, metavar="N", help="workers to spawn (1)")
     q.add_argument("--force", action="store_true", help="spawn even above the caps")
+    q.add_argument(
+        "--pool", metavar="NAME", help="the GPU pool to spawn in (POOLS_FILE; default: the first)"
+    )
     q.set_defaults(op=cmd_workers_spawn)
     q = group.add_parser(
         "drain",

@@ -20,12 +20,14 @@ from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
 from reactor.domain.actions import Action, Cause, Drain, Retire, Spawn
 from reactor.domain.model import LIVE_STATUSES, WorkerStatus
+from reactor.domain.pools import Pools
 from reactor.engine.executor import Executor
 from reactor.engine.metrics import Metrics
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import ConfigError, DatabaseError, ReactorError
 from reactor.ops import observe
+from reactor.pools_file import load_pools
 from reactor.providers.base import Pod, PodSpec, Provider
 from reactor.settings import Settings
 
@@ -68,7 +70,9 @@ class DatabaseOnly:
 
 
 @asynccontextmanager
-async def executor_for(settings: Settings, *, provider: bool = True) -> AsyncIterator[Executor]:
+async def executor_for(
+    settings: Settings, *, provider: bool = True, pools: Pools | None = None
+) -> AsyncIterator[Executor]:
     """An Executor on a small pool, with the configured provider (or none)."""
     async with observe.database(settings):  # readable connect errors + schema check
         pass
@@ -93,6 +97,7 @@ async def executor_for(settings: Settings, *, provider: bool = True) -> AsyncIte
             settings=settings,
             metrics=Metrics(),
             state=ReactorState(role="cli"),
+            pools=pools,
         )
     except POOLER_ERRORS as exc:
         raise DatabaseError(POOLER_ERROR) from exc
@@ -117,7 +122,9 @@ def spawn_room(settings: Settings, live: int, burn: float, price: float) -> tupl
     return max(room, 0), why
 
 
-async def spawn(settings: Settings, count: int, *, force: bool = False) -> list[ActionRecord]:
+async def spawn(
+    settings: Settings, count: int, *, force: bool = False, pool: str | None = None
+) -> list[ActionRecord]:
     if count < 1:
         raise BadInput("--count must be at least 1")
     if settings.reactor_provider == "local":
@@ -126,18 +133,30 @@ async def spawn(settings: Settings, count: int, *, force: bool = False) -> list[
             "starts it and would end with this command: queue tasks instead "
             "('gpu-reactor tasks create') and let the running reactor spawn"
         )
-    async with executor_for(settings) as ex, ex.pool.acquire() as conn:
+    pools = load_pools(settings)
+    chosen = pools.get(pool) if pool is not None else pools.first
+    if chosen is None:
+        where = f"POOLS_FILE has {', '.join(pools.names)}" if pools.routed else "no POOLS_FILE"
+        raise BadInput(f"no pool named {pool!r} ({where})")
+    async with executor_for(settings, pools=pools) as ex, ex.pool.acquire() as conn:
         snap = await read_snapshot(conn, arm=False, task_types=settings.task_types)
-        await ex.refresh_price(max((w.cost_per_hr for w in snap.workers), default=0.0))
-        price = ex.gate.expected_price
-        room, why = spawn_room(settings, len(snap.workers), snap.hourly_burn, price)
+        await ex.refresh_price(snap.workers)
+        price = ex.gates[chosen.name].expected_price
+        mine = [w for w in snap.workers if pools.pool_of(w) is chosen]
+        room, why = spawn_room(chosen.settings, len(mine), sum(w.cost_per_hr for w in mine), price)
+        if pools.routed:  # the environment's caps hold across pools
+            fleet = spawn_room(settings, len(snap.workers), snap.hourly_burn, price)
+            if fleet[0] < room:
+                room, why = fleet[0], f"the fleet's {fleet[1]}"
         if count > room and not force:
             raise Refused(
                 f"{len(snap.workers)} live worker(s) and {why} leave room for {room}; "
                 f"asked for {count} (pass --force to go over the cap)"
             )
         reason = "requested by operator (gpu-reactor workers spawn)"
-        spawns: list[Action] = [Spawn(reason=reason, cause=Cause.OPERATOR) for _ in range(count)]
+        spawns: list[Action] = [
+            Spawn(reason=reason, cause=Cause.OPERATOR, pool=chosen.name) for _ in range(count)
+        ]
         applied = await ex.apply(spawns, snap.now)
         return applied.records
 

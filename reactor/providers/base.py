@@ -17,12 +17,14 @@ __all__ = [
     "FLEET_ENV",
     "LIVE_POD_STATES",
     "Pod",
+    "POOL_ENV",
     "PodSpec",
     "Provider",
     "WORKER_TOKEN_ENV",
 ]
 
 WORKER_TOKEN_ENV = "WORKER_TOKEN"  # the pod's own credential, see sql/migrations/0012
+POOL_ENV = "GPU_REACTOR_POOL"  # the pod's GPU pool, with POOLS_FILE
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import re
@@ -43,6 +44,8 @@ class _Worker:
     log_path: Path
     created_at: datetime
     exited_at: float | None = None  # monotonic
+    gpu_type: str = "local"
+    price: float = 0.0  # USD/hour while it runs
 
 
 class LocalProvider:
@@ -81,12 +84,27 @@ class LocalProvider:
         self.keep_exited_sec = keep_exited_sec
         self._workers: dict[str, _Worker] = {}
 
+    def for_pool(self, settings: Settings) -> LocalProvider:
+        """The same processes, created with a GPU pool's settings (its price, its first
+        GPU type as the pod's GPU type); only this provider is closed."""
+        twin = copy.copy(self)
+        twin.settings = settings
+        return twin
+
     # --- create ----------------------------------------------------------------------------
     async def create(self, spec: PodSpec) -> Pod:
         log_path = self.workdir / f"{_UNSAFE.sub('_', spec.name) or 'worker'}.log"
         process = self._start(spec, log_path)
         worker = _Worker(
-            f"local-{process.pid}", spec.name, dict(spec.env), process, log_path, datetime.now(UTC)
+            f"local-{process.pid}",
+            spec.name,
+            dict(spec.env),
+            process,
+            log_path,
+            datetime.now(UTC),
+            # A pool's first GPU type names its local "GPU", so pools can be told apart.
+            gpu_type=next(iter(self.settings.runpod_gpu_types), "local"),
+            price=self.settings.gpu_hourly_price_usd,
         )
         self._workers[worker.pod_id] = worker  # a reused pid replaces its old record
         log.info(
@@ -153,8 +171,8 @@ class LocalProvider:
             id=worker.pod_id,
             name=worker.name,
             status="RUNNING" if running else "EXITED",
-            gpu_type="local",
-            cost_per_hr=self.settings.gpu_hourly_price_usd if running else 0.0,
+            gpu_type=worker.gpu_type,
+            cost_per_hr=worker.price if running else 0.0,
             env=dict(worker.env),
             created_at=worker.created_at,
         )

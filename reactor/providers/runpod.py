@@ -11,6 +11,7 @@ Runpod's list may lag a create, instead of creating again.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -114,6 +115,20 @@ class RunpodProvider:
                     "creates are refused unless placed in the volume's data center"
                 },
             )
+
+    def for_pool(self, settings: Settings) -> RunpodProvider:
+        """A provider for one GPU pool: its GPU types, image, volume and price, on this
+        provider's connection and rate limits (one account); only this one is closed."""
+        twin = copy.copy(self)
+        twin.settings = settings
+        centers: list[str | None] = list(settings.runpod_data_centers) or [None]
+        twin.book = CandidateBook(
+            [Candidate(gpu, dc) for gpu in settings.runpod_gpu_types for dc in centers],
+            backoff_base_sec=settings.spawn_failure_backoff_sec,
+        )
+        twin._volume_dc = None
+        twin._price = None
+        return twin
 
     # --- create ----------------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:
