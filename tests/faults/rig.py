@@ -71,6 +71,7 @@ class FaultRig:
         self.checker = InvariantChecker(runpod, max_pods=3, max_spend=None)
         self.pods = PodProcesses(runpod, log_dir=tmp_path / "workers", on_created=self._created)
         self._on_next_create: list[Callable[[FakePod], None]] = []
+        self.create_watchers: list[Callable[[FakePod], None]] = []  # called on every create
         self.reactors = ReactorProcs(tmp_path / "reactors")
         self.expected: set[str] = set()
         self.poison: set[str] = set()
@@ -82,6 +83,8 @@ class FaultRig:
 
     def _created(self, pod: FakePod) -> None:
         self.checker.observe(f"create {pod.name}")
+        for watch in self.create_watchers:
+            watch(pod)
         hooks, self._on_next_create = self._on_next_create, []
         for hook in hooks:
             hook(pod)
