@@ -13,7 +13,7 @@ Without POOLS_FILE there is one pool and this is exactly ``policy.decide``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 
 from reactor.domain import policy, rules
@@ -23,17 +23,10 @@ from reactor.domain.pools import Pools
 from reactor.domain.routing import NO_LIMITS, Routing, route
 
 
-def _tagged(actions: Sequence[Action], pool: str) -> list[Action]:
-    """The actions with their pool named (the executor's spawn gate and pod settings)."""
-    return [
-        dataclasses.replace(a, pool=pool) if isinstance(a, Spawn | Retire) else a for a in actions
-    ]
-
-
 def decide_fleet(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> list[Action]:
     if not pools.routed:
         only = pools.first
-        return _tagged(policy.decide(snap, only.settings, limits.get(only.name)), only.name)
+        return policy.decide(snap, only.settings, limits.get(only.name))  # pool None: the only
     routing = route(snap, pools, limits)
     recovered: list[Retire] = []
     stuck: list[Action] = []
@@ -49,10 +42,14 @@ def decide_fleet(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> 
     gone = policy.retired([*recovered, *swept])
     draining = policy.drained(stuck)
     scaled: list[Action] = []
+    room = _fleet_room(snap, pools, limits, gone)
     for part in routing.parts:
         lim = limits.get(part.name, NO_LIMITS)
-        steps = policy.scale(part.snapshot, part.pool.settings, lim, gone, draining)
-        scaled += _tagged(steps, part.name)
+        steps = policy.scale(
+            part.snapshot, part.pool.settings, lim, gone, draining, pool=part.name, fleet_room=room
+        )
+        room -= sum(1 for a in steps if isinstance(a, Spawn))
+        scaled += steps
     scaled += _drain_removed(routing, gone | draining)
     scaled = _within_fleet_caps(snap, pools, limits, scaled, gone)
     return [*recovered, *stuck, *orphaned, *swept, *scaled]
@@ -83,6 +80,16 @@ def _drain_removed(routing: Routing, leave: frozenset[str]) -> list[Action]:
     ]
 
 
+def _fleet_room(
+    snap: Snapshot, pools: Pools, limits: Mapping[str, Limits], gone: frozenset[str]
+) -> int:
+    """Workers the fleet-wide MAX_ACTIVE_GPUS leaves room for (pods whose terminate has
+    not succeeded hold theirs)."""
+    live = sum(1 for w in snap.workers if w.id not in gone)
+    unconfirmed = sum(lim.unconfirmed_pods for lim in limits.values())
+    return pools.settings.max_active_gpus - live - unconfirmed
+
+
 def _within_fleet_caps(
     snap: Snapshot,
     pools: Pools,
@@ -92,11 +99,9 @@ def _within_fleet_caps(
 ) -> list[Action]:
     """The spawns that fit the fleet-wide MAX_ACTIVE_GPUS and MAX_HOURLY_SPEND_USD, in
     pool order; the other actions as they are."""
-    fleet = pools.settings
-    live = [w for w in snap.workers if w.id not in gone]
-    room = fleet.max_active_gpus - len(live) - sum(lim.unconfirmed_pods for lim in limits.values())
-    budget = fleet.max_hourly_spend_usd
-    burn = sum(w.cost_per_hr for w in live)
+    room = _fleet_room(snap, pools, limits, gone)
+    budget = pools.settings.max_hourly_spend_usd
+    burn = sum(w.cost_per_hr for w in snap.workers if w.id not in gone)
     out: list[Action] = []
     for action in actions:
         if isinstance(action, Spawn):

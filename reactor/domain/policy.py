@@ -232,9 +232,13 @@ def scale(
     limits: Limits,
     ending: frozenset[str],
     draining: frozenset[str],
+    *,
+    pool: str | None = None,
+    fleet_room: int | None = None,
 ) -> list[Action]:
     """Spawn up to the workers the queue calls for, or drain the idle excess. ``ending``
-    are the workers being retired, ``draining`` those the earlier steps drain."""
+    are the workers being retired, ``draining`` those the earlier steps drain; spawns
+    are for ``pool``, and no more than ``fleet_room`` (the fleet's, with GPU pools)."""
     live = [w for w in snap.workers if w.id not in ending]
     capacity = [w for w in live if w.status in CAPACITY_STATUSES and w.id not in draining]
     desired = desired_workers(snap, settings)
@@ -244,8 +248,10 @@ def scale(
         starting = sum(1 for w in live if w.status == WorkerStatus.SPAWNING)
         room, _ = _spawn_room(snap, settings, limits, len(live), burn, starting)
         count = min(desired - len(capacity), room)
+        if fleet_room is not None:
+            count = min(count, max(fleet_room, 0))
         reason = f"{demand} tasks need {desired} workers, {len(capacity)} live"
-        return [Spawn(reason=reason, cause=Cause.SCALE_UP) for _ in range(count)]
+        return [Spawn(reason=reason, cause=Cause.SCALE_UP, pool=pool) for _ in range(count)]
     if len(capacity) == desired:
         return []
     judged = rules.judge(snap, settings).workers

@@ -110,80 +110,93 @@ def route(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> Routing
     return hit
 
 
-def _route(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> Routing:
+def _members(
+    snap: Snapshot, pools: Pools
+) -> tuple[list[list[WorkerState]], list[list[TaskState]], list[WorkerState], list[TaskState]]:
+    """Each pool's workers and the tasks they hold, and those of the workers whose pool
+    left the file. A task whose worker is not live is no pool's (an orphan: requeued)."""
     order = pools.pools
-    members: list[list[WorkerState]] = [[] for _ in order]
-    removed: list[WorkerState] = []
     index = {p.name: i for i, p in enumerate(order)}
+    members: list[list[WorkerState]] = [[] for _ in order]
+    held: list[list[TaskState]] = [[] for _ in order]
+    removed: list[WorkerState] = []
+    removed_tasks: list[TaskState] = []
+    named: dict[str | None, int | None] = {}  # a row's pool value -> the pool's place
     home: dict[str, int | None] = {}
     for w in snap.workers:
-        pool = pools.pool_of(w)
-        at = index[pool.name] if pool is not None else None
-        home[w.id] = at
+        if w.pool not in named:
+            pool = pools.pool_named(w.pool)
+            named[w.pool] = index[pool.name] if pool is not None else None
+        at = home[w.id] = named[w.pool]
         (members[at] if at is not None else removed).append(w)
-    held: list[list[TaskState]] = [[] for _ in order]
-    removed_tasks: list[TaskState] = []
     for t in snap.running:
-        at = home.get(t.worker_id) if t.worker_id is not None else None
-        if t.worker_id in home:
+        if t.worker_id is not None and t.worker_id in home:
+            at = home[t.worker_id]
             (held[at] if at is not None else removed_tasks).append(t)
+    return members, held, removed, removed_tasks
 
-    # Each type's candidate pools, in file order; its tasks start at the first.
+
+def _first_choices(
+    snap: Snapshot, pools: Pools
+) -> tuple[dict[str | None, list[int]], list[dict[str | None, int]], list[tuple[str | None, int]]]:
+    """Each type's candidate pools in file order, the tasks at each type's first pool,
+    and the types no pool runs."""
     candidates: dict[str | None, list[int]] = {}
-    pending: list[dict[str | None, int]] = [{} for _ in order]
+    pending: list[dict[str | None, int]] = [{} for _ in pools.pools]
     unrouted: list[tuple[str | None, int]] = []
     for task_type, count in snap.ready_by_type or ():
         if count <= 0:
             continue
-        chain = [i for i, p in enumerate(order) if p.runs(task_type)]
+        chain = [i for i, p in enumerate(pools.pools) if p.runs(task_type)]
         if not chain:
             unrouted.append((task_type, count))
             continue
         candidates[task_type] = chain
         pending[chain[0]][task_type] = pending[chain[0]].get(task_type, 0) + count
+    return candidates, pending, unrouted
+
+
+def _busy(pool: Pool, held: list[TaskState]) -> int:
+    """The tasks a pool's workers hold that need their GPU (not the exempt parents)."""
+    exempt = rules.exempt_matcher(pool.settings)
+    if exempt is None:
+        return len(held)
+    return len(held) - sum(1 for t in held if rules.is_exempt_by(t, exempt))
+
+
+def _route(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> Routing:
+    members, held, removed, removed_tasks = _members(snap, pools)
+    candidates, pending, unrouted = _first_choices(snap, pools)
+
+    def later(task_type: str | None, at: int) -> int | None:
+        """The next pool after ``at`` that runs the type."""
+        return next((c for c in candidates[task_type] if c > at), None)
 
     parts: list[PoolPart] = []
-    spilled_in = [0] * len(order)
-    for i, pool in enumerate(order):
-        lim = limits.get(pool.name, NO_LIMITS)
-        s = pool.settings
-        busy = sum(1 for t in held[i] if not rules.is_exempt(t, s))
-        can_have = _can_have(pool, members[i], lim, snap)
-        room = max(can_have * s.tasks_per_gpu_threshold - busy, 0)
+    spilled_in = [0] * len(pools.pools)
+    for i, pool in enumerate(pools.pools):
+        busy = _busy(pool, held[i])
+        can_have = _can_have(pool, members[i], limits.get(pool.name, NO_LIMITS), snap)
+        room = max(can_have * pool.settings.tasks_per_gpu_threshold - busy, 0)
+        # The types no later pool runs stay here whatever this pool can take; then the
+        # others as far as there is room, the rest moving on to their next pool.
+        mine = sorted(pending[i].items(), key=lambda kv: (later(kv[0], i) is not None, str(kv[0])))
         kept: dict[str | None, int] = {}
-
-        # The types no later pool lists stay here whatever this pool can take; then the
-        # others, as far as there is room, the rest moving on to their next pool.
-        def later(t: str | None, at: int = i) -> int | None:
-            chain = candidates[t]
-            after = [c for c in chain if c > at]
-            return after[0] if after else None
-
-        mine = sorted(pending[i].items(), key=lambda kv: (later(kv[0]) is not None, str(kv[0])))
         out = 0
         for task_type, count in mine:
-            nxt = later(task_type)
+            nxt = later(task_type, i)
             take = count if nxt is None else min(count, room)
             room -= take
             if take:
                 kept[task_type] = take
-            if count > take and nxt is not None:
+            if nxt is not None and count > take:
                 pending[nxt][task_type] = pending[nxt].get(task_type, 0) + count - take
                 spilled_in[nxt] += count - take
                 out += count - take
         queued = sum(kept.values())
         part = _part_snapshot(snap, members[i], held[i], queued, busy + queued)
-        parts.append(
-            PoolPart(
-                pool,
-                part,
-                queued,
-                spilled_in[i],
-                out,
-                can_have,
-                tuple(sorted(kept.items(), key=lambda kv: str(kv[0]))),
-            )
-        )
+        by_type = tuple(sorted(kept.items(), key=lambda kv: str(kv[0])))
+        parts.append(PoolPart(pool, part, queued, spilled_in[i], out, can_have, by_type))
     gone = _part_snapshot(snap, removed, removed_tasks, 0, 0)
     return Routing(tuple(parts), gone, tuple(sorted(unrouted, key=lambda kv: str(kv[0]))))
 

@@ -50,6 +50,15 @@ def is_exempt(task: TaskState, settings: Settings) -> bool:
     return _exempt(task, _exempt_matcher(settings.exempt_task_types()))
 
 
+def exempt_matcher(settings: Settings) -> re.Pattern[str] | None:
+    """STUCK_TASK_EXEMPT_TYPES compiled (None: no type is exempt), for ``is_exempt_by``."""
+    return _exempt_matcher(settings.exempt_task_types())
+
+
+def is_exempt_by(task: TaskState, matcher: re.Pattern[str] | None) -> bool:
+    return _exempt(task, matcher)
+
+
 def _exempt(task: TaskState, matcher: re.Pattern[str] | None) -> bool:
     return (
         matcher is not None
