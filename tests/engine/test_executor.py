@@ -5,6 +5,7 @@ capacity backoff, the start-failure breaker and its row in the database)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -14,12 +15,14 @@ import pytest
 from reactor.db.pool import GuardedPool, create_pool
 from reactor.domain.actions import Cause, Retire, Spawn
 from reactor.domain.model import WorkerStatus
+from reactor.domain.pools import Pools
 from reactor.engine.executor import Executor, run_owned
 from reactor.engine.metrics import Metrics
 from reactor.engine.service import Reactor
 from reactor.engine.state import ReactorState
 from reactor.ops.observe import fresh_state
 from reactor.ops.status import build_status
+from reactor.pools_file import parse_pools
 from reactor.providers.runpod import RunpodProvider
 from reactor.settings import Settings
 from tests.db.support import add_worker
@@ -333,3 +336,80 @@ async def test_every_candidate_rejecting_the_request_stops_spawning_with_runpods
             assert again.actions == [] and len(server.create_calls) == 2
         finally:
             await reactor.close()
+
+
+def two_pools(settings: Settings) -> Pools:
+    tables = {
+        "big": {"runpod_gpu_types": ["NVIDIA H100 80GB HBM3"], "task_types": ["wan_*"]},
+        "small": {"runpod_gpu_types": ["NVIDIA GeForce RTX 4090"], "task_types": ["*"]},
+    }
+    return parse_pools({"pools": tables}, settings, "pools.toml")
+
+
+async def test_each_pool_has_its_own_gate_pods_and_breaker_row(
+    conn: asyncpg.Connection,
+    runpod: FakeRunpod,
+    settings: Settings,
+    pool: GuardedPool,
+    provider_clock: FakeClock,
+) -> None:
+    pools = two_pools(settings)
+    provider = RunpodProvider(settings=settings, clock=provider_clock, retry_base_sec=0.01)
+    executor = Executor(
+        pool=pool,
+        provider=provider,
+        settings=settings,
+        metrics=Metrics(),
+        state=ReactorState(),
+        pools=pools,
+    )
+    try:
+        runpod.faults.no_capacity_gpus.add("NVIDIA H100 80GB HBM3")
+        now = await db_now(conn)
+        spawns = [
+            Spawn("demand", Cause.SCALE_UP, pool="big"),
+            Spawn("demand", Cause.SCALE_UP, pool="small"),
+        ]
+        records = (await executor.apply(spawns, now)).records
+        assert sorted(r.outcome for r in records) == ["no_capacity", "ok"]
+        bodies = {c.body["gpu"]["id"]: c.body for c in runpod.create_calls}
+        assert bodies["NVIDIA GeForce RTX 4090"]["env"]["GPU_REACTOR_POOL"] == "small"
+        assert bodies["NVIDIA GeForce RTX 4090"]["env"]["WORKER_TASK_TYPES"] == "*"
+        limits = executor.limits(now)
+        assert limits["big"].spawn_blocked_until == now + timedelta(seconds=30)
+        assert limits["big"].pool_unavailable
+        assert limits["small"].spawn_blocked_until is None, "big's trouble does not stop small"
+        # While big is paused its spawns wait; small's go.
+        later = now + timedelta(seconds=1)
+        records = (await executor.apply(spawns, later)).records
+        assert {r.outcome for r in records} == {"deferred", "ok"}
+        rows = await conn.fetch(
+            "SELECT metadata ->> 'pool' AS pool, gpu_type FROM workers WHERE status = 'spawning'"
+        )
+        assert {(r["pool"], r["gpu_type"]) for r in rows} == {("small", "NVIDIA GeForce RTX 4090")}
+
+        # Start failures count per pool, each in its own breaker row.
+        for i in range(3):
+            await add_worker(conn, f"gpu-reactor-dud{i}", "spawning")
+        duds = [
+            dataclasses.replace(never_started(f"gpu-reactor-dud{i}"), pool="small")
+            for i in range(3)
+        ]
+        await executor.apply(duds, later)
+        assert executor.gates["small"].start_failures == 3
+        assert executor.gates["big"].start_failures == 0
+        rows = await conn.fetch("SELECT fleet, start_failures FROM gpu_reactor.spawn_breaker")
+        assert {r["fleet"]: r["start_failures"] for r in rows} == {"gpu-reactor/small": 3}
+        # A new leader loads each pool's own count.
+        again = Executor(
+            pool=pool,
+            provider=provider,
+            settings=settings,
+            metrics=Metrics(),
+            state=ReactorState(),
+            pools=pools,
+        )
+        await again.load_breaker()
+        assert (again.gates["big"].start_failures, again.gates["small"].start_failures) == (0, 3)
+    finally:
+        await provider.close()
