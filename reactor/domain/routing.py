@@ -12,6 +12,7 @@ Pure: what a pool can take is worked out from the snapshot and the spawn gates' 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,12 +71,25 @@ def _part_snapshot(
     queued: int,
     demand: int,
 ) -> Snapshot:
-    return Snapshot(
-        now=snap.now,
+    """A pool's part: its workers and their tasks, the demand routed to it; the fleet's
+    own counts (waiting, blocked, DEMAND_SQL, the provider's pods) are not a pool's. Made
+    from the whole snapshot, so what else it says (its clock, any figure a rule reads)
+    is the same."""
+    return dataclasses.replace(
+        snap,
         queued=queued,
         in_progress=len(running),
         workers=tuple(workers),
         running=tuple(running),
+        pods=None,
+        waiting=0,
+        next_retry_at=None,
+        oldest_queued_at=None,
+        other_types=0,
+        blocked_for_good=0,
+        blocked_waiting=0,
+        demand_sql=None,
+        ready_by_type=None,
         routed_demand=demand,
     )
 
