@@ -106,14 +106,18 @@ async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[Rea
     return state, leader is not None
 
 
-async def fleet_state(conn: asyncpg.Connection, settings: Settings) -> ReactorState:
-    """The snapshot, the pools (POOLS_FILE, read now) with each pool's spawn gate as a
-    leader would start from, their routing and desired workers: read as the reactor's
-    reconcile reads them (reactor/engine/reconcile.py)."""
-    pools = load_pools(settings)
+async def fleet_state(
+    conn: asyncpg.Connection, settings: Settings, pools: Pools | None = None
+) -> ReactorState:
+    """The snapshot, the pools (POOLS_FILE, read now unless given) with each pool's spawn
+    gate as a leader would start from, their routing and desired workers: read as the
+    reactor's reconcile reads them (reactor/engine/reconcile.py)."""
+    pools = pools if pools is not None else load_pools(settings)
     types = pools.patterns() if pools.routed else tuple(settings.task_types)
-    sql = None if pools.routed else await demand_sql_for(
-        conn, settings.demand_sql, settings.worker_protocol
+    sql = (
+        None
+        if pools.routed
+        else await demand_sql_for(conn, settings.demand_sql, settings.worker_protocol)
     )
     snap = await read_snapshot(
         conn,

@@ -165,9 +165,7 @@ def pool_views(
             snap, pools, routing, _desired(state, pools, routing)
         )
     }
-    views = [
-        _pool_view(p, rows[p.name], _queued(snap, p, routing), limits[p.name]) for p in pools
-    ]
+    views = [_pool_view(p, rows[p.name], _queued(snap, p, routing), limits[p.name]) for p in pools]
     unrouted = routing.unrouted if routing is not None else unrouted_tasks(snap, pools)
     by_type = dict(top_types(unrouted))
     return views, UnroutedView(total=sum(n for _, n in unrouted), by_type=by_type)
