@@ -33,3 +33,9 @@ async def save_breaker(db: asyncpg.Connection | GuardedPool, fleet: str, b: Star
         # Postgres text holds no NUL; the reason quotes a provider's or a pod's words.
         b.pause.reason.replace("\x00", "")[:1000] if b.pause else None,
     )
+
+
+def breaker_key(fleet: str, first_pool: str, pool: str) -> str:
+    """A pool's breaker row: the fleet's for the first pool (as before pools), the fleet's
+    and the pool's name for the others (the executor writes them so)."""
+    return fleet if pool == first_pool else f"{fleet}/{pool}"

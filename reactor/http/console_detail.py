@@ -14,6 +14,7 @@ from reactor.engine.state import ReactorState
 from reactor.http.console_html import e, facts_html, task_link, worker_link
 from reactor.ops.observe import age_text
 from reactor.ops.status import worker_health
+from reactor.ops.status_pools import pools_of
 from reactor.settings import Settings
 
 HEALTH_WORDS = {
@@ -49,12 +50,28 @@ def _ago(moment: datetime | None, now: datetime) -> str:
     return f"{e(moment)} ({e(age_text((now - moment).total_seconds()))} ago)"
 
 
+def _pool(row: dict[str, Any], state: ReactorState, settings: Settings) -> str:
+    """The worker's GPU pool: its row's (workers.pool), else its last snapshot's."""
+    if "pool" in row:
+        name = row["pool"]
+    else:  # until console_worker carries workers.pool (migration 0016)
+        live = state.snapshot.worker(row["id"]) if state.snapshot else None
+        name = live.pool if live is not None else None
+    pools = pools_of(state, settings)
+    pool = pools.pool_named(name)
+    if pool is None:
+        return f"{e(name)} (no longer in POOLS_FILE: it drains)"
+    types = ", ".join(pool.patterns)
+    return f'<span class="mono">{e(pool.name)}</span> (runs {e(types)})'
+
+
 def worker_facts(row: dict[str, Any], state: ReactorState, settings: Settings) -> list[Any]:
     now = row["db_now"]
     reason = row["error_reason"] or row["drain_reason"]
     return [
         ("status", f'<span class="status s-{e(row["status"])}">{e(row["status"])}</span>'),
         ("health", _health(row["id"], state, settings)),
+        ("pool", _pool(row, state, settings)),
         ("GPU type", e(row["gpu_type"])),
         ("cost", e(f"${row['cost_per_hr']:.4f}/h")),
         ("managed", e("yes: its pod is the reactor's" if row["managed"] else "no: registered")),

@@ -30,6 +30,7 @@ from reactor.db.queries import query
 from reactor.http.console_view import Totals, build_view
 from reactor.ops import observe
 from reactor.ops.status import build_status, scrub_secrets
+from reactor.ops.status_pools import status_secrets
 
 if TYPE_CHECKING:
     from reactor.engine.service import Reactor
@@ -148,7 +149,8 @@ class ConsoleFeed:
         view["history_tail"] = reactor.state.history.wire(time.time(), last=HISTORY_TAIL)
         if status.queue is not None:
             self._previous_queued = status.queue.queued
-        self.payload = scrub_secrets(orjson.dumps(view), reactor.settings.secrets())
+        secrets = status_secrets(reactor.state, reactor.settings)
+        self.payload = scrub_secrets(orjson.dumps(view), secrets)
         self.version += 1
         self.builds += 1
         self._key = self._change_key()

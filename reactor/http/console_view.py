@@ -147,24 +147,7 @@ def _fleet_alerts(
                     f"{', growing' if growing else ''}) and no spawning or active worker",
                 )
             )
-    if b["spawn_blocked_until"]:
-        out.append(
-            _alert(
-                "warning",
-                "spawns_paused",
-                f"spawning paused until {b['spawn_blocked_until']}: "
-                f"{b['spawn_blocked_reason'] or 'no reason recorded'}",
-            )
-        )
-    if b["worker_start_failures"] >= START_FAILURES_ALERT:
-        out.append(
-            _alert(
-                "warning",
-                "workers_do_not_start",
-                f"{b['worker_start_failures']} worker(s) in a row never started "
-                "(from 3, one probe pod at a time)",
-            )
-        )
+    out += _spawn_alerts(s, settings)
     cap, burn = b["max_hourly_spend_usd"], b["hourly_burn_usd"]
     if cap and burn >= BUDGET_NEAR * cap:
         out.append(
@@ -182,6 +165,52 @@ def _fleet_alerts(
                 "snapshot_old",
                 f"the reactor's last read of the database is {age_text(age)} old "
                 f"(SWEEP_INTERVAL_SEC={settings.sweep_interval_sec:g})",
+            )
+        )
+    return out
+
+
+def _gate_alerts(gate: dict[str, Any], pool: str = "") -> list[dict[str, str]]:
+    """A spawn pause and pods that do not start, from the budget's or one pool's gate."""
+    out = []
+    where = f"pool {pool}: " if pool else ""
+    if gate["spawn_blocked_until"]:
+        out.append(
+            _alert(
+                "warning",
+                "spawns_paused",
+                f"{where}spawning paused until {gate['spawn_blocked_until']}: "
+                f"{gate['spawn_blocked_reason'] or 'no reason recorded'}",
+            )
+        )
+    if gate["worker_start_failures"] >= START_FAILURES_ALERT:
+        out.append(
+            _alert(
+                "warning",
+                "workers_do_not_start",
+                f"{where}{gate['worker_start_failures']} worker(s) in a row never started "
+                "(from 3, one probe pod at a time)",
+            )
+        )
+    return out
+
+
+def _spawn_alerts(s: dict[str, Any], settings: Settings) -> list[dict[str, str]]:
+    """Each pool's own spawn trouble with POOLS_FILE (a broken image in one pool does not
+    stop the others); the fleet's, as before pools, without it. Then the tasks no pool
+    runs: they wait for good until a pool lists their type."""
+    if not settings.pools_file:
+        return _gate_alerts(s["budget"])
+    out = [a for p in s["pools"] for a in _gate_alerts(p, p["name"])]
+    unrouted = s["unrouted"]
+    if unrouted["total"]:
+        types = ", ".join(f"{n} {t}" for t, n in unrouted["by_type"].items())
+        out.append(
+            _alert(
+                "warning",
+                "unrouted_tasks",
+                f"{unrouted['total']} queued task(s) of types no pool in POOLS_FILE runs "
+                f"({types}): nothing is spawned for them, they wait until a pool lists them",
             )
         )
     return out
@@ -297,6 +326,9 @@ def build_view(
         "finished_last_hour": _totals(totals),
         "budget": s["budget"],
         "workers": _workers(s),
+        "routed": bool(settings.pools_file),  # POOLS_FILE: the pools view is shown
+        "pools": s["pools"],
+        "unrouted": s["unrouted"],
         "ended": _ended(status),
         "actions": s["actions"],
         "recent_tasks": totals.recent if totals is not None else [],

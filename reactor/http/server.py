@@ -29,6 +29,7 @@ from reactor.ops.status import (
     status_json,
     stuck_task_count,
 )
+from reactor.ops.status_pools import status_secrets
 
 if TYPE_CHECKING:
     from reactor.engine.service import Reactor
@@ -95,7 +96,7 @@ async def status(request: web.Request) -> web.Response:
         )
     provider = getattr(reactor.provider, "name", None)
     view = build_status(reactor.state, reactor.settings, provider=provider)
-    body = status_json(view, reactor.settings.secrets())
+    body = status_json(view, status_secrets(reactor.state, reactor.settings))
     return web.Response(body=body, content_type="application/json")
 
 

@@ -23,8 +23,9 @@ from reactor.ops.tables import (
     make_console,
     status_renderable,
     tasks_table,
-    workers_table,
+    workers_by_pool,
 )
+from reactor.pools_file import load_pools
 from reactor.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -84,14 +85,16 @@ def positive_float(value: str) -> float:
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from reactor.ops.status import build_status, status_json
+    from reactor.ops.status_pools import status_secrets
 
     async with observe.database(settings) as conn:
         state, leader = await observe.fresh_state(conn, settings)
     view = build_status(state, settings, leader_present=leader)
     if args.json:
-        sys.stdout.write(status_json(view, settings.secrets(), indent=True).decode() + "\n")
+        secrets = status_secrets(state, settings)
+        sys.stdout.write(status_json(view, secrets, indent=True).decode() + "\n")
     else:
-        make_console().print(status_renderable(view))
+        make_console().print(status_renderable(view, state.pools))
     return 0
 
 
@@ -119,14 +122,17 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_workers_list(args: argparse.Namespace, settings: Settings) -> int:
+    pools = load_pools(settings)
     async with observe.database(settings) as conn:
-        live = await observe.live_workers(conn)
+        live = observe.with_pools(await observe.live_workers(conn), pools)
         ended = await observe.ended_workers(conn, args.ended) if args.ended else []
+    ended = observe.with_pools(ended, pools)
     if args.json:
         _print_json({"live": live, "ended": ended})
         return 0
     console = make_console()
-    console.print(workers_table(live, f"live workers ({len(live)})"))
+    for table in workers_by_pool(live, pools):
+        console.print(table)
     if ended:
         console.print(ended_workers_table(ended))
     return 0

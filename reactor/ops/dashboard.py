@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import asyncpg
 import orjson
+from pydantic import BaseModel
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -29,7 +30,9 @@ from reactor.db.errors import TRANSIENT_DB_ERRORS
 from reactor.db.migrate import check_schema
 from reactor.errors import ReactorError
 from reactor.ops import observe
-from reactor.ops.tables import make_console, workers_table
+from reactor.ops.status_pools import PoolView, UnroutedView, pool_views
+from reactor.ops.tables import make_console, pool_line, unrouted_line, workers_table
+from reactor.pools_file import load_pools
 from reactor.settings import Settings
 
 # A refresh that fails shows the error on screen and tries again.
@@ -60,9 +63,18 @@ class DashboardData:
     max_active_gpus: int = 0
     alerts: list[Alert] = field(default_factory=list)
     error: str | None = None  # set when the last refresh failed (data is the previous one)
+    # With POOLS_FILE: each pool, and the tasks no pool runs (as /status shows them).
+    pools: list[PoolView] = field(default_factory=list)
+    unrouted: UnroutedView = field(default_factory=UnroutedView)
 
 
 async def gather(conn: asyncpg.Connection, settings: Settings) -> DashboardData:
+    pools: list[PoolView] = []
+    unrouted = UnroutedView()
+    in_force = load_pools(settings)  # re-read each frame: a reload shows
+    if in_force.routed:
+        state = await observe.fleet_state(conn, settings, in_force)
+        pools, unrouted = pool_views(state, settings, datetime.now(UTC))
     return DashboardData(
         observed_at=datetime.now(UTC),
         fleet=settings.reactor_fleet,
@@ -73,6 +85,8 @@ async def gather(conn: asyncpg.Connection, settings: Settings) -> DashboardData:
         leader=await observe.leader_holder(conn, settings.reactor_fleet),
         max_hourly_spend_usd=settings.max_hourly_spend_usd,
         max_active_gpus=settings.max_active_gpus,
+        pools=pools,
+        unrouted=unrouted,
     )
 
 
@@ -137,6 +151,8 @@ def compute_alerts(data: DashboardData, previous_queued: int | None = None) -> l
                 f"burning ${burn:.2f}/h of the ${cap:.2f}/h cap ({burn / cap:.0%})",
             )
         )
+    if data.unrouted.total:
+        alerts.append(Alert("warning", "unrouted_tasks", unrouted_line(data.unrouted)))
     return alerts
 
 
@@ -212,6 +228,18 @@ def _cost_panel(data: DashboardData) -> Panel:
     return Panel(Text(line), title="cost", title_align="left")
 
 
+def _pools_panel(data: DashboardData) -> Panel:
+    """One line per pool; then the tasks no pool runs, by type, when there are any."""
+    lines = Text()
+    for i, pool in enumerate(data.pools):
+        style = "yellow" if pool.spawn_blocked_until is not None else ""
+        lines.append(("\n" if i else "") + pool_line(pool), style=style)
+    unrouted = unrouted_line(data.unrouted)
+    if unrouted:
+        lines.append("\n" + unrouted, style="yellow")
+    return Panel(lines, title=f"pools ({len(data.pools)})", title_align="left")
+
+
 def _activity_table(data: DashboardData) -> Table:
     table = Table(title="recent task activity", title_justify="left")
     for name in ("updated", "task", "type", "status", "worker", "took", "error"):
@@ -249,14 +277,19 @@ def render_frame(data: DashboardData) -> RenderableType:
         _header(data),
         _alerts_panel(data.alerts),
         _queue_panel(data),
+        *([_pools_panel(data)] if data.pools else []),
         _cost_panel(data),
         workers_table(data.workers, f"workers ({len(data.workers)} live)"),
         _activity_table(data),
     )
 
 
+def _plain(value: object) -> object:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
+
+
 def export_json(data: DashboardData) -> bytes:
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str)
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2, default=_plain)
 
 
 # --- running -----------------------------------------------------------------------

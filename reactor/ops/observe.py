@@ -21,14 +21,17 @@ from reactor.db.connect import connect
 from reactor.db.migrate import check_schema
 from reactor.db.pooler import POOLER_ERROR, POOLER_ERRORS
 from reactor.db.queries import query
-from reactor.domain.rules import desired_workers
+from reactor.domain.fleet import desired_fleet
+from reactor.domain.pools import Pools
+from reactor.domain.routing import route
 from reactor.domain.spawn_gate import SpawnGate
-from reactor.engine.breaker import load_breaker
+from reactor.engine.breaker import breaker_key, load_breaker
 from reactor.engine.demand import DemandReader, demand_sql_for
 from reactor.engine.leader import lock_key
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import DatabaseError
+from reactor.pools_file import load_pools
 from reactor.settings import Settings
 
 TASK_STATUSES = ("Queued", "In Progress", "Complete", "Failed", "Cancelled")
@@ -96,24 +99,69 @@ async def blocked(conn: asyncpg.Connection, settings: Settings) -> dict[str, int
 
 async def fresh_state(conn: asyncpg.Connection, settings: Settings) -> tuple[ReactorState, bool]:
     """A ReactorState from one database read, and whether some reactor holds the lock."""
-    sql = await demand_sql_for(conn, settings.demand_sql, settings.worker_protocol)
-    snap = await read_snapshot(
-        conn, arm=False, task_types=settings.task_types, demand=DemandReader(sql)
-    )
-    state = ReactorState(role="cli", started_at=time.time())
-    state.snapshot = snap
-    state.desired_workers = desired_workers(snap, settings)
-    state.db_ok = True
-    state.gate = SpawnGate.for_settings(settings)  # what a leader would start from
-    state.gate.restore(await load_breaker(conn, settings.reactor_fleet))
+    state = await fleet_state(conn, settings)
     for record in await worker_events(conn):
         state.record(record)
     leader = await leader_holder(conn, settings.reactor_fleet)
     return state, leader is not None
 
 
+async def fleet_state(
+    conn: asyncpg.Connection, settings: Settings, pools: Pools | None = None
+) -> ReactorState:
+    """The snapshot, the pools (POOLS_FILE, read now unless given) with each pool's spawn
+    gate as a leader would start from, their routing and desired workers: read as the
+    reactor's reconcile reads them (reactor/engine/reconcile.py)."""
+    pools = pools if pools is not None else load_pools(settings)
+    types = pools.patterns() if pools.routed else tuple(settings.task_types)
+    sql = (
+        None
+        if pools.routed
+        else await demand_sql_for(conn, settings.demand_sql, settings.worker_protocol)
+    )
+    snap = await read_snapshot(
+        conn,
+        arm=False,
+        task_types=types or (),
+        demand=None if pools.routed else DemandReader(sql),
+        by_type=pools.routed or bool(types),
+    )
+    state = ReactorState(role="cli", started_at=time.time())
+    state.snapshot, state.pools, state.db_ok = snap, pools, True
+    for pool in pools:
+        gate = SpawnGate.for_settings(pool.settings)
+        key = breaker_key(settings.reactor_fleet, pools.first.name, pool.name)
+        gate.restore(await load_breaker(conn, key))
+        state.gates[pool.name] = gate
+    state.gate = state.gates[pools.first.name]
+    limits = {name: gate.limits(snap.now) for name, gate in state.gates.items()}
+    state.routing = route(snap, pools, limits) if pools.routed else None
+    state.pool_desired = desired_fleet(snap, pools, limits)
+    state.desired_workers = sum(state.pool_desired.values())
+    return state
+
+
 async def live_workers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    return [plain(r) for r in await conn.fetch(query("ops_workers_health"))]
+    rows = [plain(r) for r in await conn.fetch(query("ops_workers_health"))]
+    if rows and "pool" not in rows[0]:
+        # Until ops_workers_health carries workers.pool (migration 0016): as the snapshot
+        # reads it.
+        pools = {r["id"]: r["pool"] for r in await conn.fetch(query("live_workers"))}
+        for row in rows:
+            row["pool"] = pools.get(row["worker_id"])
+    return rows
+
+
+def with_pools(rows: list[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
+    """The rows with ``pool`` the name of the pool each worker belongs to (the row's own
+    name when that pool left POOLS_FILE); rows that do not say stay as they are."""
+    out = []
+    for row in rows:
+        if "pool" in row:
+            pool = pools.pool_named(row["pool"])
+            row = {**row, "pool": pool.name if pool is not None else row["pool"]}
+        out.append(row)
+    return out
 
 
 async def ended_workers(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:

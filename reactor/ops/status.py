@@ -21,7 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from reactor.db.pooler import POOLER_HINT, looks_like_pooler
 from reactor.domain import rules
 from reactor.domain.model import Limits, Snapshot, TaskState, WorkerState, WorkerStatus
+from reactor.domain.pools import Pools
 from reactor.engine.state import ActionRecord, ReactorState
+from reactor.ops.status_pools import PoolView, UnroutedView, pool_views, pools_of, worker_pool
 from reactor.settings import Settings
 
 STATUS_VERSION: Literal[1] = 1
@@ -51,6 +53,7 @@ class WorkerView(_View):
     current_task_age_sec: float | None
     tasks_in_progress: int
     draining_since: datetime | None
+    pool: str | None = None  # its GPU pool (``default`` without POOLS_FILE)
 
 
 class QueueView(_View):
@@ -128,6 +131,8 @@ class StatusView(_View):
     listener: ListenerView
     budget: BudgetView
     reconcile: ReconcileView
+    pools: list[PoolView] = []  # one per GPU pool, in POOLS_FILE's order
+    unrouted: UnroutedView = UnroutedView()  # claimable tasks no pool runs, by type
 
 
 # --- health, as the reactor's policy sees it -----------------------------------------
@@ -199,7 +204,9 @@ def _ts(unix: float | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, UTC)
 
 
-def _worker_view(worker: WorkerState, snap: Snapshot, settings: Settings) -> WorkerView:
+def _worker_view(
+    worker: WorkerState, snap: Snapshot, settings: Settings, pools: Pools
+) -> WorkerView:
     tasks = sorted(
         snap.tasks_of(worker.id), key=lambda t: t.started_at or datetime.max.replace(tzinfo=UTC)
     )
@@ -219,6 +226,7 @@ def _worker_view(worker: WorkerState, snap: Snapshot, settings: Settings) -> Wor
         current_task_age_sec=_age(snap.now, current.started_at) if current else None,
         tasks_in_progress=len(tasks),
         draining_since=worker.draining_since,
+        pool=worker_pool(pools, worker),
     )
 
 
@@ -284,6 +292,8 @@ def build_status(
     if leader_present is None and state.role == "leader":
         leader_present = True
     actions = list(state.actions)[-ACTIONS_SHOWN:]
+    pools = pools_of(state, settings)
+    per_pool, unrouted = pool_views(state, settings, datetime.fromtimestamp(now, UTC))
     return StatusView(
         version=STATUS_VERSION,
         fleet=settings.reactor_fleet,
@@ -301,7 +311,7 @@ def build_status(
         settings=settings.redacted(),
         queue=_queue_view(state, settings),
         workers=[
-            _worker_view(w, snap, settings)
+            _worker_view(w, snap, settings, pools)
             for w in sorted(snap.workers, key=lambda w: w.created_at)
         ]
         if snap
@@ -327,6 +337,8 @@ def build_status(
             last_sweep_at=_ts(state.last_sweep_at),
             last_error=state.last_error,
         ),
+        pools=per_pool,
+        unrouted=unrouted,
     )
 
 

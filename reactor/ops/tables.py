@@ -14,8 +14,10 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from reactor.domain.pools import Pools
 from reactor.ops.observe import age_text
 from reactor.ops.status import StatusView, WorkerView
+from reactor.ops.status_pools import PoolView, UnroutedView
 
 HEALTH_STYLE = {
     "idle": "green",
@@ -59,6 +61,7 @@ def worker_row(view: WorkerView) -> dict[str, Any]:
         "heartbeat_age_sec": view.heartbeat_age_sec,
         "current_task_id": view.current_task_id,
         "current_task_age_sec": view.current_task_age_sec,
+        "pool": view.pool,
     }
 
 
@@ -88,6 +91,74 @@ def workers_table(rows: list[dict[str, Any]], title: str = "workers") -> Table:
         )
     if not rows:
         table.add_row("(none)", *[""] * 8)
+    return table
+
+
+def workers_by_pool(
+    rows: list[dict[str, Any]], pools: Pools | None, title: str = "live workers"
+) -> list[Table]:
+    """One table per pool in file order (rows carry ``pool``), then the workers whose pool
+    left POOLS_FILE; without POOLS_FILE, one table as before pools."""
+    if pools is None or not pools.routed:
+        return [workers_table(rows, f"{title} ({len(rows)})")]
+    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in pools.names}
+    gone: list[dict[str, Any]] = []
+    for row in rows:
+        groups.get(row.get("pool") or "", gone).append(row)
+    tables = [workers_table(g, f"pool {name}: {title} ({len(g)})") for name, g in groups.items()]
+    if gone:
+        what = f"pools no longer in POOLS_FILE (draining): {title} ({len(gone)})"
+        tables.append(workers_table(gone, what))
+    return tables
+
+
+def pool_line(p: PoolView) -> str:
+    """One pool in a line: workers live/desired/max, demand, queue, spill, burn, pause."""
+    spilled = f", {p.spilled_out} spilled on" if p.spilled_out else ""
+    spilled += f", {p.spilled_in} spilled in" if p.spilled_in else ""
+    budget = f" of {_money(p.max_hourly_spend_usd)}" if p.max_hourly_spend_usd else ""
+    line = (
+        f"{p.name}: {p.live_workers} live / {p.desired_workers} desired / "
+        f"{p.max_active_gpus} max; demand {p.demand}, {p.queued} queued{spilled}; "
+        f"{_money(p.hourly_burn_usd)}/h{budget}"
+    )
+    if p.spawn_blocked_until is not None:
+        line += f"; spawns PAUSED until {_clock(p.spawn_blocked_until)}: {p.spawn_blocked_reason}"
+    return line
+
+
+def unrouted_line(u: UnroutedView) -> str:
+    """The tasks no pool runs, by type ('' when none)."""
+    if not u.total:
+        return ""
+    types = ", ".join(f"{n} {t}" for t, n in u.by_type.items())
+    return f"{u.total} queued task(s) of types no pool runs (nothing is spawned): {types}"
+
+
+def pools_table(pools: list[PoolView]) -> Table:
+    table = Table(title="pools", title_justify="left")
+    for name in ("pool", "task types", "gpu", "live/desired/max", "demand", "queued"):
+        table.add_column(name, justify="right" if name in ("demand", "queued") else "left")
+    for name in ("spilled in/out", "$/h", "spawns"):
+        table.add_column(name, justify="right" if name == "$/h" else "left")
+    for p in pools:
+        budget = f" of {p.max_hourly_spend_usd:.2f}" if p.max_hourly_spend_usd else ""
+        paused = (
+            Text(f"paused until {_clock(p.spawn_blocked_until)}", style="yellow")
+            if p.spawn_blocked_until
+            else Text("allowed")
+        )
+        table.add_row(
+            p.name,
+            ", ".join(p.task_types),
+            ", ".join(p.gpu_types) or "-",
+            f"{p.live_workers}/{p.desired_workers}/{p.max_active_gpus}",
+            str(p.demand),
+            str(p.queued),
+            f"{p.spilled_in}/{p.spilled_out}",
+            f"{p.hourly_burn_usd:.2f}{budget}",
+            paused,
+        )
     return table
 
 
@@ -210,12 +281,23 @@ def _summary(view: StatusView) -> Table:
     return grid
 
 
-def status_renderable(view: StatusView) -> RenderableType:
+def status_renderable(view: StatusView, pools: Pools | None = None) -> RenderableType:
+    """The status as tables; with POOLS_FILE (``pools``), the pools and their workers."""
     rows = [worker_row(w) for w in view.workers]
     actions = [a.model_dump() for a in view.actions[:15]]
+    if pools is None or not pools.routed:
+        return Group(
+            _summary(view),
+            Text(""),
+            workers_table(rows),
+            actions_table(actions, "last actions (newest first)"),
+        )
+    unrouted = unrouted_line(view.unrouted)
     return Group(
         _summary(view),
         Text(""),
-        workers_table(rows),
+        pools_table(view.pools),
+        *([Text(unrouted, style="yellow")] if unrouted else []),
+        *workers_by_pool(rows, pools, "workers"),
         actions_table(actions, "last actions (newest first)"),
     )

@@ -228,3 +228,47 @@ async def test_a_taken_port_is_one_clear_config_error() -> None:
     finally:
         blocker.close()
         await blocker.wait_closed()
+
+
+POOL_SECRET = "hf_pool_secret_2c9d81"
+
+
+async def test_status_and_the_console_by_pool_without_a_pools_secret(
+    db_dsn: str, conn: asyncpg.Connection, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    pools = tmp_path / "pools.toml"
+    pools.write_text(
+        '[pools.render]\ntask_types = ["render_*"]\nmax_active_gpus = 1\n'
+        f'worker_extra_env = {{ MODEL_TOKEN = "{POOL_SECRET}" }}\n\n'
+        '[pools.misc]\ntask_types = ["caption"]\nmax_active_gpus = 1\n'
+    )
+    settings = reactor_settings(db_dsn, POOLS_FILE=str(pools))
+    url, bearer = base_url(settings), {"Authorization": f"Bearer {TOKEN}"}
+    async with serving(settings) as reactor:
+        await conn.execute(
+            "INSERT INTO tasks (task_type) VALUES ('render_4k'), ('render_4k'), ('odd')"
+        )
+        routing = await wait_until(
+            lambda: (
+                reactor.state.routing
+                if reactor.state.routing and reactor.state.routing.unrouted
+                else None
+            ),
+            what="a reconcile that routed the new tasks",
+        )
+        assert routing.unrouted == (("odd", 1),)
+        reactor.state.last_error = f"create refused: MODEL_TOKEN={POOL_SECRET} is bad"
+        async with http.get(f"{url}/status", headers=bearer) as resp:
+            body = await resp.text()
+        async with http.get(f"{url}/console/state", headers=bearer) as resp:
+            console = await resp.text()
+    view = StatusView.model_validate_json(body)
+    assert [p.name for p in view.pools] == ["render", "misc"]
+    render = view.pools[0]
+    assert (render.task_types, render.max_active_gpus, render.queued) == (["render_*"], 1, 2)
+    assert view.unrouted.by_type == {"odd": 1}
+    assert {w.pool for w in view.workers} <= {"render"}
+    assert "create refused" in (view.reconcile.last_error or "")
+    for text in (body, console):
+        assert POOL_SECRET not in text and EXTRA_SECRET not in text
+    assert '"unrouted_tasks"' in console and '"routed":true' in console

@@ -66,8 +66,33 @@ def test_alerts_cover_what_the_issue_asks() -> None:
         "GpuReactorBudgetNearCap",
         "GpuReactorNoLeader",
         "GpuReactorListenerDown",
+        "GpuReactorUnroutedTasks",
     ):
         assert f"alert: {alert}\n" in text
+
+
+def test_grafana_has_a_pool_variable_and_panels_per_pool() -> None:
+    dashboard = json.loads((OPS / "grafana" / "gpu-reactor.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["pool"]["definition"] == "label_values(gpu_reactor_pool_workers, pool)"
+    assert variables["pool"]["includeAll"] and variables["pool"]["multi"]
+    repeated = [p for p in dashboard["panels"] if p.get("repeat") == "pool"]
+    assert repeated and repeated[0]["type"] == "row"
+    exprs = " ".join(grafana_exprs())
+    pool_metrics = {
+        "gpu_reactor_pool_workers",
+        "gpu_reactor_pool_desired_workers",
+        "gpu_reactor_pool_demand",
+        "gpu_reactor_pool_spilled_tasks",
+        "gpu_reactor_pool_hourly_burn_usd",
+        "gpu_reactor_pool_spawn_blocked",
+        "gpu_reactor_pool_reloads_total",
+        "gpu_reactor_unrouted_tasks",
+    }
+    assert pool_metrics <= exposed_names()
+    missing = pool_metrics - referenced(exprs)
+    assert not missing, f"no panel shows {missing}"
+    assert 'pool="$pool"' in exprs and 'pool=~"$pool"' in exprs
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -97,7 +122,9 @@ def test_grafana_queries_are_valid_promql(tmp_path: Path) -> None:
     rules = [
         {
             "record": f"grafana:panel_query_{i}",
-            "expr": e.replace("$__rate_interval", "5m").replace("$job", ".*"),
+            "expr": e.replace("$__rate_interval", "5m")
+            .replace("$job", ".*")
+            .replace("$pool", ".*"),
         }
         for i, e in enumerate(grafana_exprs())
     ]

@@ -147,13 +147,35 @@
       el("td", { class: "num" }, age(w.heartbeat_age_sec)),
       el("td", {}, taskLink(w.current_task_id)),
       el("td", { class: "num" }, age(w.current_task_age_sec)),
-      el("td", { class: "mono" }, w.pod_id || "-")));
-    fillRows("workers-table", rows, s.role === "standby" ? "a standby has no snapshot of the fleet" : "no live worker", 9);
+      el("td", { class: "mono" }, w.pod_id || "-"),
+      el("td", { class: "mono" }, w.pool || "-")));
+    fillRows("workers-table", rows, s.role === "standby" ? "a standby has no snapshot of the fleet" : "no live worker", 10);
     setText("workers-note", s.workers.total > s.workers.shown.length ? `(showing ${s.workers.shown.length} of ${s.workers.total}; /status has all)` : `(${s.workers.total})`);
     const ended = s.ended.map((w) => el("tr", { "data-worker-id": w.id },
       el("td", { class: "mono" }, workerLink(w.id)), el("td", {}, clock(w.at)),
       el("td", { class: "wrap" }, w.reason), el("td", { class: "wrap" }, w.detail)));
     fillRows("ended-table", ended, "none", 4);
+  }
+
+  // With POOLS_FILE: a row per pool, and the tasks no pool runs (without it, hidden).
+  function renderPools(s) {
+    $("pools").hidden = !s.routed;
+    if (!s.routed) return;
+    const rows = s.pools.map((p) => el("tr", { "data-pool": p.name },
+      el("td", { class: "mono" }, p.name),
+      el("td", { class: "mono wrap" }, p.task_types.join(", ")),
+      el("td", { class: "wrap" }, p.gpu_types.join(", ") || "-"),
+      el("td", { class: "num" }, `${p.live_workers} / ${p.desired_workers} / ${p.max_active_gpus}`),
+      el("td", { class: "num" }, p.demand),
+      el("td", { class: "num", title: counts(p.queued_by_type) }, p.queued),
+      el("td", { class: "num" }, `${p.spilled_in} / ${p.spilled_out}`),
+      el("td", { class: "num" }, usd(p.hourly_burn_usd) + (p.max_hourly_spend_usd ? " of " + usd(p.max_hourly_spend_usd) : "")),
+      el("td", {}, p.spawn_blocked_until ? el("span", { class: "status s-spawning" }, `PAUSED until ${clock(p.spawn_blocked_until)}: ${p.spawn_blocked_reason || "-"}`) : "allowed")));
+    fillRows("pools-table", rows, "no pool", 9);
+    setText("pools-note", `(${s.pools.length}, in POOLS_FILE's order)`);
+    const u = s.unrouted, line = $("unrouted");
+    line.hidden = !u.total;
+    line.textContent = u.total ? `${u.total} queued task(s) of types no pool runs, nothing is spawned for them: ${counts(u.by_type)}` : "";
   }
 
   function renderActions(s) {
@@ -243,7 +265,7 @@
     last = s;
     receivedAt = Date.now();
     renderHeader(s); renderAlerts(s); renderQueue(s); renderFleet(s); renderReactor(s);
-    renderWorkers(s); renderActions(s); renderTasks(s);
+    renderPools(s); renderWorkers(s); renderActions(s); renderTasks(s);
     if (s.history_tail) mergeHistory(s.history_tail);
     renderCharts();
   }

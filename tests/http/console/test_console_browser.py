@@ -24,7 +24,7 @@ import pytest
 
 from reactor.db.embedded import free_port
 from reactor.ops.status import StatusView
-from tests.faults.rig import FaultRig
+from tests.faults.rig import GPU_A, GPU_B, FaultRig
 
 T = TypeVar("T")
 TOKEN = "console-token-8d41c2"
@@ -171,6 +171,12 @@ async def test_the_console_follows_the_fleet_live_in_a_real_browser(
         row = f"#workers-table tr[data-worker-id='{worker_id}']"
         await until(browser, js(f'return document.querySelector("{row}")'), "its worker")
         await _page_matches_status(browser, http, base)
+        # Without POOLS_FILE: no pools view, each worker of the one pool, default.
+        assert browser.execute_script("return document.getElementById('pools').hidden")
+        pool_cell = browser.execute_script(
+            f'return document.querySelector("{row}").lastElementChild.textContent'
+        )
+        assert pool_cell == "default"
 
         # Killed mid-task: it turns stale (and is retired for it); its replacement shows.
         rig.pods.kill(worker_id)
@@ -215,3 +221,102 @@ async def test_the_console_follows_the_fleet_live_in_a_real_browser(
         assert shot.stat().st_size > 10_000, shot
     print(f"\nconsole: an inserted task was on the page {shown_after * 1000:.0f} ms later")
     print(f"console screenshots: {', '.join(map(str, shots))}")
+
+
+POOLS_TOML = f"""
+[pools.big]
+task_types = ["fault"]
+runpod_gpu_types = ["{GPU_A}"]
+max_active_gpus = 1
+
+[pools.small]
+task_types = ["fault", "caption"]
+runpod_gpu_types = ["{GPU_B}"]
+max_active_gpus = 1
+"""
+
+POOL_ROWS = """
+return Object.fromEntries([...document.querySelectorAll('#pools-table tr[data-pool]')]
+  .map((r) => [r.dataset.pool, [...r.cells].map((c) => c.textContent)]));
+"""
+
+
+async def test_the_console_shows_each_pool_and_the_tasks_no_pool_runs(
+    browser: Any, rig: FaultRig, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    pools_file = tmp_path / "pools.toml"
+    pools_file.write_text(POOLS_TOML)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    rig.configure(MAX_ACTIVE_GPUS=3, TASKS_PER_GPU_THRESHOLD=2, SCALE_DOWN_IDLE_SEC=60)
+    reactor = rig.start_reactor(
+        REACTOR_HTTP_PORT=port, REACTOR_HTTP_TOKEN=TOKEN, POOLS_FILE=str(pools_file)
+    )
+    await reactor.wait_for("leader_elected")
+    async with aiohttp.ClientSession() as http:
+        browser.delete_all_cookies()  # cookies are per host, not port: sign in afresh
+        await _sign_in(browser, base)
+        browser.execute_script("window.__noReload = 7")
+        await until(browser, js("return !document.getElementById('pools').hidden"), "pools")
+        rows = await until(browser, js(POOL_ROWS), "a row per pool")
+        assert list(rows) == ["big", "small"]  # in the file's order
+        assert rows["big"][1:3] == ["fault", GPU_A] and rows["small"][1] == "fault, caption"
+
+        # Three tasks: two fit the big pool (one GPU, two tasks each), one spills to small;
+        # two of a type no pool runs are shown, and alerted on, by type.
+        await rig.insert(3, seconds=60)
+        await rig.fetch("INSERT INTO tasks (task_type) VALUES ('mystery'), ('mystery')")
+        rows = await until(
+            browser,
+            lambda d: (
+                (r := d.execute_script(POOL_ROWS))
+                and r["big"][3].startswith("1 / 1 / 1")
+                and r["small"][3].startswith("1 / 1 / 1")
+                and r
+            ),
+            "a worker in each pool",
+            timeout=30,
+        )
+        assert rows["big"][6] == "0 / 1" and rows["small"][6] == "1 / 0"  # spilled in / out
+        unrouted = await until(
+            browser,
+            js("const u = document.getElementById('unrouted');return !u.hidden && u.textContent;"),
+            "the tasks no pool runs",
+        )
+        assert "2 queued task(s) of types no pool runs" in unrouted and "2 mystery" in unrouted
+        alert = await until(
+            browser,
+            js("return document.querySelector('[data-alert=unrouted_tasks]')?.textContent"),
+            "the unrouted tasks' alert",
+        )
+        assert "mystery" in alert
+        async with http.get(f"{base}/status", headers=BEARER) as resp:
+            view = StatusView.model_validate_json(await resp.text())
+        assert [(p.name, p.live_workers) for p in view.pools] == [("big", 1), ("small", 1)]
+        by_pool = {w.pool: w for w in view.workers}
+        assert by_pool["big"].gpu_type == GPU_A and by_pool["small"].gpu_type == GPU_B
+        assert view.unrouted.by_type == {"mystery": 2}
+        small = by_pool["small"].id
+        cell = browser.execute_script(
+            f"return document.querySelector(\"#workers-table tr[data-worker-id='{small}']\")"
+            ".lastElementChild.textContent"
+        )
+        assert cell == "small"
+        assert browser.execute_script("return window.__noReload") == 7, "the page reloaded"
+        await asyncio.to_thread(_pool_screenshot, browser, tmp_path)
+
+        # The worker's page names its pool and what the pool runs.
+        await asyncio.to_thread(browser.get, f"{base}/workers/{small}")
+        page = browser.find_element(By.TAG_NAME, "main").text
+        assert "small (runs fault, caption)" in page
+
+
+def _pool_screenshot(driver: Any, out: Path) -> None:
+    shot = out / "console-pools.png"
+    driver.save_screenshot(str(shot))
+    copy_to = os.environ.get("CONSOLE_SCREENSHOT_DIR")
+    if copy_to:
+        Path(copy_to).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, copy_to)
