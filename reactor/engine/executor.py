@@ -37,7 +37,7 @@ from reactor.domain.model import Limits, WorkerState, WorkerStatus
 from reactor.domain.pools import Pool, Pools
 from reactor.domain.spawn_gate import Pause, SpawnFailure, SpawnGate, StartBreaker, in_order
 from reactor.engine import bookkeeping
-from reactor.engine.breaker import load_breaker, save_breaker
+from reactor.engine.breaker import breaker_key, load_breaker, save_breaker
 from reactor.engine.metrics import Metrics
 from reactor.engine.state import ActionRecord, ReactorState
 from reactor.errors import (
@@ -191,10 +191,7 @@ class Executor:
         return {name: gate.limits(now) for name, gate in self.gates.items()}
 
     def _breaker_key(self, pool: str) -> str:
-        """The breaker's row: the fleet's for the first pool (as before pools), the
-        fleet's and the pool's name for the others."""
-        fleet = self.settings.reactor_fleet
-        return fleet if pool == self.pools.first.name else f"{fleet}/{pool}"
+        return breaker_key(self.settings.reactor_fleet, self.pools.first.name, pool)
 
     # --- what a new leader carries on from ---------------------------------------------
     async def load_breaker(self) -> None:
