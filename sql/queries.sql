@@ -7,7 +7,8 @@
 -- retry delay and when the next of them is due come from their own small index.
 -- Of the due Queued tasks, those no worker of this fleet could claim now, by why (the
 -- claim's rule, gpu_reactor.claimable(), the other way round; each task in one group):
--- of a task type the fleet does not run ($1; NULL: it runs all, and nothing is read);
+-- of a task type the fleet does not run ($1, names or globs; NULL: it runs all, and
+-- nothing is read; the globs become LIKE patterns once, in an InitPlan);
 -- waiting for a dependency that is Failed, Cancelled or missing, which will never be
 -- Complete; waiting for one that is Queued or In Progress. Only tasks with dependencies
 -- are read for those two, through their own index. What is left is the demand.
@@ -23,7 +24,8 @@ FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
       FROM public.tasks t
       WHERE $1::text[] IS NOT NULL AND t.status = 'Queued'
         AND (t.retry_at IS NULL OR t.retry_at <= now())
-        AND t.task_type <> ALL ($1::text[])) AS o,
+        AND NOT t.task_type LIKE ANY ((SELECT gpu_reactor.like_patterns($1::text[]))::text[])
+     ) AS o,
      (SELECT count(*) FILTER (WHERE x.dead) AS blocked_for_good,
              count(*) FILTER (WHERE NOT x.dead AND x.unfinished) AS blocked_waiting
       -- One look at each task's dependencies answers both (no dependency: neither).
@@ -35,8 +37,19 @@ FROM (SELECT count(*) AS queued, min(created_at) AS oldest_queued_at
                     LEFT JOIN public.tasks dep ON dep.id = d.id) AS x
       WHERE t.status = 'Queued' AND t.dependant_on IS NOT NULL
         AND (t.retry_at IS NULL OR t.retry_at <= now())
-        AND ($1::text[] IS NULL OR t.task_type = ANY ($1::text[]))
+        AND t.task_type LIKE ANY (coalesce((SELECT gpu_reactor.like_patterns($1::text[])),
+                                           '{%}'))
      ) AS b;
+
+-- name: ready_by_type
+-- Per task type, the Queued tasks a worker of any type could claim now (the claim's rule,
+-- gpu_reactor.claimable()): what the reactor shares out among its pools, in the
+-- snapshot's transaction. One pass over the Queued rows (their index, then the rows for
+-- their type); a task's dependencies are read only when it has some.
+SELECT t.task_type, count(*) AS ready
+FROM public.tasks t
+WHERE t.status = 'Queued' AND gpu_reactor.claimable(t, NULL)
+GROUP BY t.task_type;
 
 -- name: live_workers
 -- The drain mark is draining_since, gpu-reactor's own column: a worker that has one is
@@ -50,15 +63,9 @@ SELECT id, pod_id,
             THEN 'terminating' ELSE status END AS status,
        managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, activated_at, last_heartbeat, draining_since, last_task_finished_at,
-       (metadata ->> 'drained_at')::timestamptz AS drained_at, metadata ->> 'pool' AS pool
+       (metadata ->> 'drained_at')::timestamptz AS drained_at, pool
 FROM public.workers
 WHERE status IN ('spawning', 'active', 'terminating') AND terminated_at IS NULL;
-
--- name: ready_by_type
-SELECT t.task_type, count(*)::int AS ready
-FROM public.tasks t
-WHERE t.status = 'Queued' AND gpu_reactor.claimable(t, NULL)
-GROUP BY t.task_type;
 
 -- name: running_tasks
 SELECT id, worker_id, attempts, generation_started_at, task_type
@@ -87,9 +94,11 @@ WHERE (s.heartbeat_timeout_sec, s.task_stuck_timeout_sec, s.spawning_timeout_sec
                         excluded.stuck_task_exempt_types);
 
 -- name: insert_spawn_intent
-INSERT INTO public.workers (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash)
-VALUES ($1, 'spawning', true, $2, NULL,
-        jsonb_build_object('spawn_reason', $3::text, 'pool', $5::text), $4);
+-- $5: the worker's pool (NULL: the default pool, as before pools).
+INSERT INTO public.workers
+    (id, status, managed, cost_per_hr, gpu_type, metadata, token_hash, pool)
+VALUES ($1, 'spawning', true, $2, NULL, jsonb_build_object('spawn_reason', $3::text), $4,
+        $5::text);
 
 -- name: record_pod
 UPDATE public.workers
@@ -163,7 +172,7 @@ WHERE l.locktype = 'advisory' AND l.granted
 
 -- name: ops_worker
 SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
-       created_at, last_heartbeat, terminated_at, drain_reason, error_reason
+       created_at, last_heartbeat, terminated_at, drain_reason, error_reason, pool
 FROM public.workers
 WHERE id = $1;
 
@@ -171,14 +180,14 @@ WHERE id = $1;
 SELECT worker_id, pod_id, status, gpu_type, cost_per_hr::float8 AS cost_per_hr, managed,
        created_at, last_heartbeat, heartbeat_age_sec::float8 AS heartbeat_age_sec,
        current_task_id::text AS current_task_id, current_task_type,
-       current_task_age_sec::float8 AS current_task_age_sec, health
+       current_task_age_sec::float8 AS current_task_age_sec, health, pool
 FROM gpu_reactor.active_workers_health
 ORDER BY created_at;
 
 -- name: ops_workers_ended
 SELECT id AS worker_id, pod_id, status, gpu_type, cost_per_hr::float8 AS cost_per_hr, managed,
        created_at, last_heartbeat, terminated_at,
-       coalesce(error_reason, drain_reason) AS reason
+       coalesce(error_reason, drain_reason) AS reason, pool
 FROM public.workers
 WHERE status IN ('terminated', 'error')
 ORDER BY terminated_at DESC NULLS LAST
@@ -309,7 +318,8 @@ FROM (SELECT count(*) FILTER (WHERE status = 'Complete') AS complete,
 SELECT id, pod_id, status, managed, gpu_type, cost_per_hr::float8 AS cost_per_hr,
        created_at, activated_at, last_heartbeat, draining_since, drain_reason,
        (metadata ->> 'drained_at')::timestamptz AS drained_at, terminated_at, error_reason,
-       metadata ->> 'spawn_reason' AS spawn_reason, last_task_finished_at, now() AS db_now
+       metadata ->> 'spawn_reason' AS spawn_reason, last_task_finished_at, pool,
+       now() AS db_now
 FROM public.workers
 WHERE id = $1;
 

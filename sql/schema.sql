@@ -189,8 +189,24 @@ FROM (VALUES
     -- so deciding never touches the (ever-growing) finished rows of tasks.
     ('last_task_finished_at', 'timestamptz'),
     -- SHA-256 of the pod's WORKER_TOKEN (see gpu_reactor.session_token_hash()).
-    ('token_hash', 'bytea')
+    ('token_hash', 'bytea'),
+    -- The GPU pool (POOLS_FILE) the reactor spawned the worker for; NULL: the default
+    -- pool, or a worker from before pools or one that registered itself.
+    ('pool', 'text')
 ) AS c(name, definition);
+
+-- Said on the column too, unless the app has described a column of that name itself.
+DO $$
+BEGIN
+    IF col_description('public.workers'::regclass,
+                       (SELECT attnum FROM pg_attribute
+                        WHERE attrelid = 'public.workers'::regclass AND attname = 'pool'
+                          AND NOT attisdropped)) IS NULL THEN
+        COMMENT ON COLUMN public.workers.pool IS
+            'gpu-reactor: the GPU pool the worker was spawned for; NULL: the default pool';
+    END IF;
+END
+$$;
 
 -- The statuses gpu-reactor writes, and 'crashed', which the seed's worker writes when it
 -- exits. An existing workers_status_check that admits fewer is widened to admit these
@@ -371,25 +387,70 @@ LANGUAGE sql
 IMMUTABLE
 AS $$ SELECT CASE WHEN p_dependant_on IS NULL THEN '{}'::uuid[] ELSE ARRAY[p_dependant_on] END $$;
 
+-- Whether every task of p_ids is Complete (none: true). A dependency that is missing,
+-- Failed or Cancelled never will be; the reactor reports tasks waiting for one as blocked.
+-- Not inlined (it reads tasks), so the rule below calls it only for a task that has
+-- dependencies.
+CREATE OR REPLACE FUNCTION gpu_reactor.dependencies_met(p_ids uuid[])
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT NOT EXISTS (
+        SELECT 1
+        FROM unnest(p_ids) AS d(id)
+        LEFT JOIN public.tasks dep ON dep.id = d.id
+        WHERE dep.status IS DISTINCT FROM 'Complete')
+$$;
+
+-- Task type patterns (a GPU pool's task_types, a worker's WORKER_TASK_TYPES) as LIKE
+-- patterns: a name, or a glob where * is any run of characters (none included) and ? is
+-- exactly one; every other character is literal - the _ of travel_orchestrator, a % or a
+-- \ too - and the whole type must match, case-sensitive. reactor/domain/globs.py and
+-- worker/globs.py say the same in Python (tests/db/test_globs_sql.py holds them equal).
+-- E'' literals: the body means the same whatever standard_conforming_strings says.
+CREATE OR REPLACE FUNCTION gpu_reactor.like_patterns(p_globs text[])
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE
+STRICT
+PARALLEL SAFE
+AS $$
+    SELECT ARRAY(
+        SELECT replace(replace(replace(replace(replace(
+                   g, E'\\', E'\\\\'), '%', E'\\%'), '_', E'\\_'), '*', '%'), '?', '_')
+        FROM unnest(p_globs) WITH ORDINALITY AS u(g, n)
+        ORDER BY n)
+$$;
+
 -- The one rule for "a worker could take this task now", which the claim applies and the
--- reactor counts as demand (sql/queries.sql, queue_counts): Queued, due (retry_at), every
--- dependency Complete (a dependency that is missing, Failed or Cancelled blocks it for
--- good; the reactor reports those as blocked), of one of the given task types (NULL:
--- any). Inlined into its callers, so the planner sees through it.
-CREATE OR REPLACE FUNCTION gpu_reactor.claimable(p_task public.tasks, p_task_types text[])
+-- reactor counts as demand (sql/queries.sql): Queued, due (retry_at), every dependency
+-- Complete, of a task type one of the LIKE patterns p_patterns matches (NULL: any type;
+-- a task without a type matches none).
+-- Inlined into its callers, so the planner sees through it - which is why it holds no
+-- subquery (PostgreSQL inlines none that does) and names p_patterns once: a caller passes
+-- (SELECT gpu_reactor.like_patterns(...)), which its plan then converts once (an
+-- InitPlan), not once per task.
+CREATE OR REPLACE FUNCTION gpu_reactor.claimable_like(p_task public.tasks, p_patterns text[])
 RETURNS boolean
 LANGUAGE sql
 STABLE
 AS $$
     SELECT p_task.status = 'Queued'
        AND (p_task.retry_at IS NULL OR p_task.retry_at <= now())
-       AND (p_task_types IS NULL OR p_task.task_type = ANY (p_task_types))
-       AND NOT EXISTS (
-           SELECT 1
-           FROM unnest(gpu_reactor.dependencies(p_task.dependant_on)) AS d(id)
-           LEFT JOIN public.tasks dep ON dep.id = d.id
-           WHERE dep.status IS DISTINCT FROM 'Complete')
+       AND p_task.task_type LIKE ANY (coalesce(p_patterns, '{%}'))
+       AND (p_task.dependant_on IS NULL
+            OR gpu_reactor.dependencies_met(gpu_reactor.dependencies(p_task.dependant_on)))
 $$;
+
+-- The same rule for task type globs (NULL: any type), for an application's own queries
+-- and for operators. Where the globs are a constant its plan converts them once; where
+-- they are a parameter (as in a function's body), claimable_like with a subquery does.
+CREATE OR REPLACE FUNCTION gpu_reactor.claimable(p_task public.tasks, p_task_types text[])
+RETURNS boolean
+LANGUAGE sql
+STABLE
+AS $$ SELECT gpu_reactor.claimable_like(p_task, gpu_reactor.like_patterns(p_task_types)) $$;
 
 ------------------------------------------------------------------------------------------
 -- The functions GPU workers call
@@ -401,8 +462,9 @@ $$;
 -- setting is unused.
 
 -- Claim one task for an active worker: highest priority, then oldest, among those
--- gpu_reactor.claimable() admits. One statement with FOR UPDATE SKIP LOCKED, so
--- concurrent claimers never wait on or double-claim a row. A worker that is not 'active'
+-- gpu_reactor.claimable() admits for its task types (globs; NULL: any), their LIKE
+-- patterns made once per claim. One statement with FOR UPDATE SKIP LOCKED, so concurrent
+-- claimers never wait on or double-claim a row. A worker that is not 'active'
 -- (spawning, draining, error, terminated or unknown) or is draining gets nothing.
 -- The worker's row is read FOR SHARE: a drain (status -> terminating, draining_since)
 -- committing while the claim runs is waited for and then seen, and a drain arriving
@@ -427,7 +489,7 @@ AS $$
         SELECT t.id
         FROM public.tasks t
         WHERE t.status = 'Queued'
-          AND gpu_reactor.claimable(t, p_task_types)
+          AND gpu_reactor.claimable_like(t, (SELECT gpu_reactor.like_patterns(p_task_types)))
           AND EXISTS (SELECT 1 FROM claimer)
         ORDER BY t.priority DESC, t.created_at
         LIMIT 1
@@ -944,7 +1006,8 @@ SELECT
         WHEN w.status = 'terminating' OR w.draining_since IS NOT NULL THEN 'draining'
         WHEN t.id IS NOT NULL THEN 'busy'
         ELSE 'idle'
-    END AS health
+    END AS health,
+    w.pool
 FROM public.workers w
 CROSS JOIN gpu_reactor.settings s
 LEFT JOIN LATERAL (
@@ -980,7 +1043,8 @@ SELECT
     avg(extract(epoch FROM t.generation_processed_at - t.generation_started_at))
         FILTER (WHERE t.status = 'Complete') AS avg_processing_sec,
     round(w.cost_per_hr * extract(epoch FROM coalesce(w.terminated_at, now()) - w.created_at) / 3600.0, 4)
-        AS cost_usd
+        AS cost_usd,
+    w.pool
 FROM public.workers w
 LEFT JOIN public.tasks t ON t.worker_id = w.id
 GROUP BY w.id;
@@ -1039,6 +1103,7 @@ GRANT EXECUTE ON FUNCTION gpu_reactor.ring(text) TO PUBLIC;
 -- Pure helpers of the claim rule, for the app's own queries.
 GRANT EXECUTE ON FUNCTION gpu_reactor.dependencies(uuid[]) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION gpu_reactor.dependencies(uuid) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION gpu_reactor.like_patterns(text[]) TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION gpu_reactor.func_claim_available_task(text, text[]) TO gpu_worker;
 GRANT EXECUTE ON FUNCTION gpu_reactor.func_mark_task_complete(uuid, jsonb, text, integer)

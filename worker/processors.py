@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from worker.command import CommandProcessor
 from worker.db import ClaimedTask
 from worker.errors import ConfigError, ProcessorError
+from worker.globs import compile_globs
 from worker.settings import WILDCARD, Settings
 
 log = logging.getLogger(__name__)
@@ -189,10 +190,10 @@ def _from_spec(task_type: str, spec: str, settings: Settings) -> Processor:
         raise ConfigError(f"WORKER_PROCESSORS: {task_type}={spec}: {exc}") from exc
 
 
-def _entry_points(wanted: set[str] | None) -> dict[str, Processor]:
+def _entry_points(wanted: Callable[[str], bool]) -> dict[str, Processor]:
     found: dict[str, Processor] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if wanted is not None and ep.name not in wanted:
+        if not wanted(ep.name):
             continue
         try:
             fn = ep.load()
@@ -208,17 +209,25 @@ def _entry_points(wanted: set[str] | None) -> dict[str, Processor]:
 
 
 def build_registry(settings: Settings) -> Registry:
-    """Every processor this worker can run, loaded now so a bad one fails start-up."""
-    wanted = set(settings.worker_task_types) or None
+    """Every processor this worker can run, loaded now so a bad one fails start-up: those
+    of the task types WORKER_TASK_TYPES claims (names or globs, as the claim matches
+    them; empty: every type)."""
+    wanted = _claimed_types(settings.worker_task_types)
     by_type: dict[str, Processor] = {"echo": EchoProcessor(), "sleep": SleepProcessor()}
     by_type.update(_entry_points(wanted))
     fallback = None
     for task_type, spec in settings.worker_processors.items():
         if task_type == WILDCARD:
             fallback = _from_spec(task_type, spec, settings)
-        elif wanted is None or task_type in wanted:
+        elif wanted(task_type):
             by_type[task_type] = _from_spec(task_type, spec, settings)
     return Registry(by_type, fallback)
+
+
+def _claimed_types(patterns: list[str]) -> Callable[[str], bool]:
+    if not patterns:
+        return lambda _task_type: True
+    return compile_globs(patterns)
 
 
 def no_processor_message(task_type: str, worker_id: str) -> str:

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigError
+from worker.globs import validate_glob
 
 BUILTIN_SPECS = frozenset({"echo", "sleep", "command"})
 WILDCARD = "*"
@@ -136,7 +137,8 @@ class Settings(BaseSettings):
     worker_task_types: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         alias="WORKER_TASK_TYPES",
-        description="Comma-separated task types this worker claims; empty = every type.",
+        description="Comma-separated task types this worker claims, names or globs (* any "
+        "run of characters, ? one; wan_* claims wan_2_1); empty = every type.",
     )
     worker_processors: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
@@ -165,6 +167,15 @@ class Settings(BaseSettings):
     @classmethod
     def _task_types(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("worker_task_types")
+    @classmethod
+    def _task_type_globs(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            problem = validate_glob(pattern)
+            if problem is not None:
+                raise ValueError(f"task type pattern {pattern[:80]!r} {problem}")
+        return value
 
     @field_validator("worker_processors", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ def _worker(row: asyncpg.Record) -> WorkerState:
         created_at=row["created_at"],
         pod_id=row["pod_id"],
         managed=row["managed"],
-        pool=row.get("pool"),
+        pool=row["pool"],
         gpu_type=row["gpu_type"],
         cost_per_hr=float(row["cost_per_hr"]),
         activated_at=row["activated_at"],

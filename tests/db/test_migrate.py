@@ -148,7 +148,7 @@ async def test_a_database_of_the_last_release_upgrades_to_what_schema_sql_makes(
         " SELECT to_jsonb(w) FROM workers w ORDER BY 1"
     )
 
-    assert await migrate(empty) == ["0015_own_schema"]
+    assert await migrate(empty) == ["0015_own_schema", "0016_pools"]
     await check_schema(empty)
     fresh = await pg_server.create_empty_database()
     other = await asyncpg.connect(pg_server.dsn(fresh))
@@ -159,11 +159,11 @@ async def test_a_database_of_the_last_release_upgrades_to_what_schema_sql_makes(
         await other.close()
         await pg_server.drop_database(fresh)
 
-    # The rows stay (dependant_on and lost_attempts are new).
+    # The rows stay (dependant_on, lost_attempts and pool are new).
     rows_after = await empty.fetch(
         "SELECT to_jsonb(t) - 'updated_at' - 'dependant_on' - 'lost_attempts' AS t"
         " FROM public.tasks t UNION ALL"
-        " SELECT to_jsonb(w) FROM public.workers w ORDER BY 1"
+        " SELECT to_jsonb(w) - 'pool' FROM public.workers w ORDER BY 1"
     )
     assert [r[0] for r in rows_after] == [r[0] for r in rows_before]
     assert await empty.fetchval("SELECT heartbeat_timeout_sec FROM gpu_reactor.settings") == 42

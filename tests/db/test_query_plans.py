@@ -165,7 +165,7 @@ async def _function_body(conn: asyncpg.Connection, name: str) -> str:
 
 async def test_claim_uses_the_queued_index(busy: asyncpg.Connection) -> None:
     body = await _function_body(busy, "gpu_reactor.func_claim_available_task")
-    for task_types in (None, ["render"]):
+    for task_types in (None, ["render"], ["rend*"]):
         nodes = await _plan(busy, body, "live-1", task_types)
         _assert_uses(nodes, "tasks", CLAIM_IDX)
         assert all(name != RUNNING_IDX for _, name in _scans(nodes, "tasks"))
@@ -215,6 +215,7 @@ async def test_queue_counts_and_running_by_worker_use_partial_indexes(
         ("queue_counts", "tasks", RUNNING_IDX),
         ("queue_counts", "tasks", RETRY_IDX),
         ("queue_counts", "tasks", "gpu_reactor_tasks_dependent_idx"),
+        ("ready_by_type", "tasks", CLAIM_IDX),
         ("running_tasks", "tasks", RUNNING_IDX),
         ("live_workers", "workers", LIVE_IDX),
     ],

@@ -384,7 +384,7 @@ async def test_each_pool_has_its_own_gate_pods_and_breaker_row(
         records = (await executor.apply(spawns, later)).records
         assert {r.outcome for r in records} == {"deferred", "ok"}
         rows = await conn.fetch(
-            "SELECT metadata ->> 'pool' AS pool, gpu_type FROM workers WHERE status = 'spawning'"
+            "SELECT pool, gpu_type FROM workers WHERE status = 'spawning'"
         )
         assert {(r["pool"], r["gpu_type"]) for r in rows} == {("small", "NVIDIA GeForce RTX 4090")}
 

@@ -150,15 +150,12 @@ async def test_migrate_keeps_the_seed_views_and_their_columns(
 
 async def test_the_reactor_can_write_its_spawn_intent(migrated_seed: asyncpg.Connection) -> None:
     await migrated_seed.execute(
-        query("insert_spawn_intent"),
-        "gpu-reactor-w1",
-        0.69,
-        "2 tasks need 1 worker",
-        None,
-        "default",
+        query("insert_spawn_intent"), "gpu-reactor-w1", 0.69, "2 tasks need 1 worker", None, "a40"
     )
-    status = await migrated_seed.fetchval("SELECT status FROM workers WHERE id = 'gpu-reactor-w1'")
-    assert status == "spawning"
+    row = await migrated_seed.fetchrow(
+        "SELECT status, pool FROM workers WHERE id = 'gpu-reactor-w1'"
+    )
+    assert (row["status"], row["pool"]) == ("spawning", "a40")
 
 
 @pytest.mark.parametrize(

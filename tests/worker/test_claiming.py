@@ -76,3 +76,23 @@ async def test_task_types_limit_what_a_worker_claims(
     assert done["result"] == {"hello": "world"} and done["worker_id"] == worker.worker_id
     assert (await task(conn, sleep_task))["status"] == "Queued"
     assert worker_procs.stop_all() == {worker.worker_id: 0}
+
+
+async def test_task_type_globs_claim_the_types_they_match_and_no_other(
+    conn: asyncpg.Connection, worker_procs: WorkerProcs
+) -> None:
+    flux = await queue(conn, "flux_x", {"n": 0}, priority=10)
+    wan_like = await queue(conn, "wan", {"n": 1}, priority=5)  # wan_* needs the _
+    wan = await queue(conn, "wan_2_1", {"n": 2})
+    (worker,) = worker_procs.start(
+        env={"WORKER_TASK_TYPES": "wan_*", "WORKER_PROCESSORS": "wan_2_1=echo,flux_x=echo"}
+    )
+    done = await wait_status(conn, wan, "Complete")
+    assert done["result"] == {"n": 2} and done["worker_id"] == worker.worker_id
+    # Claimed after the higher-priority ones had been passed over: they are not its types.
+    assert (await task(conn, flux))["status"] == "Queued"
+    assert (await task(conn, wan_like))["status"] == "Queued"
+    # Only the processors of the types it claims are loaded.
+    (started,) = worker.events("worker_started")
+    assert started["processors"] == {"echo": "echo", "sleep": "sleep", "wan_2_1": "echo"}
+    assert worker_procs.stop_all() == {worker.worker_id: 0}

@@ -29,6 +29,10 @@ def test_lists_and_mapping_are_parsed() -> None:
         }
     )
     assert s.worker_task_types == ["video", "render"]
+    assert load_settings({**BASE, "WORKER_TASK_TYPES": "wan_*,flux_?"}).worker_task_types == [
+        "wan_*",
+        "flux_?",
+    ]
     assert s.worker_processors == {"video": "command", "render": "pkg.mod:run", "*": "echo"}
     assert s.worker_command == "python3 /app/run.py --headless"
 
@@ -49,6 +53,10 @@ def test_lists_and_mapping_are_parsed() -> None:
             "WORKER_PROCESSORS: processor 'bogus' for 'a' is neither",
         ),
         ({"WORKER_PROCESSORS": "*=command"}, "WORKER_COMMAND must be set"),
+        (
+            {"WORKER_TASK_TYPES": "wan_*,flux x"},
+            "WORKER_TASK_TYPES: task type pattern 'flux x' contains whitespace",
+        ),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: Input should be 'auto', 'json' or 'text'"),
     ],
 )
