@@ -78,7 +78,7 @@ async def gpu_of_each_task(rig: FaultRig) -> dict[str, set[str]]:
 
 
 BIG_SMALL = {
-    "big": {"task_types": [VIDEO], "runpod_gpu_types": [GPU_B], "max_active_gpus": 2},
+    "big": {"task_types": ["video_*"], "runpod_gpu_types": [GPU_B], "max_active_gpus": 2},
     "small": {"task_types": ["fault"], "runpod_gpu_types": [GPU_A], "max_active_gpus": 2},
 }
 
@@ -106,7 +106,7 @@ async def test_spill_over_while_the_first_pool_has_no_capacity_and_back_after(
 ) -> None:
     pools = {
         "big": {"task_types": [VIDEO], "runpod_gpu_types": [GPU_B], "max_active_gpus": 2},
-        "small": {"task_types": ["fault", VIDEO], "runpod_gpu_types": [GPU_A]},
+        "small": {"task_types": ["*"], "runpod_gpu_types": [GPU_A]},  # and what big cannot
     }
     pools_rig(rig, tmp_path, pools, MAX_ACTIVE_GPUS=3)
     rig.runpod.faults.no_capacity_gpus.add(GPU_B)
