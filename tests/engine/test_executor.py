@@ -383,9 +383,7 @@ async def test_each_pool_has_its_own_gate_pods_and_breaker_row(
         later = now + timedelta(seconds=1)
         records = (await executor.apply(spawns, later)).records
         assert {r.outcome for r in records} == {"deferred", "ok"}
-        rows = await conn.fetch(
-            "SELECT pool, gpu_type FROM workers WHERE status = 'spawning'"
-        )
+        rows = await conn.fetch("SELECT pool, gpu_type FROM workers WHERE status = 'spawning'")
         assert {(r["pool"], r["gpu_type"]) for r in rows} == {("small", "NVIDIA GeForce RTX 4090")}
 
         # Start failures count per pool, each in its own breaker row.
