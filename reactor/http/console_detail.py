@@ -51,12 +51,8 @@ def _ago(moment: datetime | None, now: datetime) -> str:
 
 
 def _pool(row: dict[str, Any], state: ReactorState, settings: Settings) -> str:
-    """The worker's GPU pool: its row's (workers.pool), else its last snapshot's."""
-    if "pool" in row:
-        name = row["pool"]
-    else:  # until console_worker carries workers.pool (migration 0016)
-        live = state.snapshot.worker(row["id"]) if state.snapshot else None
-        name = live.pool if live is not None else None
+    """The worker's GPU pool (workers.pool), as the pools in force read it."""
+    name = row["pool"]
     pools = pools_of(state, settings)
     pool = pools.pool_named(name)
     if pool is None:

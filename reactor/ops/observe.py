@@ -142,14 +142,7 @@ async def fleet_state(
 
 
 async def live_workers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = [plain(r) for r in await conn.fetch(query("ops_workers_health"))]
-    if rows and "pool" not in rows[0]:
-        # Until ops_workers_health carries workers.pool (migration 0016): as the snapshot
-        # reads it.
-        pools = {r["id"]: r["pool"] for r in await conn.fetch(query("live_workers"))}
-        for row in rows:
-            row["pool"] = pools.get(row["worker_id"])
-    return rows
+    return [plain(r) for r in await conn.fetch(query("ops_workers_health"))]
 
 
 def with_pools(rows: list[dict[str, Any]], pools: Pools) -> list[dict[str, Any]]:
