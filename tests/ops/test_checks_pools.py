@@ -30,6 +30,7 @@ task_types = ["*"]
 runpod_gpu_types = ["NVIDIA GeForce RTX 4090"]
 max_active_gpus = 1
 """
+EXAMPLE = Path(__file__).resolve().parents[2] / "ops" / "pools.example.toml"
 CATALOG = catalog_gpus(catalog(DEFAULT_GPU_TYPES, list(DEFAULT_DATA_CENTERS), set(), False))
 
 
@@ -83,6 +84,21 @@ async def test_an_unreadable_catalog_is_one_failure_and_the_pools_are_skipped(
     assert got["gpu-catalog"]["verdict"] == "FAIL"
     assert "no access to the GPU catalog" in got["gpu-catalog"]["detail"]
     assert got["pool:big"]["verdict"] == got["pool:small"]["verdict"] == "SKIP"
+
+
+async def test_the_example_pools_file_passes_against_the_catalog(
+    cli: Cli, db_dsn: str, worker_dsn: str
+) -> None:
+    extra = {"NVIDIA A100 80GB PCIe": (1.64, 1.19), "NVIDIA RTX A5000": (0.27, 0.16)}
+    async with run_fake_runpod(prices=extra) as runpod:
+        env = runpod_env(runpod, db_dsn, worker_dsn, POOLS_FILE=EXAMPLE, MAX_ACTIVE_GPUS=8)
+        got = verdicts((await asyncio.to_thread(cli, "check", "--json", **env)).out)
+    assert got["pools-file"]["verdict"] == "PASS"
+    assert got["pool:video"]["verdict"] == got["pool:small"]["verdict"] == "PASS", got
+    assert "max_hourly_spend_usd $12.00 affords 4 at $2.99/h" in got["pool:video"]["detail"]
+    assert "NVIDIA RTX A5000 $0.16/h in COMMUNITY" in got["pool:small"]["detail"]
+    assert got["pools-routing"]["verdict"] == "PASS"
+    assert got["pools-fleet-cap"]["verdict"] == "WARN"  # 4 + 6 > 8: the fleet cap binds
 
 
 def test_a_bad_file_is_one_failed_line_naming_file_pool_and_key(
