@@ -316,7 +316,7 @@ def _killed_lines(killed: dict[str, Any] | None) -> list[str]:
 
 
 def _pool_lines(pools: list[dict[str, Any]]) -> list[str]:
-    """``big    video on 'H100 80GB' at $2.69/h: 3 pods (at most 1 at once) ran 10 video; ...``"""
+    """``big    video on 'H100 80GB' at $2.69/h: 3 pods (at most 1 at once), ran 10 video; ...``"""
     lines = []
     for i, p in enumerate(pools):
         ran = ", ".join(f"{n} {kind}" for kind, n in p["ran"].items()) or "no task"
@@ -324,7 +324,7 @@ def _pool_lines(pools: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"  {'pools' if i == 0 else '':<11}{p['pool']:<6} {', '.join(p['task_types'])} on "
             f"{p['gpu_type']!r} at ${p['usd_per_gpu_hour']:.2f}/h: {p['pods']} pods (at most "
-            f"{p['peak_live']} at once) ran {ran}{wrong}; {p['gpu_seconds']:.0f} GPU-s, "
+            f"{p['peak_live']} at once), ran {ran}{wrong}; {p['gpu_seconds']:.0f} GPU-s, "
             f"${p['usd']:.4f}"
         )
     return lines
