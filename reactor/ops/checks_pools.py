@@ -12,6 +12,7 @@ cap binds, the spawns of earlier pools first). The catalog is read once; the res
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from reactor.domain.globs import compile_globs, is_glob
@@ -45,7 +46,7 @@ async def check_pools(settings: Settings, *, provider_ok: bool) -> list[CheckRes
             CheckResult("pools-file", "PASS", f"{pools.source}: {len(pools)} pools ({names})")
         )
     catalog: list[CatalogGpu] | None = None
-    skipped = "the local provider rents no GPUs" if not runpod else "the provider check failed"
+    skipped = "the provider check failed"
     if runpod and provider_ok:
         catalog, failure = await read_catalog(settings)
         if failure is not None:
@@ -61,9 +62,12 @@ async def read_catalog(settings: Settings) -> tuple[list[CatalogGpu] | None, Che
     try:
         provider = RunpodProvider(settings=settings)
         try:
-            return catalog_gpus(await provider.gpu_catalog()), None
+            async with asyncio.timeout(settings.runpod_request_timeout_sec * 3):
+                return catalog_gpus(await provider.gpu_catalog()), None
         finally:
             await provider.close()
+    except TimeoutError:
+        return None, CheckResult("gpu-catalog", "FAIL", f"{CATALOG} did not answer in time")
     except (ReactorError, MalformedBody) as exc:
         return None, CheckResult("gpu-catalog", "FAIL", scrub(f"{CATALOG}: {exc}"))
 
