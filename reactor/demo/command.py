@@ -24,7 +24,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 def register(sub: Any, commands: dict[str, Command]) -> None:
     help_text = (
         "the whole system on this machine: embedded Postgres, the reactor, local "
-        "workers, a workload with one worker killed; a summary at the end"
+        "workers in two GPU pools, a workload with one worker killed; a summary at the end"
     )
     parser = sub.add_parser("demo", help=help_text, description=help_text)
     parser.add_argument(
@@ -39,7 +39,7 @@ def register(sub: Any, commands: dict[str, Command]) -> None:
         type=int,
         default=40,
         metavar="N",
-        help="sleep tasks to queue over the run (default 40)",
+        help="tasks to queue over the run, video and image ones (default 40)",
     )
     parser.add_argument(
         "--no-dashboard",

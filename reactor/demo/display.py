@@ -2,8 +2,9 @@
 
 Both displays narrate the story (``narrate``: one line per step of the workload) and
 refresh until cancelled. The live one reuses reactor/ops/dashboard.py's ``gather`` and
-``render_frame`` with the reactor's last actions under it; the plain one prints a
-progress line every few seconds from what the reactor already knows.
+``render_frame`` with the demo's GPU pools and the reactor's last actions under it; the
+plain one prints a progress line and a line about the pools every few seconds from what
+the reactor already knows (reactor/demo/pools_view.py).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
+from reactor.demo.pools_view import done_by_pool, pool_rows, pools_line, pools_table
 from reactor.demo.workload import Plan
 from reactor.domain.model import WorkerStatus
+from reactor.domain.pools import Pools
 from reactor.engine.service import Reactor
 from reactor.ops.dashboard import compute_alerts, gather, render_frame
 from reactor.ops.tables import actions_table
@@ -81,6 +84,12 @@ class Display:
             self.console.print(
                 Text(f"[{self.elapsed():6.1f}s] {await self._progress()}", style="dim")
             )
+            if self.reactor.state.snapshot is not None:
+                self.console.print(Text(f"{'':10}{await self._pools_line()}", style="dim"))
+
+    async def _pools_line(self) -> str:
+        done = await done_by_pool(self.pool, self.run_id)
+        return pools_line(pool_rows(self.reactor.state.snapshot, self.reactor.pools, done))
 
     async def _progress(self) -> str:
         complete = await self.pool.fetchval(RUN_COMPLETE, self.run_id)
@@ -107,12 +116,19 @@ class LiveDisplay(Display):
             while True:
                 async with self.pool.acquire() as conn:
                     data = await gather(conn, self.reactor.settings)
+                    done = await done_by_pool(conn, self.run_id)
                 alerts = compute_alerts(data, previous)
                 previous = data.overview.get("queued_tasks")
-                live.update(self._frame(render_frame(replace(data, alerts=alerts))), refresh=True)
+                pools = pools_table(
+                    pool_rows(self.reactor.state.snapshot, self.reactor.pools, done)
+                )
+                frame = self._frame(render_frame(replace(data, alerts=alerts)), pools)
+                live.update(frame, refresh=True)
                 await asyncio.sleep(LIVE_REFRESH_SEC)
 
-    def _frame(self, dashboard: RenderableType | None) -> RenderableType:
+    def _frame(
+        self, dashboard: RenderableType | None, pools: RenderableType | None = None
+    ) -> RenderableType:
         head = Text(
             f"gpu-reactor demo · {self.elapsed():.0f}s of {self.duration:.0f}s · ", style="bold"
         )
@@ -124,7 +140,8 @@ class LiveDisplay(Display):
                 {**a.as_dict(), "at": datetime.fromtimestamp(a.at)}
                 for a in list(self.reactor.state.actions)[-ACTIONS_SHOWN:]
             ]
-            parts += [dashboard, actions_table(actions, "the reactor's last actions")]
+            parts += [dashboard, *([pools] if pools is not None else [])]
+            parts.append(actions_table(actions, "the reactor's last actions"))
         return Group(*parts)
 
 
@@ -137,8 +154,9 @@ def print_intro(
     port: int,
     data_dir: Path,
     settings: dict[str, Any],
+    pools: Pools,
 ) -> None:
-    """What is about to run, and the demo's settings with what each one means."""
+    """What is about to run, the demo's pools, and its settings with what each one means."""
     sizes = ", ".join(f"{len(b.seconds)} at {b.at:g}s" for b in plan.bursts)
     console.print(
         "[bold]gpu-reactor demo[/]: the real reactor, real worker processes, a real "
@@ -150,10 +168,18 @@ def print_intro(
         f"{data_dir / 'worker-logs'}"
     )
     console.print(
-        f"  workload   {plan.tasks} sleep tasks over about {duration:g}s: bursts of "
-        f"{sizes}; then {len(plan.act_two)} more, and the worker that takes them is "
-        "killed with SIGKILL mid-task"
+        f"  workload   {plan.tasks} tasks over about {duration:g}s, video and image ones "
+        f"(each sleeps 1-3 s): bursts of {sizes}; then {len(plan.act_two)} image tasks, and "
+        "the worker that takes them is killed with SIGKILL mid-task"
     )
+    console.print(f"  pools      {pools.source} (each pool's workers claim only its task types)")
+    for pool in pools:
+        s = pool.settings
+        gpu = next(iter(s.runpod_gpu_types), "-")
+        console.print(
+            f"    {pool.name:<6} {', '.join(pool.patterns):<8} on {gpu!r} at "
+            f"${s.gpu_hourly_price_usd:.2f}/GPU-hour, at most {s.max_active_gpus}"
+        )
     console.print(
         f"  console    http://127.0.0.1:{port}/   (the web console: fleet, queue, spend, live)"
     )

@@ -1,8 +1,9 @@
 """The demo's closing summary: what happened, read back from the database and the metrics.
 
-``collect`` reads this run's tasks and workers; the rest is pure: reaction latency per
-burst, quantiles of the reactor's own histogram, GPU-seconds and what they would cost,
-and the text a person reads at the end (``render``).
+``read_run`` reads this run's tasks and workers; the rest is pure: reaction latency per
+burst, quantiles of the reactor's own histogram, per GPU pool the pods it ran, the task
+types its workers completed and their GPU-seconds and cost, and the text a person reads at
+the end (``render``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import asyncpg
 from prometheus_client import Histogram
 
+from reactor.demo.pools_view import WORKER_POOL
 from reactor.demo.workload import QueuedBurst, WorkloadRecord
+from reactor.domain.globs import matches_any
 
 REACTION_WINDOW_SEC = 10.0  # a spawn later than this after a burst is not its reaction
 
@@ -29,21 +32,32 @@ GROUP BY status
 TASK = """
 SELECT status::text AS status, attempts, worker_id FROM tasks WHERE id = $1::uuid
 """
-RUN_WORKERS = """
+RUN_WORKERS = f"""
 SELECT id, status, pod_id, created_at, activated_at, terminated_at,
-       coalesce(error_reason, drain_reason) AS reason, metadata ->> 'spawn_reason' AS spawn_reason
-FROM workers
+       coalesce(error_reason, drain_reason) AS reason, metadata ->> 'spawn_reason' AS spawn_reason,
+       {WORKER_POOL} AS pool, gpu_type, cost_per_hr
+FROM workers w
 WHERE created_at >= $1 AND id LIKE $2 || '-%'
 ORDER BY created_at
+"""
+# Who completed each of this run's tasks: its type, and the pool and GPU of its worker.
+RUN_RAN = f"""
+SELECT t.task_type, {WORKER_POOL} AS pool, w.gpu_type, count(*) AS tasks
+FROM tasks t LEFT JOIN workers w ON w.id = t.worker_id
+WHERE t.params ->> 'demo_run' = $1 AND t.status = 'Complete'
+GROUP BY 1, 2, 3
+ORDER BY 2, 1
 """
 
 
 async def read_run(
     conn: asyncpg.Connection, run_id: str, fleet: str, started: datetime
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """This run's tasks by status, its workers, and who completed which task types."""
     tasks = [dict(r) for r in await conn.fetch(RUN_TASKS, run_id)]
     workers = [dict(r) for r in await conn.fetch(RUN_WORKERS, started, fleet)]
-    return tasks, workers
+    ran = [dict(r) for r in await conn.fetch(RUN_RAN, run_id)]
+    return tasks, workers, ran
 
 
 # --- pure parts -------------------------------------------------------------------------
@@ -120,6 +134,48 @@ def gpu_seconds(workers: list[dict[str, Any]], ended_at: datetime) -> float:
     )
 
 
+def usd(workers: list[dict[str, Any]], ended_at: datetime) -> float:
+    """What the workers cost: each one's GPU-seconds at its own cost_per_hr."""
+    return sum(
+        gpu_seconds([w], ended_at) / 3600 * float(w.get("cost_per_hr") or 0.0) for w in workers
+    )
+
+
+def pool_summary(
+    pools: dict[str, dict[str, Any]],
+    workers: list[dict[str, Any]],
+    ran: list[dict[str, Any]],
+    ended_at: datetime,
+) -> list[dict[str, Any]]:
+    """Per pool of the demo's POOLS_FILE: its pods, the task types its workers completed
+    (``misrouted``: tasks of a type it does not run) and their GPU-seconds and cost."""
+    out = []
+    for name, table in pools.items():
+        mine = [w for w in workers if w["pool"] == name]
+        done = [r for r in ran if r["pool"] == name]
+        patterns = list(table.get("task_types") or ["*"])
+        by_type = Counter[str]()
+        for r in done:
+            by_type[r["task_type"]] += r["tasks"]
+        out.append(
+            {
+                "pool": name,
+                "task_types": patterns,
+                "gpu_type": next(iter(table.get("runpod_gpu_types") or []), None),
+                "usd_per_gpu_hour": table.get("gpu_hourly_price_usd"),
+                "max_active_gpus": table.get("max_active_gpus"),
+                "pods": len(mine),
+                "peak_live": peak_live(mine, ended_at),
+                "gpu_types_seen": sorted({w["gpu_type"] or "-" for w in mine}),
+                "ran": dict(by_type.most_common()),
+                "misrouted": sum(n for t, n in by_type.items() if not matches_any(patterns, t)),
+                "gpu_seconds": round(gpu_seconds(mine, ended_at), 1),
+                "usd": round(usd(mine, ended_at), 4),
+            }
+        )
+    return out
+
+
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 2)
 
@@ -129,9 +185,11 @@ def build_summary(
     record: WorkloadRecord,
     tasks: list[dict[str, Any]],
     workers: list[dict[str, Any]],
+    ran: list[dict[str, Any]],
     killed_task: dict[str, Any] | None,
     reaction_buckets: list[tuple[float, float]],
     settings: dict[str, Any],
+    pools: dict[str, dict[str, Any]],
     started_at: datetime,
     ended_at: datetime,
     processes: dict[str, Any],
@@ -142,14 +200,16 @@ def build_summary(
     reactions = burst_reactions(record.bursts, [w["created_at"] for w in workers])
     samples = [r["seconds"] for r in reactions]
     run_sec = (ended_at - started_at).total_seconds()
-    price = float(settings["GPU_HOURLY_PRICE_USD"])
-    used = gpu_seconds(workers, ended_at)
-    always_on = settings["MAX_ACTIVE_GPUS"] * run_sec
+    used, spent = gpu_seconds(workers, ended_at), usd(workers, ended_at)
+    by_pool = pool_summary(pools, workers, ran, ended_at)
+    # Every pool kept at its max for the whole run, at its price.
+    always_on = run_sec / 3600 * sum(p["max_active_gpus"] * p["usd_per_gpu_hour"] for p in by_pool)
     n_reactions = reaction_buckets[-1][1] if reaction_buckets else 0
     return {
         "run_id": record.run_id,
         "duration_sec": round(run_sec, 1),
         "settings": settings,
+        "pools": by_pool,
         "tasks": {
             "queued": sum(b.tasks for b in record.bursts),
             "complete": by_status.get("Complete", 0),
@@ -187,11 +247,11 @@ def build_summary(
             },
         },
         "cost": {
-            "usd_per_gpu_hour": price,
             "gpu_seconds": round(used, 1),
-            "usd": round(used / 3600 * price, 4),
-            "always_on_max_usd": round(always_on / 3600 * price, 4),
-            "saved_share": round(1 - used / always_on, 3) if always_on else None,
+            "usd": round(spent, 4),
+            "always_on_max_gpus": sum(p["max_active_gpus"] for p in by_pool),
+            "always_on_max_usd": round(always_on, 4),
+            "saved_share": round(1 - spent / always_on, 3) if always_on else None,
         },
         "processes": processes,
         "notes": record.notes,
@@ -255,6 +315,21 @@ def _killed_lines(killed: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _pool_lines(pools: list[dict[str, Any]]) -> list[str]:
+    """``big    video on 'H100 80GB' at $2.69/h: 3 pods (at most 1 at once), ran 10 video; ...``"""
+    lines = []
+    for i, p in enumerate(pools):
+        ran = ", ".join(f"{n} {kind}" for kind, n in p["ran"].items()) or "no task"
+        wrong = f" ({p['misrouted']} of a type it does not run!)" if p["misrouted"] else ""
+        lines.append(
+            f"  {'pools' if i == 0 else '':<11}{p['pool']:<6} {', '.join(p['task_types'])} on "
+            f"{p['gpu_type']!r} at ${p['usd_per_gpu_hour']:.2f}/h: {p['pods']} pods (at most "
+            f"{p['peak_live']} at once), ran {ran}{wrong}; {p['gpu_seconds']:.0f} GPU-s, "
+            f"${p['usd']:.4f}"
+        )
+    return lines
+
+
 def render(summary: dict[str, Any]) -> str:
     t, w, c = summary["tasks"], summary["workers"], summary["cost"]
     lat = summary["reaction_latency"]
@@ -269,17 +344,19 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(
             f"             {group['workers']:>3} x {group['status']:<10} {group['reason']}"
         )
+    lines += _pool_lines(summary["pools"])
     lines += _killed_lines(summary["killed"])
     lines += [
         f"  reaction   task insert -> spawn: {_latency_line(lat['insert_to_spawn'])}",
         f"             NOTIFY -> first action (reactor histogram): "
         f"{_latency_line(lat['reactor_histogram'])}",
-        f"  cost       ${c['usd']:.4f} for {c['gpu_seconds']:.0f} GPU-seconds at "
-        f"${c['usd_per_gpu_hour']:.2f}/GPU-hour",
+        f"  cost       ${c['usd']:.4f} for {c['gpu_seconds']:.0f} GPU-seconds ("
+        + ", ".join(f"{p['pool']} ${p['usd']:.4f}" for p in summary["pools"])
+        + ")",
     ]
     if c["saved_share"] is not None:
         lines.append(
-            f"             {summary['settings']['MAX_ACTIVE_GPUS']} GPUs kept on for the "
+            f"             every pool at its max ({c['always_on_max_gpus']} GPUs) for the "
             f"same {summary['duration_sec']:.0f}s: ${c['always_on_max_usd']:.4f}; "
             f"scaling with the queue spent {c['saved_share']:.0%} less"
         )

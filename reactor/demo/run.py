@@ -3,8 +3,9 @@ to sign up for.
 
 A fresh database in an embedded PostgreSQL (or ``--database-url``; reactor/demo/database.py);
 the real Reactor in this process with the ``local`` provider, whose pods are
-``python -m worker`` processes started with the environment a pod gets; a workload of
-sleep-task bursts with one worker killed mid-task (reactor/demo/workload.py); the live
+``python -m worker`` processes started with the environment a pod gets, in two GPU pools
+(a POOLS_FILE in the data directory, reactor/demo/config.py); a workload of bursts of
+video and image tasks with one worker killed mid-task (reactor/demo/workload.py); the live
 dashboard or plain lines (reactor/demo/display.py); /status and /metrics on localhost; a
 closing summary (reactor/demo/report.py). However the run ends - its duration, Ctrl-C,
 SIGTERM, an error - one finally-path stops the reactor, every worker and Postgres.
@@ -34,8 +35,10 @@ from reactor.db.embedded import free_port
 from reactor.demo.config import (
     DEFAULT_PORT,
     DEMO_FLEET,
+    DEMO_POOLS,
     DEMO_SETTINGS,
     FINISH_GRACE_SEC,
+    POOLS_TOML,
     STOPPED_REASON,
     DemoSettings,
 )
@@ -142,9 +145,12 @@ class Demo:
             self.console.print(f"starting PostgreSQL in {self.db.pg.datadir} ...")
         await self.db.open()
         port = self._port()
+        pools_file = self.data_dir / "pools.toml"
+        pools_file.write_text(POOLS_TOML, encoding="utf-8")
         self.settings = DemoSettings(
             **{
                 **DEMO_SETTINGS,
+                "POOLS_FILE": str(pools_file),
                 "DATABASE_URL": self.db.dsn,
                 "WORKER_DATABASE_URL": self.db.worker_dsn,
                 "REACTOR_HTTP_HOST": "127.0.0.1",
@@ -171,6 +177,7 @@ class Demo:
             port=port,
             data_dir=self.data_dir,
             settings=DEMO_SETTINGS,
+            pools=self.reactor.pools,
         )
 
     def _take_lock(self) -> None:
@@ -322,7 +329,7 @@ class Demo:
         assert self.pool is not None and self.workload is not None and self.db is not None
         record = self.workload.record
         async with self.pool.acquire() as conn:
-            tasks, workers = await read_run(conn, self.run_id, DEMO_FLEET, self.started_at)
+            tasks, workers, ran = await read_run(conn, self.run_id, DEMO_FLEET, self.started_at)
             killed = None
             if record.kill is not None:
                 row = await conn.fetchrow(TASK, record.kill.task_id)
@@ -341,9 +348,11 @@ class Demo:
             record=record,
             tasks=tasks,
             workers=workers,
+            ran=ran,
             killed_task=killed,
             reaction_buckets=histogram_buckets(self.reactor.metrics.reaction_latency),
             settings=DEMO_SETTINGS,
+            pools=DEMO_POOLS,
             started_at=self.started_at,
             ended_at=ended_at,
             processes={"started": started, "left_running": []},

@@ -1,12 +1,14 @@
-"""The demo's workload: bursts of ``sleep`` tasks, then one worker killed mid-task.
+"""The demo's workload: bursts of tasks for two GPU pools, then one worker killed mid-task.
 
 ``plan`` is pure (task counts and durations from --tasks, --duration and a seed);
 ``Workload.run`` carries it out against the database, in two acts:
 
-1. bursts of tasks over the first third of the run: the fleet scales up, works the
-   queue down and, once idle for SCALE_DOWN_IDLE_SEC, drains back to MIN_ACTIVE_GPUS;
-2. a small burst on the idle fleet; the worker that takes it is killed with SIGKILL in
-   the middle of a task. Its heartbeat stops, the reactor's heartbeat deadline marks it
+1. bursts of tasks over the first third of the run, one in VIDEO_EVERY a ``video`` task
+   (pool ``big``), the others ``image`` tasks (pool ``small``); each is a sleep of 1-3 s.
+   Each pool scales up to its own max, works its tasks down and, once idle for
+   SCALE_DOWN_IDLE_SEC, drains back to MIN_ACTIVE_GPUS;
+2. a small burst of image tasks on the idle fleet; the worker that takes it is killed with
+   SIGKILL in the middle of a task. Its heartbeat stops, the reactor's heartbeat deadline marks it
    'error', requeues the task and spawns a replacement, which completes it.
 
 Every task carries ``demo_run`` in its params, so the summary counts this run's tasks only.
@@ -21,6 +23,7 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +33,7 @@ import asyncpg
 import orjson
 
 from reactor.aio import wait_event
+from reactor.demo.config import IMAGE, VIDEO
 from reactor.domain.events import CHANNEL
 from reactor.engine.service import Reactor
 
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 BURST_SPACING_SEC = 20.0  # between two bursts of act one: long enough to drain in between
 BURSTS_SHARE = 0.5  # act one's bursts arrive within this share of --duration
 ACT_TWO_TASKS = 3
+VIDEO_EVERY = 4  # one task in this many is a video task
 POLL_SEC = 0.25
 ACT_PAUSE_SEC = 2.0  # the fleet rests at MIN for a moment before act two
 SWEEP_WAIT_SEC = 5.0
@@ -46,8 +51,8 @@ SWEEP_WAIT_SEC = 5.0
 INSERT_TASKS = """
 WITH queued AS (
     INSERT INTO tasks (task_type, params)
-    SELECT 'sleep', jsonb_build_object('seconds', s, 'demo_run', $2::text)
-    FROM unnest($1::float8[]) AS s
+    SELECT k, jsonb_build_object('seconds', s, 'demo_run', $3::text)
+    FROM unnest($1::text[], $2::float8[]) AS u (k, s)
     RETURNING 1
 )
 SELECT count(*) AS queued, clock_timestamp() AS at FROM queued
@@ -77,13 +82,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Burst:
     at: float  # seconds after the workload starts
-    seconds: tuple[float, ...]  # one sleep task per entry
+    seconds: tuple[float, ...]  # one task per entry: how long it sleeps
+    types: tuple[str, ...]  # and its task type
 
 
 @dataclass(frozen=True)
 class Plan:
     bursts: tuple[Burst, ...]
-    act_two: tuple[float, ...]
+    act_two: tuple[float, ...]  # image tasks
 
     @property
     def tasks(self) -> int:
@@ -105,7 +111,11 @@ def plan(tasks: int, duration: float, full_fleet: int, seed: int = 4090) -> Plan
     sizes = [main // count] * count
     sizes[0] += main - sum(sizes)
     bursts = tuple(
-        Burst(i * BURST_SPACING_SEC, tuple(round(rng.uniform(1.0, 3.0), 1) for _ in range(size)))
+        Burst(
+            i * BURST_SPACING_SEC,
+            tuple(round(rng.uniform(1.0, 3.0), 1) for _ in range(size)),
+            tuple(VIDEO if n % VIDEO_EVERY == 0 else IMAGE for n in range(size)),
+        )
         for i, size in enumerate(sizes)
     )
     # Act two's tasks are long enough that the kill lands in the middle of one.
@@ -203,7 +213,7 @@ class Workload:
         for i, burst in enumerate(self.plan.bursts, 1):
             if await wait_event(self.stop, started + burst.at - time.monotonic()):
                 return self.record
-            await self._queue(f"burst {i}/{len(self.plan.bursts)}", burst.seconds)
+            await self._queue(f"burst {i}/{len(self.plan.bursts)}", burst.types, burst.seconds)
         if await self._until(self._queue_done, 300, "act one's queue to empty") is None:
             return self.record
         self.narrate(
@@ -225,7 +235,7 @@ class Workload:
 
     # --- act two ---------------------------------------------------------------------------
     async def _act_two(self) -> None:
-        await self._queue("act two", self.plan.act_two)
+        await self._queue("act two", (IMAGE,) * len(self.plan.act_two), self.plan.act_two)
         busy = await self._until(
             self._busy, self.settings.spawning_timeout_sec + 20, "a worker to take act two's task"
         )
@@ -299,13 +309,14 @@ class Workload:
                 return
 
     # --- steps and conditions --------------------------------------------------------------
-    async def _queue(self, label: str, seconds: tuple[float, ...]) -> None:
-        row = await self.pool.fetchrow(INSERT_TASKS, list(seconds), self.record.run_id)
+    async def _queue(self, label: str, types: tuple[str, ...], seconds: tuple[float, ...]) -> None:
+        row = await self.pool.fetchrow(INSERT_TASKS, list(types), list(seconds), self.record.run_id)
         self.record.bursts.append(QueuedBurst(label, row["queued"], row["at"]))
+        kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(types).most_common())
         self.narrate(
             "demo_tasks_queued",
-            f"{label}: {row['queued']} sleep tasks queued "
-            f"({min(seconds):g}-{max(seconds):g}s each)",
+            f"{label}: {row['queued']} tasks queued ({kinds}; {min(seconds):g}-"
+            f"{max(seconds):g}s each)",
             {"burst": label, "tasks": row["queued"]},
         )
 

@@ -5,8 +5,9 @@ round-trip arrives; a transaction-mode pooler is detected and named), the tables
 with an app (checks_shared.py: what on a seed database is in the way), worker database
 (what the pods will use), provider (the pod list answers with the configured key: a key
 Runpod refuses, 401, reads "API key rejected"; a valid key without access, 403, names what
-it may not read), and leader (whether a reactor leads this fleet now: information, never a
-failure).
+it may not read), leader (whether a reactor leads this fleet now: information, never a
+failure), and the GPU pools (checks_pools.py: POOLS_FILE, each pool's GPU types in Runpod's
+catalog and its budget, routing and the fleet cap).
 """
 
 from __future__ import annotations
@@ -240,5 +241,9 @@ async def _guard(name: str, probe: Callable[[], Awaitable[CheckResult]]) -> Chec
 async def run_checks(settings: Settings) -> list[CheckResult]:
     results = await check_database(settings)
     results.append(await check_worker_database(settings))
-    results.append(await check_provider(settings))
+    provider = await check_provider(settings)
+    results.append(provider)
+    from reactor.ops.checks_pools import check_pools  # it imports CheckResult from here
+
+    results += await check_pools(settings, provider_ok=provider.verdict == "PASS")
     return results

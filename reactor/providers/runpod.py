@@ -368,15 +368,19 @@ class RunpodProvider:
             return self.settings.gpu_hourly_price_usd
         return price
 
+    async def gpu_catalog(self) -> Any:
+        """The body of ``GET /v2/catalog/gpus`` (runpod_parse reads it); ProviderError when
+        Runpod does not answer it."""
+        reply = await self._http.request("catalog", "GET", "/catalog/gpus", repeatable=True)
+        if not reply.ok:
+            raise unexpected(self._http, reply, "catalog", "the GPU catalog (GET /v2/catalog/gpus)")
+        return reply.body
+
     async def _catalog_price(self) -> float | None:
         try:
-            reply = await self._http.request("catalog", "GET", "/catalog/gpus", repeatable=True)
-            if not reply.ok:
-                raise unexpected(
-                    self._http, reply, "catalog", "the GPU catalog (GET /v2/catalog/gpus)"
-                )
+            body = await self.gpu_catalog()
             prices = [
-                catalog_price(reply.body, gpu, self.settings.runpod_cloud)
+                catalog_price(body, gpu, self.settings.runpod_cloud)
                 for gpu in self.settings.runpod_gpu_types
             ]
         except (ProviderError, MalformedBody) as exc:

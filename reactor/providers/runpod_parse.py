@@ -11,6 +11,7 @@ TypeError on any JSON value.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,17 +91,34 @@ def volume_data_center(body: Any) -> str:
     return where
 
 
-def catalog_price(body: Any, gpu_type: str, cloud: str) -> float | None:
-    """USD/hour of ``gpu_type`` in ``cloud`` from ``GET /catalog/gpus``, None if absent."""
+@dataclass(frozen=True)
+class CatalogGpu:
+    """One GPU type of ``GET /catalog/gpus``: ``id`` is what a create names."""
+
+    id: str | None
+    name: str | None
+    prices: dict[str, float] | None  # cloud ("secure", "community") -> USD/h; 0: not offered
+
+
+def catalog_gpus(body: Any) -> list[CatalogGpu]:
+    """The GPU types of a ``GET /catalog/gpus`` body, in its order."""
     gpus = body.get("gpus") if isinstance(body, dict) else None
     if not isinstance(gpus, list):
         raise MalformedBody("the GPU catalog has no 'gpus' list")
+    out = []
     for item in gpus:
-        if not isinstance(item, dict) or gpu_type not in (item.get("id"), item.get("name")):
-            continue
-        price = item.get("price")
-        if isinstance(price, dict):
-            value = _money(price.get(cloud.lower()))
+        if isinstance(item, dict):
+            price = item.get("price")
+            prices = {k: _money(v) for k, v in price.items()} if isinstance(price, dict) else None
+            out.append(CatalogGpu(_str(item.get("id")), _str(item.get("name")), prices))
+    return out
+
+
+def catalog_price(body: Any, gpu_type: str, cloud: str) -> float | None:
+    """USD/hour of ``gpu_type`` in ``cloud`` from ``GET /catalog/gpus``, None if absent."""
+    for gpu in catalog_gpus(body):
+        if gpu_type in (gpu.id, gpu.name) and gpu.prices is not None:
+            value = gpu.prices.get(cloud.lower(), 0.0)
             return value if value > 0 else None
     return None
 

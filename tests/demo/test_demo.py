@@ -1,8 +1,9 @@
 """`gpu-reactor demo --no-dashboard`, run for real as a subprocess.
 
-The demo starts its own embedded Postgres, the reactor and worker processes; the test
-reads its JSON summary and checks the story: every task complete, the killed worker
-marked 'error' by its heartbeat deadline and replaced, and no process left behind.
+The demo starts its own embedded Postgres, the reactor and worker processes in two GPU
+pools; the test reads its JSON summary and checks the story: every task complete, each on
+a worker of the pool that runs its type, the killed worker marked 'error' by its heartbeat
+deadline and replaced, and no process left behind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 import pytest
 
 from reactor.db.embedded import free_port
+from reactor.demo.config import DEMO_POOLS, DEMO_SETTINGS, IMAGE, VIDEO
+from reactor.demo.workload import plan
 
 DURATION = 40
 TASKS = 15
@@ -187,9 +190,39 @@ def test_demo_scales_recovers_and_leaves_nothing(tmp_path: Path, data_dir: Path)
     assert killed["task"]["attempts"] == 2
     assert killed["task"]["worker_id"] != killed["worker_id"]
 
+    # Two GPU pools: each task ran on a worker of the pool that runs its type, on that
+    # pool's GPU, and each pool's max held.
+    check_pools(summary, rows, victim, replacement)
+    assert "pools      big    video on 'H100 80GB' at $2.69/h" in output, tail
+
     # Latency and cost are reported.
     latency = summary["reaction_latency"]["insert_to_spawn"]
     assert latency["n"] >= 1 and latency["p50_ms"] < 2000
     assert summary["cost"]["usd"] > 0
     assert summary["processes"]["left_running"] == []
     assert "summary of" in output
+
+
+def check_pools(
+    summary: dict[str, Any],
+    rows: dict[str, dict[str, Any]],
+    victim: dict[str, Any],
+    replacement: dict[str, Any],
+) -> None:
+    full = DEMO_SETTINGS["MAX_ACTIVE_GPUS"] * DEMO_SETTINGS["TASKS_PER_GPU_THRESHOLD"]
+    video = sum(b.types.count(VIDEO) for b in plan(TASKS, DURATION, full_fleet=full).bursts)
+    pools = {p["pool"]: p for p in summary["pools"]}
+    assert list(pools) == ["big", "small"]
+    big, small = pools["big"], pools["small"]
+    assert big["ran"] == {VIDEO: video}, pools
+    assert small["ran"] == {IMAGE: TASKS - video}, pools  # act two's tasks are image ones
+    assert big["misrouted"] == small["misrouted"] == 0
+    assert sum(sum(p["ran"].values()) for p in pools.values()) == TASKS  # nothing lost
+    for name, pool in pools.items():
+        assert pool["gpu_types_seen"] == DEMO_POOLS[name]["runpod_gpu_types"], pool
+        assert 1 <= pool["peak_live"] <= DEMO_POOLS[name]["max_active_gpus"], pool
+        assert pool["pods"] == sum(1 for w in rows.values() if w["pool"] == name)
+        assert pool["usd"] > 0
+    assert {w["pool"] for w in rows.values()} == {"big", "small"}
+    assert victim["pool"] == replacement["pool"] == "small"  # a replacement of its own pool
+    assert summary["cost"]["usd"] == pytest.approx(big["usd"] + small["usd"], abs=1e-3)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reactor.demo.workload import ACT_TWO_TASKS, BURST_SPACING_SEC, pid_of, plan
+from reactor.demo.config import IMAGE, VIDEO
+from reactor.demo.workload import ACT_TWO_TASKS, BURST_SPACING_SEC, VIDEO_EVERY, pid_of, plan
 
 FULL_FLEET = 12  # MAX_ACTIVE_GPUS 4 x TASKS_PER_GPU_THRESHOLD 3
 
@@ -23,6 +24,12 @@ def test_short_run_has_one_burst_that_fills_the_fleet() -> None:
     assert [len(b.seconds) for b in p.bursts] == [12]
 
 
+def test_one_task_in_every_few_is_a_video_task() -> None:
+    [burst] = plan(15, 40, full_fleet=FULL_FLEET).bursts
+    assert burst.types.count(VIDEO) == 12 // VIDEO_EVERY == 3
+    assert burst.types.count(IMAGE) == 9
+
+
 def test_too_few_tasks_are_refused() -> None:
     with pytest.raises(ValueError):
         plan(ACT_TWO_TASKS, 90, full_fleet=FULL_FLEET)
@@ -35,6 +42,8 @@ def test_every_task_is_planned_once_within_the_run(tasks: int, duration: float) 
     assert all(b.seconds for b in p.bursts)
     assert all(b.at <= duration / 2 for b in p.bursts)
     assert all(1.0 <= s <= 3.0 for b in p.bursts for s in b.seconds)
+    assert all(len(b.types) == len(b.seconds) for b in p.bursts)
+    assert all(b.types[0] == VIDEO and set(b.types) <= {VIDEO, IMAGE} for b in p.bursts)
     assert plan(tasks, duration, full_fleet=FULL_FLEET) == p  # deterministic
 
 
