@@ -82,6 +82,10 @@ class Snapshot:
     blocked_for_good: int = 0  # a dependency Failed, was Cancelled or is missing
     blocked_waiting: int = 0  # a dependency is not Complete yet
     demand_sql: int | None = None  # DEMAND_SQL's answer, where the database has the rule
+    # Tasks inserted in the breakeven.ARRIVAL_WINDOW_SEC before the read and the oldest of
+    # them (the count can drop from its insert + the window on): the break-even rule's rate.
+    arrivals: int = 0
+    arrivals_since: datetime | None = None
 
     @property
     def claimable(self) -> int:
