@@ -343,6 +343,8 @@ class World:
             running=tuple(running),
             oldest_queued_at=at(oldest) if oldest is not None else None,
             pods=pods,
+            # Queued tasks a dependency holds back (queue_counts' blocked_waiting): not demand.
+            blocked_waiting=self.queued - len(self.ready),
             arrivals=arrivals,
             arrivals_since=at(since) if since is not None else None,
         )
