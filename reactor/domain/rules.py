@@ -286,8 +286,9 @@ def _judge_workers(
     _heartbeat and _idle written out (a call costs as much as the rule itself there);
     tests/domain/test_rules.py proves it answers what the rules answer. ``keep`` are the
     break-even rule's idle times (None: SCALE_DOWN_IDLE_SEC for every worker)."""
-    na, new, tasks_of = NOT_APPLICABLE, _new_verdict, snap.tasks_of
+    na, new = NOT_APPLICABLE, _new_verdict
     beat, idle_for = limits.heartbeat, limits.idle
+    busy = {t.worker_id for t in snap.running}  # one pass, not a tasks_of list per worker
     judged: dict[str, WorkerVerdicts] = {}
     for w in snap.workers:
         if w.status != _ACTIVE:
@@ -295,7 +296,7 @@ def _judge_workers(
             continue
         dead_at = (w.last_heartbeat or w.activated_at or w.created_at) + beat
         heartbeat = new(Verdict, (now >= dead_at, dead_at))
-        if tasks_of(w.id):
+        if w.id in busy:
             judged[w.id] = new(WorkerVerdicts, (na, heartbeat, na, na))
         else:
             idle_at = w.idle_since + (idle_for if keep is None else keep[w.id])
@@ -309,9 +310,13 @@ def _judge_tasks(snap: Snapshot, limits: Limits, now: datetime) -> tuple[Verdict
     if limits.exempt is not None:
         return tuple(_stuck(t, limits, now) for t in snap.running)
     na, new, stuck_for = NOT_APPLICABLE, _new_verdict, limits.stuck
-    return tuple(
-        na if t.started_at is None else new(Verdict, (now >= (d := t.started_at + stuck_for), d))
-        for t in snap.running
+    return tuple(  # of a list: a generator costs a resume per task
+        [
+            na
+            if t.started_at is None
+            else new(Verdict, (now >= (d := t.started_at + stuck_for), d))
+            for t in snap.running
+        ]
     )
 
 
