@@ -350,8 +350,9 @@ class World:
         )
 
     def recent_arrivals(self) -> tuple[int, float | None]:
-        """As the query recent_arrivals: tasks inserted in the window before now (at most
-        ARRIVALS_COUNTED of them), and the oldest."""
+        """As the query recent_arrivals: tasks inserted in the window before now, and the
+        oldest (the query reads at most ARRIVALS_COUNTED rows touched in the window: a
+        simulated hour never comes near it)."""
         first = bisect.bisect_right(self.arrived, self.now - ARRIVAL_WINDOW_SEC)
         count = min(len(self.arrived) - first, ARRIVALS_COUNTED)
         return count, (self.arrived[first] if count else None)

@@ -29,7 +29,7 @@ from reactor.domain.model import Snapshot, WorkerStatus
 from reactor.settings import Settings
 
 ARRIVAL_WINDOW_SEC = 300.0  # the arrival rate is the tasks inserted in this window ...
-ARRIVALS_COUNTED = 10_000  # ... counting at most these (beyond, every idle worker is kept)
+ARRIVALS_COUNTED = 10_000  # ... reading at most these rows touched in it (a lower bound)
 _ZERO = timedelta(0)
 
 
