@@ -12,12 +12,13 @@ is likely to come within that time. The rule reads both from the fleet itself:
 
 With N, the tasks that arrive within one start-up, a Poisson count of mean rate x
 start-up, the j-th idle worker is needed in that time with probability P(N >= j). A
-second a task waits is weighed as one GPU-second, so keeping it (at most a start-up of
-idle time) pays when P(N >= j) >= 1/2: the idle workers kept are the median of N, the
-most recently freed first, each for one start-up (never longer than
-SCALE_DOWN_IDLE_SEC); every other idle worker above what the queue needs is drained at
-once. When arrivals stop, the count drops as they leave the window, and so does the
-number kept: the reactor re-reads at ``rate_changes_at``. Pure: no clock, no I/O.
+second a task waits is weighed as one GPU-second: keeping the worker saves, if it is
+needed, two start-ups (one billed, one waited) and costs at most one of idle time, so it
+pays when P(N >= j) >= 1/2. The idle workers kept are the median of N, the most
+recently freed first, each for one start-up (never longer than SCALE_DOWN_IDLE_SEC);
+every other idle worker above what the queue needs is drained at once. When arrivals
+stop, the count drops as they leave the window, and so does the number kept: the reactor
+re-reads at ``rate_changes_at``. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
