@@ -22,6 +22,7 @@ from reactor.settings_errors import (
     describe_validation_error,
 )
 from reactor.settings_runpod import RunpodSettings
+from reactor.settings_scaledown import ScaleDownSettings
 from reactor.settings_worker import WorkerSettings
 from reactor.worker_contract import contract_env, contract_problem
 
@@ -38,7 +39,7 @@ MAX_GPU_PRICE_USD = 10_000.0
 MIN_GPU_PRICE_USD = 0.001  # a lower non-zero price would make any budget "afford" ~infinity
 
 
-class Settings(WorkerSettings, DemandSettings, RunpodSettings):
+class Settings(WorkerSettings, DemandSettings, ScaleDownSettings, RunpodSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",

@@ -378,3 +378,23 @@ SELECT current_user AS login,
        EXISTS (SELECT 1 FROM pg_proc
                WHERE pronamespace = 'public'::regnamespace
                  AND proname = 'count_eligible_tasks_service_role') AS count_function;
+
+-- name: recent_arrivals
+-- The break-even rule's arrival rate (SCALE_DOWN_POLICY=break-even): the tasks of the
+-- fleet's types ($2, names or globs; NULL: all) inserted in the last $1 seconds, and the oldest of them.
+-- Read through the index on updated_at, which is never older than created_at (its
+-- default is the insert's now(), and gpu_reactor_touch_updated_at sets it on every
+-- update): only rows touched within the window are visited, the most recently touched
+-- first and at most $3 of them, so a mass update costs a bounded read (the count is then
+-- a lower bound, which keeps fewer idle workers, never more).
+SELECT (count(*) FILTER (WHERE created_at > now() - make_interval(secs => $1::float8)))::int
+           AS arrivals,
+       min(created_at) FILTER (WHERE created_at > now() - make_interval(secs => $1::float8))
+           AS arrivals_since
+FROM (SELECT created_at
+      FROM public.tasks
+      WHERE updated_at > now() - make_interval(secs => $1::float8)
+        AND ($2::text[] IS NULL
+             OR task_type LIKE ANY ((SELECT gpu_reactor.like_patterns($2::text[]))))
+      ORDER BY updated_at DESC
+      LIMIT $3) AS touched;

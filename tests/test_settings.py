@@ -174,3 +174,38 @@ def test_max_active_gpus_reaches_a_provider_accounts_fleet(env: pytest.MonkeyPat
     assert s.max_active_gpus == 10_000
     with pytest.raises(ValueError, match="MAX_ACTIVE_GPUS"):
         Settings(DATABASE_URL="postgresql://u@h/x", MAX_ACTIVE_GPUS=10_001)
+
+
+@pytest.mark.parametrize(
+    ("given", "idle"),
+    [
+        ({}, 300),
+        ({"SCALE_DOWN_IDLE_SEC": "60"}, 60),
+        ({"GPU_OVERCAPACITY_IDLE_TIMEOUT_SEC": "30"}, 30),  # the seed's name, its meaning
+        ({"GPU_OVERCAPACITY_IDLE_TIMEOUT_SEC": "30", "SCALE_DOWN_IDLE_SEC": "30"}, 30),
+    ],
+)
+def test_the_seeds_overcapacity_idle_timeout_is_scale_down_idle_sec(
+    env: pytest.MonkeyPatch, given: dict[str, str], idle: float
+) -> None:
+    for name, value in given.items():
+        env.setenv(name, value)
+    assert load_settings().scale_down_idle_sec == idle
+
+
+def test_two_different_idle_times_under_the_two_names_are_refused(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("GPU_OVERCAPACITY_IDLE_TIMEOUT_SEC", "30")
+    env.setenv("SCALE_DOWN_IDLE_SEC", "300")
+    with pytest.raises(ConfigError, match="one idle time under two names"):
+        load_settings()
+
+
+def test_the_scale_down_policy_is_fixed_or_break_even(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().scale_down_policy == "fixed"
+    env.setenv("SCALE_DOWN_POLICY", "break-even")
+    assert load_settings().scale_down_policy == "break-even"
+    env.setenv("SCALE_DOWN_POLICY", "sometimes")
+    with pytest.raises(ConfigError, match="^invalid setting SCALE_DOWN_POLICY"):
+        load_settings()

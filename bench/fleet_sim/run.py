@@ -43,6 +43,9 @@ def policies(config: WorldConfig) -> list[PolicySpec]:
     # seed's over-capacity idle time); and the same with a warm buffer of one.
     tuned = {"TASKS_PER_GPU_THRESHOLD": 1, "SCALE_DOWN_IDLE_SEC": 30}
     buffered = {**tuned, "MACHINES_TO_KEEP_IDLE": 1}
+    # Break-even scale-down: a worker per task, idle workers kept by the arrival rate and
+    # the fleet's own start-up time (SCALE_DOWN_IDLE_SEC, at its default, only caps it).
+    breakeven = {"TASKS_PER_GPU_THRESHOLD": 1, "SCALE_DOWN_POLICY": "break-even"}
     seed, keda = (
         SeedRule(max_active=config.max_active_gpus),
         KedaRule(max_active=config.max_active_gpus),
@@ -62,6 +65,11 @@ def policies(config: WorldConfig) -> list[PolicySpec]:
             "gpu-reactor (tuned, 1 idle)",
             lambda w, s: ReactorPolicy(w, reactor_settings(config, **buffered), s),
             buffered,
+        ),
+        PolicySpec(
+            "gpu-reactor (break-even)",
+            lambda w, s: ReactorPolicy(w, reactor_settings(config, **breakeven), s),
+            breakeven,
         ),
         PolicySpec("seed rule", lambda w, s: SeedPolicy(w, seed), {"rule": repr(seed)}),
         PolicySpec("KEDA", lambda w, s: KedaPolicy(w, keda), {"rule": repr(keda)}),

@@ -10,6 +10,7 @@ claim claimable tasks the moment one is free, run them, and die at a rate.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bench.fleet_sim.workloads import TaskSpec
+from reactor.domain.breakeven import ARRIVAL_WINDOW_SEC, ARRIVALS_COUNTED
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.domain.pods import FLEET_ENV, Pod
 
@@ -110,6 +112,7 @@ class World:
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self.on_ring: Callable[[str], None] = lambda event: None  # the doorbell
+        self.arrived: list[float] = []  # insert times so far, in order (query recent_arrivals)
         for s in specs:
             self.schedule(s.arrival, "arrive", s.id)
 
@@ -141,6 +144,7 @@ class World:
     # --- tasks ---------------------------------------------------------------------------
     def _arrive(self, task_id: int) -> None:
         task = self.tasks[task_id]
+        self.arrived.append(self.now)
         self.queued += 1
         if all(self.tasks[d].status == "Complete" for d in task.spec.deps):
             self._make_ready(task)
@@ -330,6 +334,7 @@ class World:
                 for w in self.live.values()
             )
         oldest = min((t for t, _ in self.ready), default=None)
+        arrivals, since = self.recent_arrivals()
         return Snapshot(
             now=now,
             queued=self.queued,
@@ -338,7 +343,19 @@ class World:
             running=tuple(running),
             oldest_queued_at=at(oldest) if oldest is not None else None,
             pods=pods,
+            # Queued tasks a dependency holds back (queue_counts' blocked_waiting): not demand.
+            blocked_waiting=self.queued - len(self.ready),
+            arrivals=arrivals,
+            arrivals_since=at(since) if since is not None else None,
         )
+
+    def recent_arrivals(self) -> tuple[int, float | None]:
+        """As the query recent_arrivals: tasks inserted in the window before now, and the
+        oldest (the query reads at most ARRIVALS_COUNTED rows touched in the window: a
+        simulated hour never comes near it)."""
+        first = bisect.bisect_right(self.arrived, self.now - ARRIVAL_WINDOW_SEC)
+        count = min(len(self.arrived) - first, ARRIVALS_COUNTED)
+        return count, (self.arrived[first] if count else None)
 
     # --- the bill and the figures --------------------------------------------------------
     def finish(self, end: float) -> None:

@@ -87,6 +87,10 @@ class Snapshot:
     # TASK_TYPES: how demand is routed, and what no pool runs).
     ready_by_type: tuple[tuple[str | None, int], ...] | None = None
     routed_demand: int | None = None  # one pool's part: the demand routed to it
+    # Tasks inserted in the breakeven.ARRIVAL_WINDOW_SEC before the read and the oldest of
+    # them (the count can drop from its insert + the window on): the break-even rule's rate.
+    arrivals: int = 0
+    arrivals_since: datetime | None = None
 
     @property
     def claimable(self) -> int:

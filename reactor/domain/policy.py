@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from reactor.domain import rules
+from reactor.domain import breakeven, rules
 from reactor.domain.actions import (
     Action,
     AttachPod,
@@ -323,5 +323,6 @@ def next_deadline(
     moments = [v.deadline for w in judged.workers.values() for v in w if not v.breached]
     moments += [v.deadline for v in judged.tasks if not v.breached]
     moments += [snap.next_retry_at, limits.spawn_blocked_until, limits.terminate_retry_at]
+    moments.append(breakeven.rate_changes_at(snap, settings))  # a re-read (break-even)
     future = [m for m in moments if m is not None and m > snap.now]
     return min(future) if future else None

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from reactor.domain import breakeven
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.settings import Settings
 
@@ -221,19 +222,28 @@ def _stuck(task: TaskState, limits: Limits, now: datetime) -> Verdict:
 
 
 def idle_timeout(
-    worker: WorkerState, tasks: Sequence[TaskState], settings: Settings, now: datetime
+    worker: WorkerState,
+    tasks: Sequence[TaskState],
+    settings: Settings,
+    now: datetime,
+    keep: timedelta | None = None,
 ) -> Verdict:
     """An active worker with no task (``tasks`` are its tasks In Progress) may be drained
-    for scale-down SCALE_DOWN_IDLE_SEC after it last became free."""
-    return _idle(worker, tasks, limits_of(settings), now)
+    for scale-down SCALE_DOWN_IDLE_SEC after it last became free - or, under break-even,
+    ``keep`` after it (its entry in breakeven.keep_windows)."""
+    return _idle(worker, tasks, limits_of(settings), now, keep)
 
 
 def _idle(
-    worker: WorkerState, tasks: Sequence[TaskState], limits: Limits, now: datetime
+    worker: WorkerState,
+    tasks: Sequence[TaskState],
+    limits: Limits,
+    now: datetime,
+    keep: timedelta | None = None,
 ) -> Verdict:
     if worker.status != _ACTIVE or tasks:
         return NOT_APPLICABLE
-    return _limit(worker.idle_since, limits.idle, now)
+    return _limit(worker.idle_since, limits.idle if keep is None else keep, now)
 
 
 class WorkerVerdicts(NamedTuple):
@@ -255,7 +265,11 @@ class Judgement(NamedTuple):
 
 
 def _judge_worker(
-    worker: WorkerState, snap: Snapshot, limits: Limits, now: datetime
+    worker: WorkerState,
+    snap: Snapshot,
+    limits: Limits,
+    now: datetime,
+    keep: dict[str, timedelta] | None,
 ) -> WorkerVerdicts:
     status = worker.status
     na = NOT_APPLICABLE
@@ -265,33 +279,41 @@ def _judge_worker(
     if status == _TERMINATING:
         return _new_verdict(WorkerVerdicts, (na, heartbeat, _drain(worker, limits, now), na))
     if status == _ACTIVE:
-        idle = _idle(worker, snap.tasks_of(worker.id), limits, now)
+        idle = _idle(worker, snap.tasks_of(worker.id), limits, now, _keep(keep, worker))
         return _new_verdict(WorkerVerdicts, (na, heartbeat, na, idle))
     return WorkerVerdicts(
         _spawn(worker, limits, now),
         heartbeat,
         _drain(worker, limits, now),
-        _idle(worker, snap.tasks_of(worker.id), limits, now),
+        _idle(worker, snap.tasks_of(worker.id), limits, now, _keep(keep, worker)),
     )
 
 
-def _judge_workers(snap: Snapshot, limits: Limits, now: datetime) -> dict[str, WorkerVerdicts]:
+def _keep(keep: dict[str, timedelta] | None, worker: WorkerState) -> timedelta | None:
+    return None if keep is None else keep.get(worker.id)
+
+
+def _judge_workers(
+    snap: Snapshot, limits: Limits, now: datetime, keep: dict[str, timedelta] | None
+) -> dict[str, WorkerVerdicts]:
     """Every worker's verdicts. Active workers, nearly all of a big fleet, take a path with
     _heartbeat and _idle written out (a call costs as much as the rule itself there);
-    tests/domain/test_rules.py proves it answers what the rules answer."""
-    na, new, tasks_of = NOT_APPLICABLE, _new_verdict, snap.tasks_of
+    tests/domain/test_rules.py proves it answers what the rules answer. ``keep`` are the
+    break-even rule's idle times (None: SCALE_DOWN_IDLE_SEC for every worker)."""
+    na, new = NOT_APPLICABLE, _new_verdict
     beat, idle_for = limits.heartbeat, limits.idle
+    busy = {t.worker_id for t in snap.running}  # one pass, not a tasks_of list per worker
     judged: dict[str, WorkerVerdicts] = {}
     for w in snap.workers:
         if w.status != _ACTIVE:
-            judged[w.id] = _judge_worker(w, snap, limits, now)
+            judged[w.id] = _judge_worker(w, snap, limits, now, keep)
             continue
         dead_at = (w.last_heartbeat or w.activated_at or w.created_at) + beat
         heartbeat = new(Verdict, (now >= dead_at, dead_at))
-        if tasks_of(w.id):
+        if w.id in busy:
             judged[w.id] = new(WorkerVerdicts, (na, heartbeat, na, na))
         else:
-            idle_at = w.idle_since + idle_for
+            idle_at = w.idle_since + (idle_for if keep is None else keep[w.id])
             judged[w.id] = new(
                 WorkerVerdicts, (na, heartbeat, na, new(Verdict, (now >= idle_at, idle_at)))
             )
@@ -302,9 +324,13 @@ def _judge_tasks(snap: Snapshot, limits: Limits, now: datetime) -> tuple[Verdict
     if limits.exempt is not None:
         return tuple(_stuck(t, limits, now) for t in snap.running)
     na, new, stuck_for = NOT_APPLICABLE, _new_verdict, limits.stuck
-    return tuple(
-        na if t.started_at is None else new(Verdict, (now >= (d := t.started_at + stuck_for), d))
-        for t in snap.running
+    return tuple(  # of a list: a generator costs a resume per task
+        [
+            na
+            if t.started_at is None
+            else new(Verdict, (now >= (d := t.started_at + stuck_for), d))
+            for t in snap.running
+        ]
     )
 
 
@@ -315,8 +341,8 @@ def judge(snap: Snapshot, settings: Settings) -> Judgement:
     (tests/domain/test_rules.py proves it)."""
 
     def compute() -> Judgement:
-        now, limits = snap.now, limits_of(settings)
-        return Judgement(_judge_workers(snap, limits, now), _judge_tasks(snap, limits, now))
+        now, limits, keep = snap.now, limits_of(settings), breakeven.keep_windows(snap, settings)
+        return Judgement(_judge_workers(snap, limits, now, keep), _judge_tasks(snap, limits, now))
 
     return snap.derived("verdicts", settings, compute)
 

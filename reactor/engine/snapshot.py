@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from reactor.db.queries import query
+from reactor.domain.breakeven import ARRIVAL_WINDOW_SEC, ARRIVALS_COUNTED
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.domain.pods import Pod
 from reactor.engine.demand import DemandReader
@@ -63,6 +64,9 @@ async def read_snapshot(
         running = await conn.fetch(query("running_tasks"))
         demand_sql = await demand.read(conn) if demand is not None else None
         ready = await conn.fetch(query("ready_by_type")) if by_type else None
+        arrived = await conn.fetchrow(
+            query("recent_arrivals"), ARRIVAL_WINDOW_SEC, list(task_types) or None, ARRIVALS_COUNTED
+        )
     return Snapshot(
         now=counts["db_now"],
         queued=counts["queued"],
@@ -78,4 +82,6 @@ async def read_snapshot(
         workers=tuple(_worker(r) for r in workers),
         running=tuple(_task(r) for r in running),
         pods=tuple(pods) if pods is not None else None,
+        arrivals=arrived["arrivals"],
+        arrivals_since=arrived["arrivals_since"],
     )

@@ -171,6 +171,14 @@ async def test_claim_uses_the_queued_index(busy: asyncpg.Connection) -> None:
         assert all(name != RUNNING_IDX for _, name in _scans(nodes, "tasks"))
 
 
+async def test_recent_arrivals_reads_only_the_rows_touched_in_the_window(
+    busy: asyncpg.Connection,
+) -> None:
+    for task_types in (None, ["render"]):
+        nodes = await _plan(busy, query("recent_arrivals"), 300.0, task_types, 10_000)
+        _assert_uses(nodes, "tasks", "gpu_reactor_tasks_updated_idx")
+
+
 @pytest.mark.parametrize(
     ("name", "indexes"),
     [

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from reactor.domain import rules
+from reactor.domain import breakeven, rules
 from reactor.domain.actions import (
     Action,
     Cause,
@@ -18,6 +18,7 @@ from reactor.domain.actions import (
     Retire,
     Spawn,
 )
+from reactor.domain.breakeven import ARRIVAL_WINDOW_SEC
 from reactor.domain.model import (
     LIVE_STATUSES,
     Limits,
@@ -98,6 +99,8 @@ def snapshots(draw: st.DrawFn) -> tuple[Snapshot, Settings, Limits]:
         MAX_ACTIVE_GPUS=maximum,
         TASKS_PER_GPU_THRESHOLD=draw(st.integers(1, 5)),
         MAX_HOURLY_SPEND_USD=draw(st.none() | st.floats(1.0, 10.0)),
+        SCALE_DOWN_POLICY=draw(st.sampled_from(["fixed", "break-even"])),
+        MACHINES_TO_KEEP_IDLE=draw(st.sampled_from([0, 0, 1])),
     )
     n = draw(st.integers(0, 8))
     workers = []
@@ -124,7 +127,11 @@ def snapshots(draw: st.DrawFn) -> tuple[Snapshot, Settings, Limits]:
         unconfirmed_pods=draw(st.integers(0, 2)),
         start_failures=draw(st.sampled_from([0, 0, 2, 3, 7])),
     )
-    return snap(draw(st.integers(0, 50)), tuple(workers), tuple(running)), s, limits
+    sn = snap(draw(st.integers(0, 50)), tuple(workers), tuple(running))
+    # The break-even rule's arrivals: none, or some since a moment of the window.
+    arrivals = draw(st.sampled_from([0, 0, 1, 5, 40, 400]))
+    since = ago(draw(st.floats(0, ARRIVAL_WINDOW_SEC))) if arrivals else None
+    return replace(sn, arrivals=arrivals, arrivals_since=since), s, limits
 
 
 @hsettings(max_examples=300, deadline=None)
@@ -216,6 +223,8 @@ def test_absent_events_the_answer_holds_until_next_deadline(
         if 0 < step < span:
             assert answer(decide(at(sn, sn.now + step * TICK), s, limits)) == expected
     # At the deadline something decide reads may change (a verdict, the spawn block), or
-    # it is a moment the executor or a re-read needs (a terminate retry, a task due).
+    # it is a moment the executor or a re-read needs (a terminate retry, a task due, the
+    # break-even rule's arrival count dropping).
     changed = _inputs(at(sn, deadline), s, limits) != _inputs(sn, s, limits)
-    assert changed or deadline in (sn.next_retry_at, limits.terminate_retry_at)
+    rereads = (sn.next_retry_at, limits.terminate_retry_at, breakeven.rate_changes_at(sn, s))
+    assert changed or deadline in rereads

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reactor.domain import rules
+from reactor.domain import breakeven, rules
 from reactor.domain.model import Snapshot, TaskState, WorkerState, WorkerStatus
 from reactor.domain.rules import NOT_APPLICABLE, Verdict
 from reactor.settings import Settings
@@ -254,22 +254,38 @@ def _fleets(draw: st.DrawFn) -> Snapshot:
         for i in range(draw(st.integers(min_value=0, max_value=6)))
     )
     now = at(30 * draw(st.integers(min_value=0, max_value=80)))
-    return Snapshot(now=now, queued=0, in_progress=len(running), workers=workers, running=running)
+    arrivals = draw(st.sampled_from([0, 3, 30, 300]))
+    return Snapshot(
+        now=now,
+        queued=0,
+        in_progress=len(running),
+        workers=workers,
+        running=running,
+        arrivals=arrivals,
+        arrivals_since=now if arrivals else None,
+    )
 
 
-@given(snap=_fleets(), exempt=st.booleans())
-def test_the_judgement_answers_what_every_rule_answers(snap: Snapshot, exempt: bool) -> None:
+@given(snap=_fleets(), exempt=st.booleans(), policy=st.sampled_from(["fixed", "break-even"]))
+def test_the_judgement_answers_what_every_rule_answers(
+    snap: Snapshot, exempt: bool, policy: str
+) -> None:
     # judge() writes the common rules out for speed: it must still say what they say.
     settings = SETTINGS.model_copy(
-        update={"stuck_task_exempt_types": ["%_orchestrator"] if exempt else []}
+        update={
+            "stuck_task_exempt_types": ["%_orchestrator"] if exempt else [],
+            "scale_down_policy": policy,
+        }
     )
     judged = rules.judge(snap, settings)
+    keep = breakeven.keep_windows(snap, settings)
     now = snap.now
     for w in snap.workers:
+        kept = None if keep is None else keep.get(w.id)
         assert judged.workers[w.id] == rules.WorkerVerdicts(
             rules.spawn_timeout(w, settings, now),
             rules.heartbeat_timeout(w, settings, now),
             rules.drain_timeout(w, settings, now),
-            rules.idle_timeout(w, snap.tasks_of(w.id), settings, now),
+            rules.idle_timeout(w, snap.tasks_of(w.id), settings, now, kept),
         )
     assert judged.tasks == tuple(rules.stuck_timeout(t, settings, now) for t in snap.running)
