@@ -159,7 +159,10 @@ class ReactorProcess:
             found.extend(e for e in self.events[after:] if match(e))
             return bool(found)
 
-        await wait_until(check, timeout=timeout, what=what)
+        try:
+            await wait_until(check, timeout=timeout, what=what)
+        except TimeoutError as exc:  # say what the reactor said meanwhile
+            raise TimeoutError(f"{exc}: {''.join(self.stderr_tail)[-1500:]}") from None
         return found[0]
 
     def cpu_seconds(self) -> float:

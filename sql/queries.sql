@@ -395,6 +395,6 @@ FROM (SELECT created_at
       FROM public.tasks
       WHERE updated_at > now() - make_interval(secs => $1::float8)
         AND ($2::text[] IS NULL
-             OR task_type LIKE ANY ((SELECT gpu_reactor.like_patterns($2::text[]))))
+             OR task_type LIKE ANY ((SELECT gpu_reactor.like_patterns($2::text[]))::text[]))
       ORDER BY updated_at DESC
       LIMIT $3) AS touched;

@@ -34,6 +34,8 @@ async def test_the_snapshot_counts_the_tasks_inserted_in_the_window(
     only = await read_snapshot(conn, task_types=["upscale"])
     assert only.arrivals == 1 and only.arrivals_since is not None
     assert only.arrivals_since > inside
+    assert (await read_snapshot(conn, task_types=["ups*"])).arrivals == 1  # globs, as claimed
+    assert (await read_snapshot(conn, task_types=["up_cale"])).arrivals == 0  # "_" is literal
 
 
 async def test_a_mass_update_costs_a_bounded_read(conn: asyncpg.Connection) -> None:
