@@ -199,6 +199,11 @@ def _pool(name: str, table: object, settings: Settings, where: str) -> Pool:
         own = Settings.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(f"{here}: {_describe(exc)}") from None
+    if own.reactor_provider == "runpod" and not own.runpod_gpu_types:
+        raise ConfigError(
+            f"{here}: runpod_gpu_types is empty and so is RUNPOD_GPU_TYPES: name the GPU "
+            "type ids this pool creates, in order of preference"
+        )
     return Pool(name, own)
 
 

@@ -137,3 +137,11 @@ def test_every_pool_key_is_a_setting_and_no_fleet_wide_one_is() -> None:
         "demand_sql",
     ):
         assert fleet_wide not in POOL_KEYS
+
+
+def test_a_runpod_pool_needs_gpu_types_of_its_own_or_the_environments(tmp_path: Path) -> None:
+    path = write(tmp_path, '[pools.a]\ntask_types = ["x"]\n')
+    with pytest.raises(ConfigError, match="pool 'a': runpod_gpu_types is empty and so is"):
+        read_pools(path, make_settings(RUNPOD_GPU_TYPES=""))
+    pools = read_pools(path, make_settings(RUNPOD_GPU_TYPES="", REACTOR_PROVIDER="local"))
+    assert pools.names == ("a",)

@@ -28,7 +28,7 @@ def make_provider(
             "RUNPOD_API_KEY is not set: the runpod provider needs an API key "
             "(or set REACTOR_PROVIDER=local)"
         )
-    if not settings.runpod_gpu_types:
+    if not settings.runpod_gpu_types and not settings.pools_file:  # else each pool has its own
         raise ConfigError(
             "RUNPOD_GPU_TYPES is not set: list the GPU type ids to create, in "
             "order of preference (e.g. 'NVIDIA GeForce RTX 4090')"

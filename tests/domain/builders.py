@@ -26,6 +26,7 @@ def make_settings(**overrides: object) -> Settings:
         SPAWNING_TIMEOUT_SEC=300,
         GRACEFUL_SHUTDOWN_TIMEOUT_SEC=120,
         SCALE_DOWN_IDLE_SEC=30,
+        RUNPOD_GPU_TYPES="NVIDIA GeForce RTX 4090",
     )
     base.update({k: v for k, v in overrides.items()})
     return Settings(**base)  # type: ignore[arg-type]

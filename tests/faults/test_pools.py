@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -234,3 +235,27 @@ async def test_a_pools_file_that_does_not_validate_is_refused_and_the_old_pools_
         await rig.drain_to_zero(timeout=60)
     assert await gpu_of_each_task(rig) == {VIDEO: {GPU_B}}
     await rig.verify()
+
+
+async def test_sighup_reloads_the_pools_of_a_running_reactor_process(
+    rig: FaultRig, tmp_path: Path, record_figures: Callable[[dict[str, Any]], None]
+) -> None:
+    path = pools_rig(rig, tmp_path, BIG_SMALL)
+    proc = rig.start_reactor()
+    await proc.wait_for("leader_elected", timeout=30)
+    await proc.wait_for("pools", timeout=30)
+    fresh = {"task_types": ["video_*"], "runpod_gpu_types": [GPU_C], "max_active_gpus": 1}
+    write_pools(path, {"fresh": fresh, "small": BIG_SMALL["small"]})
+    proc.popen.send_signal(signal.SIGHUP)
+    reloaded = await proc.wait_for("pools_reloaded", timeout=15)
+    assert reloaded["pools"] == ["fresh", "small"] and reloaded["removed"] == ["big"]
+    await rig.insert(2, kind=VIDEO, seconds=0.2)
+    await rig.settle(timeout=60)
+    assert await gpu_of_each_task(rig) == {VIDEO: {GPU_C}}, "the reloaded pools ran video"
+    path.write_text("[pools.fresh\n")  # a bad file: refused, the process lives on
+    proc.popen.send_signal(signal.SIGHUP)
+    refused = await proc.wait_for("pools_reload_refused", timeout=15)
+    assert "not valid TOML" in refused["error"] and proc.alive
+    await rig.drain_to_zero(timeout=60)
+    assert await proc.stop() == 0
+    record_figures(await rig.verify())

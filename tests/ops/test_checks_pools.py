@@ -174,7 +174,6 @@ H100, L4 = "NVIDIA H100 80GB HBM3", "NVIDIA L4"
             "FAIL",
             "did you mean 'NVIDIA H100 80GB HBM3'?",
         ),
-        ({"runpod_gpu_types": []}, "FAIL", "names no GPU type"),
     ],
 )
 def test_each_pool_is_judged_on_the_catalog(
