@@ -21,6 +21,7 @@ from reactor.domain.model import CAPACITY_STATUSES, LIVE_STATUSES, Limits, Snaps
 from reactor.domain.pools import Pools
 from reactor.domain.routing import Routing, route
 from reactor.domain.spawn_gate import SpawnGate
+from reactor.engine.collection import collection_paused
 from reactor.engine.demand import DemandReader
 from reactor.engine.executor import Executor
 from reactor.engine.metrics import Metrics
@@ -151,7 +152,8 @@ class Reconciler:
         if full:
             await self.executor.refresh_price(snap.workers)
         limits = self.executor.limits(snap.now)
-        actions = manual_drains(snap, drains) + decide_fleet(snap, pools, limits)
+        with collection_paused():
+            actions = manual_drains(snap, drains) + decide_fleet(snap, pools, limits)
         applied = await self.executor.apply(actions, snap.now)
         after = self.executor.limits(snap.now)
         desired = desired_fleet(snap, pools, limits)

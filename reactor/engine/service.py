@@ -33,6 +33,7 @@ from reactor.domain.events import (
 from reactor.domain.fleet import next_deadline_fleet
 from reactor.domain.spawn_gate import SpawnGate
 from reactor.domain.wake import WakeSchedule
+from reactor.engine.collection import collection_paused
 from reactor.engine.demand import DemandReader, demand_sql_for
 from reactor.engine.drains import drain_refusal, record_refusal
 from reactor.engine.executor import Executor
@@ -271,9 +272,10 @@ class Reactor:
             self._first_event_at = None
             if result.decide_again:
                 self._dirty.set()  # a slot held by a pod that would not go is free
-            deadline = next_deadline_fleet(
-                result.snapshot, result.pools or self.pools, result.pool_limits
-            )
+            with collection_paused():
+                deadline = next_deadline_fleet(
+                    result.snapshot, result.pools or self.pools, result.pool_limits
+                )
             schedule.ran(
                 time.monotonic(),
                 "sweep" if result.kind == "sweep" else "event",
