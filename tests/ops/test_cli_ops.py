@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import asyncpg
 import orjson
@@ -361,3 +362,34 @@ def test_dashboard_export_and_frames(cli: Cli, db_dsn: str) -> None:
     frames = cli("dashboard", "--iterations", "2", "--interval", "0.05", DATABASE_URL=db_dsn)
     assert frames.code == 0, frames.err
     assert "queue" in frames.out and "no_leader" in frames.out and "echo" in frames.out
+
+
+async def test_spawn_in_a_pool_uses_its_gpu_type_and_its_caps(
+    cli: Cli, db_dsn: str, worker_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    pools = tmp_path / "pools.toml"
+    pools.write_text(
+        '[pools.big]\ntask_types = ["video_*"]\nrunpod_gpu_types = ["NVIDIA H100 80GB HBM3"]\n'
+        'max_active_gpus = 1\n\n[pools.small]\ntask_types = ["*"]\n'
+    )
+    async with run_fake_runpod() as runpod:
+        env = runpod_env(runpod, db_dsn, worker_dsn, POOLS_FILE=str(pools), MAX_ACTIVE_GPUS=3)
+        spawned = await asyncio.to_thread(cli, "workers", "spawn", "--pool", "big", **env)
+        assert spawned.code == 0, spawned.text
+        [call] = runpod.create_calls
+        assert call.body["gpu"]["id"] == "NVIDIA H100 80GB HBM3"
+        assert call.body["env"]["GPU_REACTOR_POOL"] == "big"
+        assert await conn.fetchval("SELECT pool FROM workers") == "big"
+        one_line_error(
+            await asyncio.to_thread(cli, "workers", "spawn", "--pool", "big", **env),
+            "leave room for 0",
+        )
+        one_line_error(
+            await asyncio.to_thread(cli, "workers", "spawn", "--pool", "huge", **env),
+            "no pool named 'huge' (POOLS_FILE has big, small)",
+        )
+        # Unnamed, the first pool: big is full, so that is refused too.
+        one_line_error(await asyncio.to_thread(cli, "workers", "spawn", **env), "leave room for 0")
+        spawned = await asyncio.to_thread(cli, "workers", "spawn", "--pool", "small", **env)
+        assert spawned.code == 0, spawned.text
+        assert runpod.create_calls[-1].body["gpu"]["id"] == "NVIDIA GeForce RTX 4090"
