@@ -208,6 +208,8 @@ def _pool(name: str, table: object, settings: Settings, where: str) -> Pool:
 
 
 def _patterns_problem(value: list[str]) -> str | None:
+    if not value:
+        return "is empty: list task type names or globs ('*' runs every type)"
     for pattern in value:
         problem = validate_glob(pattern)
         if problem:
@@ -220,6 +222,9 @@ def _describe(exc: ValidationError) -> str:
     loc = err.get("loc") or ()
     by_alias = {(f.alias or n.upper()): n for n, f in Settings.model_fields.items()}
     message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    for alias, name in by_alias.items():  # the file's names for the file's keys
+        if name in POOL_KEYS:
+            message = re.sub(rf"\b{alias}\b", name, message)
     if loc and str(loc[0]) in by_alias:
         return f"{by_alias[str(loc[0])]}: {message}"
     return message

@@ -93,6 +93,12 @@ def test_without_pools_file_there_is_one_pool_made_from_the_environment() -> Non
             "pool 'a': database_url is fleet-wide: set it in the environment",
         ),
         ('[pools.a]\ntask_types = [""]\n', "pool 'a': task_types entry '' is empty"),
+        ("[pools.a]\ntask_types = []\n", "pool 'a': task_types is empty: list task type"),
+        (
+            "[pools.a]\ngpu_hourly_price_usd = 2.0\nmax_hourly_spend_usd = 1.0\n",
+            "pool 'a': max_hourly_spend_usd (1.0) is below the price of one worker "
+            "(gpu_hourly_price_usd=2.0)",
+        ),
         ("[pools.a]\nx = 1\n[pools.a]\ny = 2\n", "pool 'a' is defined twice (line 3)"),
         ("[pools.Big]\n", "pool 'Big': the name must be"),
         ("[pools]\n", "defines no pool"),
