@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from reactor.domain.globs import validate_glob
 from reactor.domain.pools import Pool, Pools
 from reactor.errors import ConfigError
+from reactor.logs import register_secrets
 from reactor.settings import Settings
 
 # The settings a pool may set: what its workers are, run and cost, and its own limits.
@@ -114,11 +115,14 @@ def _toml_type(value: object) -> str:
 
 
 def load_pools(settings: Settings) -> Pools:
-    """The pools POOLS_FILE defines, or the one pool of the environment without it.
-    ConfigError, in one line, when the file does not validate."""
+    """The pools POOLS_FILE defines, or the one pool of the environment without it; their
+    worker_extra_env secrets are registered for scrubbing. ConfigError, in one line, when
+    the file does not validate."""
     if not settings.pools_file:
         return Pools.single(settings)
-    return read_pools(Path(settings.pools_file), settings)
+    pools = read_pools(Path(settings.pools_file), settings)
+    register_secrets(pool_secrets(pools))  # whoever reads the file scrubs its secrets
+    return pools
 
 
 def read_pools(path: Path, settings: Settings) -> Pools:

@@ -44,8 +44,7 @@ from reactor.engine.reconcile import Reconciler, ReconcileResult, bind_gate_metr
 from reactor.engine.state import ReactorState
 from reactor.engine.supervision import CANCEL_DEADLINE_SEC, Term, run_until_stopped
 from reactor.errors import ConfigError, ProviderError
-from reactor.logs import register_secrets
-from reactor.pools_file import load_pools, pool_secrets
+from reactor.pools_file import load_pools
 from reactor.providers import make_provider
 from reactor.providers.base import Provider
 from reactor.settings import Settings
@@ -107,7 +106,6 @@ class Reactor:
         if self.settings.worker_protocol == "gpu-worker":
             self.settings.worker_dsn()  # fail at start, not at the first spawn
         if self.pools.routed:
-            register_secrets(pool_secrets(self.pools))
             log.info("pools", extra={"file": self.pools.source, "pools": list(self.pools.names)})
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
@@ -198,7 +196,6 @@ class Reactor:
         self.pools = self.state.pools = pools
         if self.reconciler is not None:
             self.reconciler.pools = pools
-        register_secrets(pool_secrets(pools))
         self.metrics.pool_reloads.labels(outcome="ok").inc()
         log.info(
             "pools_reloaded",

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from rich.text import Text
 
+from reactor.logs import scrub
 from reactor.ops import manual, observe
 from reactor.ops.tables import (
     ended_workers_table,
@@ -140,7 +141,7 @@ async def cmd_workers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _report(records: list[Any]) -> int:
     for record in records:
-        print(manual.describe(record))
+        print(scrub(manual.describe(record)))  # a provider's error may quote the pod's env
     return 0 if all(r.outcome == "ok" for r in records) else 1
 
 

@@ -15,7 +15,10 @@ from reactor.db.queries import query
 from reactor.ops.dashboard import compute_alerts, export_json, gather, render_frame
 from reactor.ops.status import StatusView
 from reactor.settings import Settings
+from tests.fakes import run_fake_runpod
+from tests.fakes.runpod_v2_wire import NO_CAPACITY
 from tests.ops.conftest import Cli
+from tests.ops.test_cli_ops import runpod_env
 
 POOL_SECRET = "hf_pool_only_secret_7a3e"
 POOLS_TOML = f"""
@@ -163,3 +166,21 @@ async def test_the_dashboard_has_a_line_per_pool(
     console = Console(file=StringIO(), width=200, record=True, color_system=None)
     console.print(render_frame(single))
     assert "pools (" not in console.export_text()
+
+
+async def test_spawn_in_a_pool_scrubs_the_pools_secret_from_a_refusal_that_quotes_it(
+    cli: Cli, db_dsn: str, worker_dsn: str, tmp_path: Path
+) -> None:
+    """A provider may quote the create body (the pod's env) in an error: the pool's own
+    worker_extra_env secret is scrubbed from what `workers spawn --pool` prints."""
+    async with run_fake_runpod() as runpod:
+        runpod.faults.fail_next(1, status=400, method="POST", path="/pods")
+        detail = f"{NO_CAPACITY} (env HF_TOKEN={POOL_SECRET})"
+        runpod.faults.corrupt_next(
+            1, method="POST", path="/pods", kind=orjson.dumps({"status": 400, "detail": detail})
+        )
+        env = runpod_env(runpod, db_dsn, worker_dsn, POOLS_FILE=str(pools_file(tmp_path)))
+        result = await asyncio.to_thread(cli, "workers", "spawn", "--pool", "big", **env)
+        assert [c.status for c in runpod.create_calls] == [400], result.text
+        assert NO_CAPACITY in result.text  # the refusal is shown
+        assert POOL_SECRET not in result.text
