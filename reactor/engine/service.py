@@ -109,7 +109,7 @@ class Reactor:
             log.info("pools", extra={"file": self.pools.source, "pools": list(self.pools.names)})
         if self.provider is None:
             self.provider = make_provider(self.settings, on_request=self.metrics.provider_request)
-        gate = SpawnGate.for_settings(self.settings)
+        gate = SpawnGate.for_settings(self.pools.first.settings)  # its own price, backoff
         self.state.gate = gate  # what /status shows
         bind_gate_metrics(self.metrics, gate)
         self.executor = Executor(
