@@ -130,6 +130,14 @@ class SpawnGate:
             fixed_price=settings.gpu_hourly_price_usd,
         )
 
+    def retune(self, settings: Settings) -> None:
+        """Take a reloaded pool's settings; its pauses, breaker and owed terminates stay."""
+        self._capacity.base_sec = settings.spawn_failure_backoff_sec
+        self._start_pause_base = settings.spawning_timeout_sec
+        self._fixed_price = settings.gpu_hourly_price_usd
+        if self.price_is_fixed:
+            self.expected_price = self._fixed_price
+
     # --- what it yields ------------------------------------------------------------------
     def limits(self, now: datetime) -> Limits:
         pause = self._pause_at(now)

@@ -169,6 +169,7 @@ class Executor:
             self._saved.setdefault(p.name, self.gates[p.name].breaker)
             known = self._providers.get(p.name)
             if known is None or known[0] != p.settings:
+                self.gates[p.name].retune(p.settings)
                 self._providers[p.name] = (p.settings, self._provider_for(p))
 
     def _provider_for(self, pool: Pool) -> Provider:

@@ -42,3 +42,20 @@ async def test_the_first_pools_own_gpu_price_is_in_force_from_the_start(
         async with running(settings) as reactor:
             assert reactor.state.gates["a"].expected_price == 3.0  # what /status shows
             assert await spawns_for(reactor, runpod, conn) == 1, "3 USD/h affords one at 3"
+
+
+async def test_a_reload_that_changes_a_pools_gpu_price_budgets_at_the_new_price(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    path = tmp_path / "pools.toml"
+    path.write_text(POOL.format(price=1.0))
+    async with run_fake_runpod() as runpod:
+        settings = runpod_settings(db_dsn, runpod, POOLS_FILE=str(path), MAX_ACTIVE_GPUS=5)
+        async with running(settings) as reactor:
+            assert reactor.state.gates["a"].expected_price == 1.0
+            path.write_text(POOL.format(price=3.0))  # one worker is the whole budget now
+            before = reactor.state.reconciles
+            assert reactor.reload()
+            await wait_until(lambda: reactor.state.reconciles > before, timeout=10)
+            assert reactor.state.gates["a"].expected_price == 3.0
+            assert await spawns_for(reactor, runpod, conn) == 1, "3 USD/h affords one at 3"
