@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from reactor.domain.globs import validate_glob
+from reactor.domain.globs import is_glob, validate_glob
 from reactor.domain.pools import Pool, Pools
 from reactor.errors import ConfigError
 from reactor.logs import register_secrets
@@ -185,9 +185,7 @@ def _pool(name: str, table: object, settings: Settings, where: str) -> Pool:
             if key in fields:
                 raise ConfigError(f"{here}: {key} is fleet-wide: set it in the environment")
             raise ConfigError(f"{here}: unknown key {key!r}")
-        problem = _type_problem(_kind(key), value)
-        if problem is None and key in ("task_types", "stuck_task_exempt_types"):
-            problem = _patterns_problem(value)
+        problem = _value_problem(key, value)
         if problem:
             raise ConfigError(f"{here}: {key} {problem}")
         if key == "worker_extra_env":
@@ -211,11 +209,34 @@ def _pool(name: str, table: object, settings: Settings, where: str) -> Pool:
     return Pool(name, own)
 
 
+def _value_problem(key: str, value: object) -> str | None:
+    problem = _type_problem(_kind(key), value)
+    if problem is None and key == "task_types":
+        return _patterns_problem(typing.cast(list[str], value))
+    if problem is None and key == "stuck_task_exempt_types":
+        return _like_problem(typing.cast(list[str], value))
+    return problem
+
+
 def _patterns_problem(value: list[str]) -> str | None:
     if not value:
         return "is empty: list task type names or globs ('*' runs every type)"
     for pattern in value:
         problem = validate_glob(pattern)
+        if problem:
+            return f"entry {pattern[:40]!r} {problem}"
+    return None
+
+
+def _like_problem(value: list[str]) -> str | None:
+    """stuck_task_exempt_types: LIKE patterns (none: no type is exempt)."""
+    for pattern in value:
+        problem = validate_glob(pattern)
+        if problem is None and is_glob(pattern):
+            problem = (
+                "has a glob's '*' or '?': these are SQL LIKE patterns ('%' any run of "
+                "characters, '_' one), as in STUCK_TASK_EXEMPT_TYPES"
+            )
         if problem:
             return f"entry {pattern[:40]!r} {problem}"
     return None

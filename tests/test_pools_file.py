@@ -151,3 +151,23 @@ def test_a_runpod_pool_needs_gpu_types_of_its_own_or_the_environments(tmp_path: 
         read_pools(path, make_settings(RUNPOD_GPU_TYPES=""))
     pools = read_pools(path, make_settings(RUNPOD_GPU_TYPES="", REACTOR_PROVIDER="local"))
     assert pools.names == ("a",)
+
+
+def test_stuck_task_exempt_types_are_like_patterns_and_may_be_empty(tmp_path: Path) -> None:
+    """A pool's stuck_task_exempt_types are STUCK_TASK_EXEMPT_TYPES: SQL LIKE patterns,
+    unlike its task_types (globs). An empty list exempts nothing (under headless-wan2gp,
+    whose default is %_orchestrator); a glob's '*' or '?', which LIKE takes literally and
+    so would exempt nothing, is refused."""
+    headless = env(WORKER_PROTOCOL="headless-wan2gp")
+    path = write(tmp_path, "[pools.a]\nstuck_task_exempt_types = []\n")
+    assert read_pools(path, headless).first.settings.exempt_task_types() == ()
+    path = write(tmp_path, '[pools.a]\nstuck_task_exempt_types = ["%_orchestrator"]\n')
+    assert read_pools(path, env()).first.settings.exempt_task_types() == ("%_orchestrator",)
+    path = write(tmp_path, '[pools.a]\nstuck_task_exempt_types = ["*_orchestrator"]\n')
+    with pytest.raises(ConfigError) as caught:
+        read_pools(path, headless)
+    assert str(caught.value) == (
+        f"POOLS_FILE {path}: pool 'a': stuck_task_exempt_types entry '*_orchestrator' has "
+        "a glob's '*' or '?': these are SQL LIKE patterns ('%' any run of characters, '_' "
+        "one), as in STUCK_TASK_EXEMPT_TYPES"
+    )
