@@ -206,7 +206,23 @@ def _pool(name: str, table: object, settings: Settings, where: str) -> Pool:
             f"{here}: runpod_gpu_types is empty and so is RUNPOD_GPU_TYPES: name the GPU "
             "type ids this pool creates, in order of preference"
         )
-    return Pool(name, own)
+    pool = Pool(name, own)
+    _claims_its_own(pool, table, here)
+    return pool
+
+
+def _claims_its_own(pool: Pool, table: dict[str, Any], here: str) -> None:
+    """A pool's pods must claim its task types: routing counts on it."""
+    claimed = pool.settings.worker_extra_env.get("WORKER_TASK_TYPES")
+    if claimed is None or tuple(p for p in claimed.split(",") if p) == pool.patterns:
+        return
+    own = "WORKER_TASK_TYPES" in table.get("worker_extra_env", {})
+    raise ConfigError(
+        f"{here}: {'worker_extra_env' if own else 'WORKER_EXTRA_ENV'} sets WORKER_TASK_TYPES="
+        f"{claimed[:80]!r}, not its task_types ({','.join(pool.patterns)[:80]!r}): its pods "
+        "would claim other tasks than those routed to it; leave WORKER_TASK_TYPES out (pods "
+        "get their pool's task_types)"
+    )
 
 
 def _value_problem(key: str, value: object) -> str | None:

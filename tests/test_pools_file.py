@@ -171,3 +171,29 @@ def test_stuck_task_exempt_types_are_like_patterns_and_may_be_empty(tmp_path: Pa
         "a glob's '*' or '?': these are SQL LIKE patterns ('%' any run of characters, '_' "
         "one), as in STUCK_TASK_EXEMPT_TYPES"
     )
+
+
+@pytest.mark.parametrize(
+    ("environment", "table", "source"),
+    [
+        ({"WORKER_TASK_TYPES": "video"}, "", "WORKER_EXTRA_ENV"),
+        ({}, 'worker_extra_env = { WORKER_TASK_TYPES = "video,caption" }\n', "worker_extra_env"),
+    ],
+)
+def test_a_worker_task_types_that_is_not_the_pools_own_is_refused(
+    tmp_path: Path, environment: dict[str, str], table: str, source: str
+) -> None:
+    """A pool's pods claim its task_types (WORKER_TASK_TYPES). One set by WORKER_EXTRA_ENV
+    (a fleet's from before pools) or by the pool's worker_extra_env would have every
+    pool's pods claim those instead: tasks routed to a pool that its pods never claim."""
+    text = '[pools.big]\ntask_types = ["video"]\n\n[pools.small]\ntask_types = ["caption"]\n'
+    path = write(tmp_path, text + table)
+    with pytest.raises(ConfigError) as caught:
+        read_pools(path, make_settings(MAX_ACTIVE_GPUS=10, WORKER_EXTRA_ENV=environment))
+    line = str(caught.value)
+    assert line.startswith(f"POOLS_FILE {path}: pool 'small': {source} sets WORKER_TASK_TYPES")
+    assert "its task_types" in line and "\n" not in line
+    # The same patterns as the pool's own are no conflict.
+    same = '[pools.big]\ntask_types = ["video"]\n'
+    video = make_settings(WORKER_EXTRA_ENV={"WORKER_TASK_TYPES": "video"})
+    assert read_pools(write(tmp_path, same), video).names == ("big",)
