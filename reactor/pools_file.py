@@ -202,6 +202,11 @@ def _pool(name: str, table: object, settings: Settings, where: str) -> Pool:
     except ValidationError as exc:
         raise ConfigError(f"{here}: {_describe(exc)}") from None
     if own.reactor_provider == "runpod" and not own.runpod_gpu_types:
+        if "runpod_gpu_types" in table:
+            raise ConfigError(
+                f"{here}: runpod_gpu_types is empty: name the GPU type ids this pool "
+                "creates, in order of preference (or leave it out for RUNPOD_GPU_TYPES)"
+            )
         raise ConfigError(
             f"{here}: runpod_gpu_types is empty and so is RUNPOD_GPU_TYPES: name the GPU "
             "type ids this pool creates, in order of preference"

@@ -197,3 +197,14 @@ def test_a_worker_task_types_that_is_not_the_pools_own_is_refused(
     same = '[pools.big]\ntask_types = ["video"]\n'
     video = make_settings(WORKER_EXTRA_ENV={"WORKER_TASK_TYPES": "video"})
     assert read_pools(write(tmp_path, same), video).names == ("big",)
+
+
+def test_an_empty_runpod_gpu_types_in_the_file_is_named_as_the_files(tmp_path: Path) -> None:
+    """The pool's own `runpod_gpu_types = []` is what is empty, not RUNPOD_GPU_TYPES."""
+    path = write(tmp_path, '[pools.a]\ntask_types = ["x"]\nrunpod_gpu_types = []\n')
+    with pytest.raises(ConfigError) as caught:
+        read_pools(path, make_settings(RUNPOD_GPU_TYPES="NVIDIA GeForce RTX 4090"))
+    assert str(caught.value) == (
+        f"POOLS_FILE {path}: pool 'a': runpod_gpu_types is empty: name the GPU type ids "
+        "this pool creates, in order of preference (or leave it out for RUNPOD_GPU_TYPES)"
+    )
