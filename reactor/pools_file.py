@@ -111,7 +111,7 @@ def _toml_type(value: object) -> str:
         return "a list" if all(isinstance(v, str) for v in value) else "a list of non-strings"
     if isinstance(value, dict):
         return "a table" if not value else "a table of non-strings"
-    return type(value).__name__
+    return f"a {type(value).__name__}"  # a date, a time, a datetime
 
 
 def load_pools(settings: Settings) -> Pools:

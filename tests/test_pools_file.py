@@ -208,3 +208,9 @@ def test_an_empty_runpod_gpu_types_in_the_file_is_named_as_the_files(tmp_path: P
         f"POOLS_FILE {path}: pool 'a': runpod_gpu_types is empty: name the GPU type ids "
         "this pool creates, in order of preference (or leave it out for RUNPOD_GPU_TYPES)"
     )
+
+
+def test_a_toml_date_where_a_number_belongs_is_named_with_its_article(tmp_path: Path) -> None:
+    path = write(tmp_path, "[pools.a]\nmax_active_gpus = 1979-05-27\n")
+    with pytest.raises(ConfigError, match="max_active_gpus must be an integer, not a date$"):
+        read_pools(path, env())
