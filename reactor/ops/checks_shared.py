@@ -111,7 +111,16 @@ def _timing_trigger(present: bool, writers_without_claim: list[str]) -> CheckRes
     )
 
 
-def _count_function(present: bool) -> CheckResult:
+def _count_function(present: bool, pools_file: bool = False) -> CheckResult:
+    if present and pools_file:  # demand is routed by type: the seed's count cannot be
+        return CheckResult(
+            "count-function",
+            "WARN",
+            f"{COUNT_FUNCTION} exists but POOLS_FILE routes gpu-reactor's own count by task "
+            "type instead: a Queued task the seed's claim never gives a GPU worker (run_type "
+            "api, a user without credits) is demand in a pool that lists its type and keeps "
+            "a GPU for it; list only GPU task types in the pools (not '*')",
+        )
     if present:
         return CheckResult(
             "count-function",
@@ -138,7 +147,7 @@ def judge(facts: Mapping[str, Any], settings: Settings) -> list[CheckResult]:
         ),
     ]
     if settings.worker_protocol == "headless-wan2gp":
-        out.append(_count_function(bool(facts["count_function"])))
+        out.append(_count_function(bool(facts["count_function"]), bool(settings.pools_file)))
     return out
 
 

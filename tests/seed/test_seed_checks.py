@@ -107,3 +107,20 @@ FACTS: dict[str, Any] = dict(
 def test_each_verdict(facts: dict[str, Any], name: str, verdict: str) -> None:
     results = judge({**FACTS, **facts}, _settings())
     assert _verdicts(results)[name] == verdict
+
+
+async def test_with_pools_file_the_count_function_is_not_used_and_check_warns_so(
+    migrated_seed: asyncpg.Connection,
+) -> None:
+    """With POOLS_FILE demand is gpu-reactor's claimable count by task type, not the seed's
+    count: tasks the seed's claim never gives a GPU worker (run_type api, a user without
+    credits) are demand in the pools that list their types, and rent GPUs for good."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        WORKER_PROTOCOL="headless-wan2gp",
+        POOLS_FILE="pools.toml",
+    )
+    [count] = [r for r in await check_shared(migrated_seed, settings) if r.name == "count-function"]
+    assert count.verdict == "WARN"
+    assert "POOLS_FILE" in count.detail and "run_type api" in count.detail
+    assert "credits" in count.detail and "\n" not in count.detail
