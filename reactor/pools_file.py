@@ -128,7 +128,7 @@ def load_pools(settings: Settings) -> Pools:
 def read_pools(path: Path, settings: Settings) -> Pools:
     where = f"POOLS_FILE {path}"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is no TOML error
     except FileNotFoundError:
         raise ConfigError(f"{where}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:

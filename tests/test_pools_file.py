@@ -214,3 +214,10 @@ def test_a_toml_date_where_a_number_belongs_is_named_with_its_article(tmp_path: 
     path = write(tmp_path, "[pools.a]\nmax_active_gpus = 1979-05-27\n")
     with pytest.raises(ConfigError, match="max_active_gpus must be an integer, not a date$"):
         read_pools(path, env())
+
+
+def test_a_file_saved_with_a_utf8_byte_order_mark_reads_as_without(tmp_path: Path) -> None:
+    """Editors on Windows save UTF-8 with a BOM; tomllib alone refuses it at line 1."""
+    path = tmp_path / "pools.toml"
+    path.write_bytes(b'\xef\xbb\xbf[pools.a]\ntask_types = ["x"]\n')
+    assert read_pools(path, env()).names == ("a",)
