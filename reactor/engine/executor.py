@@ -161,6 +161,7 @@ class Executor:
         """Carry on with these pools (a reload): a gate for each new pool, a provider view
         for each new or changed one. The gates of removed pools stay: the terminates they
         retry are still owed."""
+        first_before = self.pools.first.name
         self.pools = pools
         for p in pools:
             if p.name not in self.gates:
@@ -171,6 +172,8 @@ class Executor:
             if known is None or known[0] != p.settings:
                 self.gates[p.name].retune(p.settings)
                 self._providers[p.name] = (p.settings, self._provider_for(p))
+        if pools.first.name != first_before:  # the rows are keyed by which pool is first
+            self._saved.clear()  # every breaker is written under its new key next
 
     def _provider_for(self, pool: Pool) -> Provider:
         if not self.pools.routed:

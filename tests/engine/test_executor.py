@@ -411,3 +411,42 @@ async def test_each_pool_has_its_own_gate_pods_and_breaker_row(
         assert (again.gates["big"].start_failures, again.gates["small"].start_failures) == (0, 3)
     finally:
         await provider.close()
+
+
+async def test_a_reload_that_puts_another_pool_first_keeps_each_pools_breaker(
+    conn: asyncpg.Connection, runpod: FakeRunpod, settings: Settings, pool: GuardedPool
+) -> None:
+    """The first pool's breaker row is the fleet's (as before pools): after a reload puts
+    another pool first, each pool's count is written under its new key, so a new leader
+    (a failover, a restart) does not hand the first pool's pause to the other."""
+    pools = two_pools(settings)
+    swapped = Pools(tuple(reversed(pools.pools)), settings, source="pools.toml")
+    provider = RunpodProvider(settings=settings, retry_base_sec=0.01)
+
+    def executor_for(these: Pools) -> Executor:
+        return Executor(
+            pool=pool,
+            provider=provider,
+            settings=settings,
+            metrics=Metrics(),
+            state=ReactorState(),
+            pools=these,
+        )
+
+    try:
+        executor = executor_for(pools)  # big first
+        now = await db_now(conn)
+        for i in range(3):
+            await add_worker(conn, f"gpu-reactor-dud{i}", "spawning")
+        duds = [
+            dataclasses.replace(never_started(f"gpu-reactor-dud{i}"), pool="big") for i in range(3)
+        ]
+        await executor.apply(duds, now)
+        assert executor.gates["big"].start_failures == 3
+        executor.set_pools(swapped)  # the reload: small first
+        await executor.apply([], now)
+        again = executor_for(swapped)
+        await again.load_breaker()
+        assert (again.gates["big"].start_failures, again.gates["small"].start_failures) == (3, 0)
+    finally:
+        await provider.close()
