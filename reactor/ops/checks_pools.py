@@ -13,6 +13,7 @@ cap binds, the spawns of earlier pools first). The catalog is read once; the res
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 from reactor.domain.globs import compile_globs, is_glob
@@ -177,10 +178,30 @@ def _budget(own: float | None, fleet: float | None, price: float, where: str) ->
 
 def shadowed_by(earlier: Sequence[str], pattern: str) -> bool:
     """Whether every task type ``pattern`` matches is matched by ``earlier`` patterns
-    (a safe answer: True only when sure)."""
-    if "*" in earlier or pattern in earlier:
-        return True
-    return not is_glob(pattern) and compile_globs(earlier)(pattern)
+    (a safe answer: True only when sure; one earlier pattern must cover it alone)."""
+    if not is_glob(pattern):
+        return compile_globs(earlier)(pattern)
+    return any(_covers(q, pattern) for q in earlier)
+
+
+def _covers(outer: str, inner: str) -> bool:
+    """Whether glob ``outer`` matches every type glob ``inner`` does: ``inner``'s '*' can
+    be taken only by a '*' of ``outer``, its '?' by a '?' or a '*' (sure, if not always
+    able to tell: '*?' covers '?*' but is not found to)."""
+
+    @functools.cache
+    def at(i: int, j: int) -> bool:
+        if i == len(outer):
+            return j == len(inner)
+        if outer[i] == "*":
+            return at(i + 1, j) or (j < len(inner) and at(i, j + 1))
+        if j == len(inner) or inner[j] == "*":
+            return False
+        if outer[i] == "?" or (inner[j] != "?" and inner[j] == outer[i]):
+            return at(i + 1, j + 1)
+        return False
+
+    return at(0, 0)
 
 
 def routing(pools: Pools) -> CheckResult:

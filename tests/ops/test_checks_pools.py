@@ -217,6 +217,10 @@ def test_the_fleet_budget_binds_a_pool_that_asks_for_more() -> None:
         (["video"], ["*"], False),  # the usual shape: the catch-all last
         (["video"], ["video", "image"], False),  # first choice for image
         (["wan_?"], ["wan_*"], False),  # not sure, so no warning
+        (["wan*"], ["wan_*"], True),  # a glob within a glob
+        (["*a*"], ["?a"], True),
+        (["a*", "b*"], ["ab*"], True),
+        (["wan_*"], ["wan*"], False),  # first choice for "wan", "wanx", ...
     ],
 )
 def test_a_pool_that_only_gets_spill_over_is_a_warning(
@@ -250,7 +254,8 @@ def test_shadowing_names_every_earlier_pool_it_takes() -> None:
 def test_shadowed_by_is_sure_or_says_no() -> None:
     assert shadowed_by(["*"], "anything*")
     assert shadowed_by(["a*"], "abc") and not shadowed_by(["a*"], "b")
-    assert not shadowed_by(["a*"], "a?")  # a glob inside a glob: not claimed
+    assert shadowed_by(["a*"], "a?") and shadowed_by(["a?c"], "a?c")  # a glob in a glob
+    assert not shadowed_by(["a?"], "a*") and not shadowed_by(["a*b"], "a*")
 
 
 def test_the_fleet_cap_binding_is_a_warning_not_a_failure() -> None:
