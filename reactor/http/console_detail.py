@@ -13,7 +13,7 @@ from typing import Any
 from reactor.engine.state import ReactorState
 from reactor.http.console_html import e, facts_html, task_link, worker_link
 from reactor.ops.observe import age_text
-from reactor.ops.status import worker_health
+from reactor.ops.status import judged_by, worker_health
 from reactor.ops.status_pools import pools_of
 from reactor.settings import Settings
 
@@ -37,7 +37,8 @@ def _health(worker_id: str, state: ReactorState, settings: Settings) -> str:
     worker = snap.worker(worker_id) if snap else None
     if snap is None or worker is None:
         return e("not live in this reactor's last snapshot")
-    health = worker_health(worker, snap.tasks_of(worker_id), settings, snap.now)
+    own = judged_by(worker, state.pools, settings)
+    health = worker_health(worker, snap.tasks_of(worker_id), own, snap.now)
     return (
         f'<span class="health h-{e(health)}">{e(HEALTH_WORDS.get(health, health))}</span>'
         f" (as of the snapshot at {e(snap.now)})"

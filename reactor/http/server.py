@@ -128,7 +128,9 @@ async def readyz(request: web.Request) -> web.Response:
 def _bind_metrics(reactor: Reactor) -> None:
     """Gauges evaluated at scrape time from the last snapshot, and the info metric."""
     m, settings = reactor.metrics, reactor.settings
-    m.stale_workers.set_function(lambda: stale_worker_count(reactor.state.snapshot, settings))
+    m.stale_workers.set_function(
+        lambda: stale_worker_count(reactor.state.snapshot, settings, reactor.state.pools)
+    )
     m.stuck_tasks.set_function(lambda: stuck_task_count(reactor.state.snapshot, settings))
     m.info.labels(
         version=package_version(), fleet=settings.reactor_fleet, provider=settings.reactor_provider

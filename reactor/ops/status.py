@@ -159,13 +159,22 @@ def worker_health(
     return "busy" if tasks else "idle"
 
 
-def stale_worker_count(snap: Snapshot | None, settings: Settings) -> int:
+def judged_by(worker: WorkerState, pools: Pools | None, settings: Settings) -> Settings:
+    """The settings a worker's health is judged by, as the policy judges it: its pool's;
+    the environment's once its pool left the file."""
+    pool = pools.pool_of(worker) if pools is not None else None
+    return pool.settings if pool is not None else settings
+
+
+def stale_worker_count(
+    snap: Snapshot | None, settings: Settings, pools: Pools | None = None
+) -> int:
     if snap is None:
         return 0
     return sum(
         1
         for w in snap.workers
-        if worker_health(w, snap.tasks_of(w.id), settings, snap.now) == "stale"
+        if worker_health(w, snap.tasks_of(w.id), judged_by(w, pools, settings), snap.now) == "stale"
     )
 
 
@@ -214,7 +223,7 @@ def _worker_view(
     return WorkerView(
         id=worker.id,
         status=worker.status,
-        health=worker_health(worker, tasks, settings, snap.now),
+        health=worker_health(worker, tasks, judged_by(worker, pools, settings), snap.now),
         pod_id=worker.pod_id,
         gpu_type=worker.gpu_type,
         cost_per_hr=round(worker.cost_per_hr, 4),

@@ -3,6 +3,7 @@ state as the reactor keeps it, and one pool without the file, whose view is as b
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -206,3 +207,35 @@ def test_before_the_first_snapshot_each_pool_shows_its_limits() -> None:
         ("small", 3, 0),
     ]
     assert view.unrouted.total == 0
+
+
+def test_a_workers_health_is_judged_by_its_pools_own_timeouts() -> None:
+    """A pool's spawning_timeout_sec, gpu_idle_timeout_sec and task_stuck_timeout_sec are
+    the ones its workers' health in /status (and `status --json`) is judged by, as the
+    policy judges them; the environment's only for a worker whose pool left the file."""
+    slow = {"task_types": ["*"], "runpod_gpu_types": ["NVIDIA GeForce RTX 4090"]}
+    file = {
+        "pools": {
+            "slow": {**slow, "spawning_timeout_sec": 3000, "task_stuck_timeout_sec": 14400},
+            "quick": {**slow, "gpu_idle_timeout_sec": 20},
+        }
+    }
+    pools = parse_pools(file, SETTINGS, "pools.toml")  # the environment: 900 s, 4200 s, 120 s
+    starting = dataclasses.replace(worker("w-start", "slow", 1.0, "spawning"), created_at=ago(1000))
+    busy = worker("w-busy", "slow", 1.0)
+    quiet = dataclasses.replace(worker("w-quiet", "quick", 1.0), last_heartbeat=ago(60))
+    snap = Snapshot(
+        now=NOW,
+        queued=0,
+        in_progress=1,
+        workers=(starting, busy, quiet),
+        running=(TaskState("t-1", "w-busy", attempts=1, started_at=ago(7200), task_type="v"),),
+    )
+    state = ReactorState(role="leader", started_at=NOW.timestamp() - 60)
+    state.snapshot, state.pools, state.db_ok = snap, pools, True
+    view = build_status(state, SETTINGS, now=NOW.timestamp())
+    assert {w.id: w.health for w in view.workers} == {
+        "w-start": "starting",  # 1000 s of 3000
+        "w-busy": "busy",  # 2 h of 4 h
+        "w-quiet": "stale",  # 60 s silent, of 20
+    }
