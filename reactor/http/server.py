@@ -131,7 +131,9 @@ def _bind_metrics(reactor: Reactor) -> None:
     m.stale_workers.set_function(
         lambda: stale_worker_count(reactor.state.snapshot, settings, reactor.state.pools)
     )
-    m.stuck_tasks.set_function(lambda: stuck_task_count(reactor.state.snapshot, settings))
+    m.stuck_tasks.set_function(
+        lambda: stuck_task_count(reactor.state.snapshot, settings, reactor.state.pools)
+    )
     m.info.labels(
         version=package_version(), fleet=settings.reactor_fleet, provider=settings.reactor_provider
     ).set(1)

@@ -178,11 +178,22 @@ def stale_worker_count(
     )
 
 
-def stuck_task_count(snap: Snapshot | None, settings: Settings) -> int:
+def stuck_task_count(snap: Snapshot | None, settings: Settings, pools: Pools | None = None) -> int:
     if snap is None:
         return 0
+    if pools is not None and pools.routed:  # each task by its worker's pool's rules
+        return sum(
+            1
+            for t in snap.running
+            if rules.stuck_timeout(t, _task_judged_by(t, snap, pools, settings), snap.now).breached
+        )
     # The judgement the policy made of this snapshot (cached): a /metrics scrape reads it.
     return sum(1 for verdict in rules.judge(snap, settings).tasks if verdict.breached)
+
+
+def _task_judged_by(task: TaskState, snap: Snapshot, pools: Pools, settings: Settings) -> Settings:
+    worker = snap.worker(task.worker_id) if task.worker_id is not None else None
+    return judged_by(worker, pools, settings) if worker is not None else settings
 
 
 def listener_hint(state: ReactorState, settings: Settings) -> str | None:
@@ -265,7 +276,7 @@ def _queue_view(state: ReactorState, settings: Settings) -> QueueView | None:
         demand=snap.demand,
         in_progress=snap.in_progress,
         oldest_queued_age_sec=_age(snap.now, snap.oldest_queued_at),
-        stuck_tasks=stuck_task_count(snap, settings),
+        stuck_tasks=stuck_task_count(snap, settings, state.pools),
         desired_workers=state.desired_workers,
     )
 

@@ -13,7 +13,13 @@ from reactor.domain.model import Snapshot, TaskState, WorkerState
 from reactor.domain.pools import Pools
 from reactor.domain.spawn_gate import SpawnFailure, SpawnGate
 from reactor.engine.state import ReactorState
-from reactor.ops.status import StatusView, build_status, status_json
+from reactor.ops.status import (
+    StatusView,
+    build_status,
+    stale_worker_count,
+    status_json,
+    stuck_task_count,
+)
 from reactor.ops.status_pools import status_secrets
 from reactor.pools_file import parse_pools
 from reactor.settings import Settings
@@ -239,3 +245,7 @@ def test_a_workers_health_is_judged_by_its_pools_own_timeouts() -> None:
         "w-busy": "busy",  # 2 h of 4 h
         "w-quiet": "stale",  # 60 s silent, of 20
     }
+    # The counts behind the alerts (GpuReactorStuckTasks, GpuReactorStaleWorkers) too.
+    assert view.queue is not None and view.queue.stuck_tasks == 0
+    assert stuck_task_count(snap, SETTINGS, pools) == 0
+    assert stale_worker_count(snap, SETTINGS, pools) == 1
