@@ -60,6 +60,7 @@ POOL_KEYS = (
     "runpod_network_volume_id",
     "runpod_volume_mount_path",
     "worker_extra_env",
+    "demand_sql",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _TWICE = re.compile(r"Cannot declare \('pools', '([^']*)'\) twice \(at line (\d+)")
@@ -157,7 +158,7 @@ def parse_pools(data: dict[str, Any], settings: Settings, source: str) -> Pools:
     if settings.demand_sql:
         raise ConfigError(
             f"{where}: DEMAND_SQL counts one fleet's demand and cannot be routed to pools; "
-            "unset it or POOLS_FILE"
+            "unset it and give a pool its own demand_sql"
         )
     pools = tuple(_pool(name, table, settings, where) for name, table in tables.items())
     floor = sum(p.settings.min_active_gpus for p in pools)

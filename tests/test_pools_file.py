@@ -140,7 +140,6 @@ def test_every_pool_key_is_a_setting_and_no_fleet_wide_one_is() -> None:
         "pools_file",
         "reactor_provider",
         "runpod_api_key",
-        "demand_sql",
     ):
         assert fleet_wide not in POOL_KEYS
 

@@ -87,6 +87,8 @@ class Snapshot:
     # TASK_TYPES: how demand is routed, and what no pool runs).
     ready_by_type: tuple[tuple[str | None, int], ...] | None = None
     routed_demand: int | None = None  # one pool's part: the demand routed to it
+    # The answers of the pools' own demand queries (demand_sql in POOLS_FILE), by pool.
+    pool_demand: tuple[tuple[str, int], ...] = ()
     # Tasks inserted in the breakeven.ARRIVAL_WINDOW_SEC before the read and the oldest of
     # them (the count can drop from its insert + the window on): the break-even rule's rate.
     arrivals: int = 0

@@ -90,6 +90,7 @@ def _part_snapshot(
         blocked_waiting=0,
         demand_sql=None,
         ready_by_type=None,
+        pool_demand=(),
         routed_demand=demand,
     )
 
@@ -181,10 +182,16 @@ def _busy(pool: Pool, held: list[TaskState]) -> int:
 def _route(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> Routing:
     members, held, removed, removed_tasks = _members(snap, pools)
     candidates, pending, unrouted = _first_choices(snap, pools)
+    # A pool with a demand query of its own (demand_sql) is told its demand: it neither
+    # spills what it is routed nor takes what others spill.
+    answers = dict(snap.pool_demand)
+    counted = {i for i, p in enumerate(pools.pools) if p.name in answers}
 
     def later(task_type: str | None, at: int) -> int | None:
-        """The next pool after ``at`` that runs the type."""
-        return next((c for c in candidates[task_type] if c > at), None)
+        """The next pool after ``at`` that runs the type (and counts its own demand)."""
+        if at in counted:
+            return None
+        return next((c for c in candidates[task_type] if c > at and c not in counted), None)
 
     parts: list[PoolPart] = []
     spilled_in = [0] * len(pools.pools)
@@ -208,7 +215,8 @@ def _route(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> Routin
                 spilled_in[nxt] += count - take
                 out += count - take
         queued = sum(kept.values())
-        part = _part_snapshot(snap, members[i], held[i], queued, busy + queued)
+        demand = answers.get(pool.name, busy + queued)
+        part = _part_snapshot(snap, members[i], held[i], queued, demand)
         by_type = tuple(sorted(kept.items(), key=lambda kv: str(kv[0])))
         parts.append(PoolPart(pool, part, queued, spilled_in[i], out, can_have, by_type))
     gone = _part_snapshot(snap, removed, removed_tasks, 0, 0)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from reactor.db.pool import GuardedPool
 from reactor.domain.actions import Cause, Drain
 from reactor.domain.fleet import decide_fleet, desired_fleet
@@ -28,7 +30,7 @@ from reactor.engine.metrics import Metrics
 from reactor.engine.pool_metrics import record_pools
 from reactor.engine.snapshot import read_snapshot
 from reactor.engine.state import ActionRecord, ReactorState
-from reactor.errors import ProviderError
+from reactor.errors import ConfigError, ProviderError
 from reactor.providers.base import Provider
 from reactor.settings import Settings
 
@@ -108,7 +110,38 @@ class Reconciler:
         self.state = state
         self.demand = demand or DemandReader(settings.demand_sql)
         self.pools = pools or executor.pools
+        self._readers: tuple[Pools, dict[str, DemandReader]] | None = None
         self._term_started = True  # load the database's part of the gate first
+
+    def pool_demand(self) -> dict[str, DemandReader]:
+        """A reader of each pool's own demand_sql, made again when the pools change (a
+        reader keeps its last good answer)."""
+        pools = self.pools
+        if self._readers is None or self._readers[0] is not pools:
+            old = self._readers[1] if self._readers is not None else {}
+            readers = {}
+            for p in pools:
+                sql = p.settings.demand_sql if pools.routed else None
+                if sql is None:
+                    continue
+                known = old.get(p.name)
+                readers[p.name] = (
+                    known
+                    if known is not None and known.sql == sql
+                    else DemandReader(sql, self.metrics.demand_sql_errors.inc)
+                )
+            self._readers = (pools, readers)
+        return self._readers[1]
+
+    async def check_pool_demand(self, conn: asyncpg.Connection) -> None:
+        """At start-up: a pool's demand_sql that does not work stops the reactor."""
+        for name, reader in self.pool_demand().items():
+            try:
+                await reader.check(conn)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"pool {name!r}: {str(exc).replace('DEMAND_SQL', 'demand_sql', 1)}"
+                ) from None
 
     def start_term(self) -> None:
         """A term as leader begins: the next reconcile first loads what a previous leader
@@ -144,6 +177,7 @@ class Reconciler:
                 task_types=types or (),
                 demand=None if pools.routed else self.demand,
                 by_type=pools.routed or bool(types),
+                pool_demand=self.pool_demand(),
             )
         if self._term_started:
             await self.executor.load_breaker()

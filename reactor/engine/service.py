@@ -131,6 +131,8 @@ class Reactor:
             state=self.state,
             demand=demand,
         )
+        async with self.pool.acquire() as conn:
+            await self.reconciler.check_pool_demand(conn)  # a pool's bad demand_sql stops it
 
     def start_term(self) -> None:
         """A term as leader begins: its first reconcile loads what a previous leader left

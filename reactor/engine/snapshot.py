@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -49,13 +49,14 @@ async def read_snapshot(
     task_types: Sequence[str] = (),
     demand: DemandReader | None = None,
     by_type: bool = False,
+    pool_demand: Mapping[str, DemandReader] | None = None,
 ) -> Snapshot:
     """Arm the doorbell, then read counts, live workers and running tasks in one
     repeatable-read transaction. Arming first means any task queued after this read
     rings the bell, and anything queued before it is in the snapshot. ``task_types`` are
     those the fleet runs (empty: all); ``demand`` runs DEMAND_SQL where it is set;
     ``by_type`` also counts the claimable tasks of each type (routing between pools, and
-    what no pool runs)."""
+    what no pool runs); ``pool_demand`` runs each pool's own demand_sql."""
     if arm:
         await conn.execute(query("arm_doorbell"))
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -64,6 +65,7 @@ async def read_snapshot(
         running = await conn.fetch(query("running_tasks"))
         demand_sql = await demand.read(conn) if demand is not None else None
         ready = await conn.fetch(query("ready_by_type")) if by_type else None
+        answers = [(name, await r.read(conn)) for name, r in (pool_demand or {}).items()]
         arrived = await conn.fetchrow(
             query("recent_arrivals"), ARRIVAL_WINDOW_SEC, list(task_types) or None, ARRIVALS_COUNTED
         )
@@ -79,6 +81,7 @@ async def read_snapshot(
         blocked_waiting=counts["blocked_waiting"],
         demand_sql=demand_sql,
         ready_by_type=None if ready is None else tuple((r[0], r[1]) for r in ready),
+        pool_demand=tuple((name, n) for name, n in answers if n is not None),
         workers=tuple(_worker(r) for r in workers),
         running=tuple(_task(r) for r in running),
         pods=tuple(pods) if pods is not None else None,

@@ -270,3 +270,26 @@ def test_a_pool_is_made_of_the_environment_and_its_own_keys() -> None:
     assert big.settings.runpod_gpu_types == ["H100"]
     assert pools.settings.max_active_gpus == 9
     assert pools.patterns() is None  # small runs every type
+
+
+def test_a_pool_with_its_own_demand_query_is_told_its_demand_and_spills_nothing() -> None:
+    tables = {
+        "big": {**BIG_SMALL["big"], "demand_sql": "SELECT 1"},
+        "small": BIG_SMALL["small"],
+    }
+    pools = pools_of(tables, TASKS_PER_GPU_THRESHOLD=1, MAX_ACTIVE_GPUS=20)
+    snap = dataclasses.replace(snapshot({"wan_2_1": 9, "flux": 2}), pool_demand=(("big", 1),))
+    big, small = route(snap, pools, {}).parts
+    # big's query says 1 (its app's rules: credits, run types): 1 worker, no spill-over.
+    assert (big.snapshot.demand, big.desired, big.spilled_out) == (1, 1, 0)
+    assert (small.queued, small.spilled_in) == (2, 0)
+    assert spawns(decide_fleet(snap, pools, {})) == {"big": 1, "small": 2}
+    # Nor does it take what an earlier pool spills.
+    tables = {
+        "small": {**BIG_SMALL["small"], "task_types": ["*"], "max_active_gpus": 1},
+        "big": {**BIG_SMALL["big"], "demand_sql": "SELECT 0"},
+    }
+    pools = pools_of(tables, TASKS_PER_GPU_THRESHOLD=1, MAX_ACTIVE_GPUS=20)
+    snap = dataclasses.replace(snapshot({"wan_2_1": 3}), pool_demand=(("big", 0),))
+    first, second = route(snap, pools, {}).parts
+    assert (first.queued, first.spilled_out, second.spilled_in, second.desired) == (3, 0, 0, 0)
