@@ -42,7 +42,7 @@ def decide_fleet(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> 
     gone = policy.retired([*recovered, *swept])
     draining = policy.drained(stuck)
     scaled: list[Action] = []
-    room = _fleet_room(snap, pools, limits, gone)
+    room = fleet_room = _fleet_room(snap, pools, limits, gone)
     for part in routing.parts:
         lim = limits.get(part.name, NO_LIMITS)
         steps = policy.scale(
@@ -51,7 +51,7 @@ def decide_fleet(snap: Snapshot, pools: Pools, limits: Mapping[str, Limits]) -> 
         room -= sum(1 for a in steps if isinstance(a, Spawn))
         scaled += steps
     scaled += _drain_removed(routing, gone | draining)
-    scaled = _within_fleet_caps(snap, pools, limits, scaled, gone)
+    scaled = _within_fleet_caps(snap, pools, limits, scaled, gone, fleet_room)
     return [*recovered, *stuck, *orphaned, *swept, *scaled]
 
 
@@ -96,10 +96,10 @@ def _within_fleet_caps(
     limits: Mapping[str, Limits],
     actions: list[Action],
     gone: frozenset[str],
+    room: int,
 ) -> list[Action]:
-    """The spawns that fit the fleet-wide MAX_ACTIVE_GPUS and MAX_HOURLY_SPEND_USD, in
-    pool order; the other actions as they are."""
-    room = _fleet_room(snap, pools, limits, gone)
+    """The spawns that fit the fleet-wide MAX_ACTIVE_GPUS (``room``: what it leaves) and
+    MAX_HOURLY_SPEND_USD, in pool order; the other actions as they are."""
     budget = pools.settings.max_hourly_spend_usd
     burn = sum(w.cost_per_hr for w in snap.workers if w.id not in gone)
     out: list[Action] = []

@@ -338,6 +338,20 @@ async def test_every_candidate_rejecting_the_request_stops_spawning_with_runpods
             await reactor.close()
 
 
+def pools_executor(
+    pool: GuardedPool, provider: RunpodProvider, settings: Settings, pools: Pools
+) -> Executor:
+    """An executor over GPU pools, on the test's database pool and provider."""
+    return Executor(
+        pool=pool,
+        provider=provider,
+        settings=settings,
+        metrics=Metrics(),
+        state=ReactorState(),
+        pools=pools,
+    )
+
+
 def two_pools(settings: Settings) -> Pools:
     tables = {
         "big": {"runpod_gpu_types": ["NVIDIA H100 80GB HBM3"], "task_types": ["wan_*"]},
@@ -355,14 +369,7 @@ async def test_each_pool_has_its_own_gate_pods_and_breaker_row(
 ) -> None:
     pools = two_pools(settings)
     provider = RunpodProvider(settings=settings, clock=provider_clock, retry_base_sec=0.01)
-    executor = Executor(
-        pool=pool,
-        provider=provider,
-        settings=settings,
-        metrics=Metrics(),
-        state=ReactorState(),
-        pools=pools,
-    )
+    executor = pools_executor(pool, provider, settings, pools)
     try:
         runpod.faults.no_capacity_gpus.add("NVIDIA H100 80GB HBM3")
         now = await db_now(conn)
@@ -399,14 +406,7 @@ async def test_each_pool_has_its_own_gate_pods_and_breaker_row(
         rows = await conn.fetch("SELECT fleet, start_failures FROM gpu_reactor.spawn_breaker")
         assert {r["fleet"]: r["start_failures"] for r in rows} == {"gpu-reactor/small": 3}
         # A new leader loads each pool's own count.
-        again = Executor(
-            pool=pool,
-            provider=provider,
-            settings=settings,
-            metrics=Metrics(),
-            state=ReactorState(),
-            pools=pools,
-        )
+        again = pools_executor(pool, provider, settings, pools)
         await again.load_breaker()
         assert (again.gates["big"].start_failures, again.gates["small"].start_failures) == (0, 3)
     finally:
@@ -424,14 +424,7 @@ async def test_a_reload_that_puts_another_pool_first_keeps_each_pools_breaker(
     provider = RunpodProvider(settings=settings, retry_base_sec=0.01)
 
     def executor_for(these: Pools) -> Executor:
-        return Executor(
-            pool=pool,
-            provider=provider,
-            settings=settings,
-            metrics=Metrics(),
-            state=ReactorState(),
-            pools=these,
-        )
+        return pools_executor(pool, provider, settings, these)
 
     try:
         executor = executor_for(pools)  # big first
